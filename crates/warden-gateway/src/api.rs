@@ -1,0 +1,394 @@
+//! The guard API (axum), for agent frameworks that run their own tools: open a session, decide a
+//! call, observe a result, record the agent's own steps, read a session. Handlers are thin:
+//! parse → runtime → JSON. Client mistakes are 4xx with a JSON error naming the field.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use warden_model::{Call, Params};
+use warden_policy::Step;
+
+use crate::runtime::{sha256_hex, OpenRequest, Runtime, RuntimeError};
+
+/// An error as the API returns it: `{"error": {"code", "message", "field"?}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    field: Option<String>,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            field: None,
+            message: message.into(),
+        }
+    }
+    fn field(status: StatusCode, field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code: "invalid_request",
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"code": self.code, "message": self.message});
+        if let Some(f) = self.field {
+            body["field"] = Value::String(f);
+        }
+        (self.status, Json(json!({ "error": body }))).into_response()
+    }
+}
+
+impl From<RuntimeError> for ApiError {
+    fn from(e: RuntimeError) -> Self {
+        match e {
+            RuntimeError::BadRequest { field, message } => {
+                ApiError::field(StatusCode::BAD_REQUEST, field, message)
+            }
+            RuntimeError::Unauthorized(m) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m)
+            }
+            RuntimeError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
+            RuntimeError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m),
+            RuntimeError::Store(e) => {
+                tracing::error!(error = %e, "session store failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    e.to_string(),
+                )
+            }
+            RuntimeError::Unavailable(m) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
+            }
+        }
+    }
+}
+
+/// A JSON body parsed with errors that name the offending field, and a size limit that answers
+/// with a JSON 413.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            let status = e.status();
+            ApiError::new(
+                status,
+                "body_rejected",
+                format!("request body: {}", e.body_text()),
+            )
+        })?;
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(de)
+            .map(JsonBody)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                let field = if path == "." { String::new() } else { path };
+                let message = if inner.is_syntax() || inner.is_eof() {
+                    format!("request body is not valid JSON: {inner}")
+                } else {
+                    inner.to_string()
+                };
+                let mut err = ApiError::field(StatusCode::BAD_REQUEST, field.clone(), message);
+                if field.is_empty() {
+                    // A missing field is reported at the top level; name it from serde's message.
+                    err.field = missing_field(&err.message);
+                }
+                err
+            })
+    }
+}
+
+fn missing_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split('`').next().map(str::to_owned)
+}
+
+/// Who is calling, as the authentication layer found it.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A configured API key, by name.
+    Key(String),
+    /// A bearer token that is not an API key: a session token, checked against the session.
+    Token(String),
+    /// No `Authorization` header.
+    Anonymous,
+}
+
+async fn authenticate(State(rt): State<Arc<Runtime>>, mut req: Request, next: Next) -> Response {
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    let caller = match header {
+        None => Caller::Anonymous,
+        Some(h) => match h.strip_prefix("Bearer ") {
+            None => {
+                return ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "the Authorization header must be `Bearer <API key or session token>`",
+                )
+                .into_response()
+            }
+            Some(token) => {
+                let hash = sha256_hex(token.trim());
+                match rt
+                    .config()
+                    .api_keys
+                    .iter()
+                    .find(|k| k.sha256.eq_ignore_ascii_case(&hash))
+                {
+                    Some(k) => Caller::Key(k.name.clone()),
+                    None => Caller::Token(token.trim().to_owned()),
+                }
+            }
+        },
+    };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+/// The guard API's routes, with authentication and the body limit as layers.
+pub fn router(rt: Arc<Runtime>) -> Router {
+    let limit = rt.config().server.max_body_bytes;
+    Router::new()
+        .route("/v1/sessions", post(open_session))
+        .route("/v1/sessions/{id}", get(get_session))
+        .route("/v1/decide", post(decide))
+        .route("/v1/observe", post(observe))
+        .route("/v1/events", post(event))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint; see the README for the guard API",
+            )
+        })
+        .layer(middleware::from_fn_with_state(rt.clone(), authenticate))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(rt)
+}
+
+fn session_caller(rt: &Runtime, caller: &Caller, session: &str) -> Result<(), ApiError> {
+    match caller {
+        Caller::Token(t) => Ok(rt.authenticate(session, t)?),
+        Caller::Key(_) | Caller::Anonymous => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this endpoint needs `Authorization: Bearer <session token>` (the token returned by POST /v1/sessions)",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenBody {
+    principal: String,
+    agent: Option<String>,
+    profile: Option<String>,
+    #[serde(default)]
+    task: Params,
+    #[serde(default)]
+    instruction: String,
+    channel: Option<String>,
+}
+
+async fn open_session(
+    State(rt): State<Arc<Runtime>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    JsonBody(body): JsonBody<OpenBody>,
+) -> Result<Response, ApiError> {
+    let key = match &caller {
+        Caller::Key(name) => rt
+            .config()
+            .api_keys
+            .iter()
+            .find(|k| &k.name == name)
+            .cloned(),
+        Caller::Anonymous if rt.config().api_keys.is_empty() => None,
+        _ => return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "opening a session needs `Authorization: Bearer <API key>` with a key from the config",
+        )),
+    };
+    let agent = body
+        .agent
+        .or_else(|| key.as_ref().map(|k| k.name.clone()))
+        .ok_or_else(|| {
+            ApiError::field(StatusCode::BAD_REQUEST, "agent", "missing field `agent`")
+        })?;
+    for (field, value) in [("principal", &body.principal), ("agent", &agent)] {
+        if value.trim().is_empty() {
+            return Err(ApiError::field(
+                StatusCode::BAD_REQUEST,
+                field,
+                format!("`{field}` must not be empty"),
+            ));
+        }
+    }
+    if let Some(k) = &key {
+        if !k.allows_agent(&agent) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("API key `{}` may not act as agent `{agent}`", k.name),
+            ));
+        }
+        if !k.allows_principal(&body.principal) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "API key `{}` may not open sessions for principal `{}`",
+                    k.name, body.principal
+                ),
+            ));
+        }
+        if !k.allows_profile(body.profile.as_deref()) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "API key `{}` may not open sessions with task profile `{}`",
+                    k.name,
+                    body.profile.as_deref().unwrap_or("(none)")
+                ),
+            ));
+        }
+    }
+    let (session, token) = rt.open_session(OpenRequest {
+        principal: body.principal,
+        agent,
+        profile: body.profile,
+        task: body.task,
+        instruction: body.instruction,
+        channel: body.channel.unwrap_or_else(|| "api".into()),
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": session.id, "token": token, "session": session})),
+    )
+        .into_response())
+}
+
+async fn get_session(
+    State(rt): State<Arc<Runtime>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    session_caller(&rt, &caller, &id)?;
+    Ok(Json(rt.session_view(&id)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecideBody {
+    session: String,
+    tool: String,
+    #[serde(default)]
+    args: Params,
+    #[serde(default)]
+    call_id: Option<String>,
+}
+
+async fn decide(
+    State(rt): State<Arc<Runtime>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    JsonBody(body): JsonBody<DecideBody>,
+) -> Result<Json<Value>, ApiError> {
+    session_caller(&rt, &caller, &body.session)?;
+    if body.tool.trim().is_empty() {
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "tool",
+            "`tool` must not be empty",
+        ));
+    }
+    let call = Call {
+        tool: body.tool,
+        args: body.args,
+        call_id: body.call_id.unwrap_or_default(),
+    };
+    let record = rt.decide(&body.session, call)?;
+    let value = serde_json::to_value(&record)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(Json(value))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ObserveBody {
+    session: String,
+    call_id: String,
+    tool: Option<String>,
+    result: Value,
+}
+
+async fn observe(
+    State(rt): State<Arc<Runtime>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    JsonBody(body): JsonBody<ObserveBody>,
+) -> Result<Json<Value>, ApiError> {
+    session_caller(&rt, &caller, &body.session)?;
+    let (seq, label) = rt.observe(
+        &body.session,
+        &body.call_id,
+        body.tool.as_deref(),
+        body.result,
+    )?;
+    Ok(Json(json!({"seq": seq, "label": label})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventBody {
+    session: String,
+    kind: EventKind,
+    text: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum EventKind {
+    UserMessage,
+    AgentReasoning,
+}
+
+async fn event(
+    State(rt): State<Arc<Runtime>>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    JsonBody(body): JsonBody<EventBody>,
+) -> Result<Json<Value>, ApiError> {
+    session_caller(&rt, &caller, &body.session)?;
+    let step = match body.kind {
+        EventKind::UserMessage => Step::UserMessage { text: body.text },
+        EventKind::AgentReasoning => Step::AgentReasoning { text: body.text },
+    };
+    let seq = rt.event(&body.session, step)?;
+    Ok(Json(json!({ "seq": seq })))
+}

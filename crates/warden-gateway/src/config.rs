@@ -1,0 +1,341 @@
+//! Warden's configuration file (`warden.toml`): where it listens and keeps state, which policy
+//! files and task profiles apply, what the operator says about tools, and the agents' API keys.
+//! Every field has a default, so an empty file (or none) is a working configuration.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use warden_policy::{PolicyEngine, PolicyError, PolicySource, TaskProfile, ToolConfig, ToolSpec};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    #[serde(default)]
+    pub provenance: ProvenanceConfig,
+    /// Task profiles by name.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, TaskProfile>,
+    /// What the operator says about tools, by tool name.
+    #[serde(default)]
+    pub tools: BTreeMap<String, ToolEntry>,
+    /// API keys agents authenticate with. None: the guard API is open, and only on loopback.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKey>,
+    /// The directory relative paths in this file are resolved against (the file's own directory).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Largest request body accepted, in bytes.
+    #[serde(default = "default_body_limit")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+            max_body_bytes: default_body_limit(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8787))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(".warden")
+}
+fn default_body_limit() -> usize {
+    4 * 1024 * 1024
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Apply Warden's built-in baseline policy.
+    #[serde(default = "yes")]
+    pub baseline: bool,
+    /// Cedar policy files (`.cedar`) or directories of them.
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            baseline: true,
+            files: Vec::new(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvenanceConfig {
+    /// Distinct values kept per session before the oldest are evicted.
+    #[serde(default = "default_max_values")]
+    pub max_values: usize,
+}
+
+impl Default for ProvenanceConfig {
+    fn default() -> Self {
+        ProvenanceConfig {
+            max_values: default_max_values(),
+        }
+    }
+}
+
+fn default_max_values() -> usize {
+    warden_provenance::IndexConfig::default().max_values
+}
+
+/// A tool entry: its description and schema (for tools Warden cannot list itself, like those an
+/// agent framework runs) and the operator's statements about its traits.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolEntry {
+    #[serde(default)]
+    pub upstream: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Parameter names, when no JSON schema is given.
+    #[serde(default)]
+    pub params: Vec<String>,
+    #[serde(flatten)]
+    pub traits: ToolConfig,
+}
+
+impl ToolEntry {
+    pub fn spec(&self, name: &str) -> ToolSpec {
+        let properties: serde_json::Map<String, serde_json::Value> = self
+            .params
+            .iter()
+            .map(|p| (p.clone(), serde_json::json!({})))
+            .collect();
+        ToolSpec {
+            name: name.to_owned(),
+            description: self.description.clone().unwrap_or_default(),
+            input_schema: serde_json::json!({"type": "object", "properties": properties}),
+            annotations: None,
+        }
+    }
+}
+
+/// An agent's API key and what sessions it may open.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// The key's name; also the default agent id for its sessions.
+    pub name: String,
+    /// Hex SHA-256 of the key. Generate one with `warden keys new`.
+    pub sha256: String,
+    /// Agents this key may act as; default: just `name`.
+    #[serde(default)]
+    pub agents: Vec<String>,
+    /// Principals it may open sessions for; `"*"` for any.
+    #[serde(default)]
+    pub principals: Vec<String>,
+    /// Task profiles it may open sessions with; `"*"` for any, `""` for none.
+    #[serde(default)]
+    pub profiles: Vec<String>,
+}
+
+fn allows(list: &[String], value: &str) -> bool {
+    list.iter().any(|v| v == "*" || v == value)
+}
+
+impl ApiKey {
+    pub fn allows_agent(&self, agent: &str) -> bool {
+        if self.agents.is_empty() {
+            agent == self.name
+        } else {
+            allows(&self.agents, agent)
+        }
+    }
+    pub fn allows_principal(&self, principal: &str) -> bool {
+        allows(&self.principals, principal)
+    }
+    pub fn allows_profile(&self, profile: Option<&str>) -> bool {
+        allows(&self.profiles, profile.unwrap_or(""))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {message}")]
+    Read { file: String, message: String },
+    #[error("{file}:{line}:{col}: {message}")]
+    Syntax {
+        file: String,
+        line: usize,
+        col: usize,
+        message: String,
+    },
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Read a config file; errors carry file:line:col.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            file: file.clone(),
+            message: format!("cannot read: {e}"),
+        })?;
+        let mut config = Config::parse(&text, &file)?;
+        config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(config)
+    }
+
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        toml::from_str::<Config>(text).map_err(|e| {
+            let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            ConfigError::Syntax {
+                file: file.to_owned(),
+                line,
+                col,
+                message: e.message().to_owned(),
+            }
+        })
+    }
+
+    fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.resolve(&self.server.data_dir)
+    }
+
+    /// The policy files named by the config, read; directories give their `.cedar` files in
+    /// name order.
+    pub fn policy_files(&self) -> Result<Vec<PolicySource>, ConfigError> {
+        let mut out = Vec::new();
+        for entry in &self.policy.files {
+            let path = self.resolve(entry);
+            let read_err = |e: std::io::Error, p: &Path| ConfigError::Read {
+                file: p.display().to_string(),
+                message: format!("cannot read policy: {e}"),
+            };
+            let mut files = Vec::new();
+            if path.is_dir() {
+                for f in std::fs::read_dir(&path).map_err(|e| read_err(e, &path))? {
+                    let f = f.map_err(|e| read_err(e, &path))?.path();
+                    if f.extension().is_some_and(|x| x == "cedar") {
+                        files.push(f);
+                    }
+                }
+                files.sort();
+            } else {
+                files.push(path);
+            }
+            for f in files {
+                let text = std::fs::read_to_string(&f).map_err(|e| read_err(e, &f))?;
+                out.push(PolicySource {
+                    name: f.display().to_string(),
+                    text,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Compile profiles and load every policy: the engine this config runs with.
+    pub fn engine(&self) -> Result<PolicyEngine, ConfigError> {
+        let sources = warden_policy::policy_sources(
+            self.policy.baseline,
+            &self.profiles,
+            self.policy_files()?,
+        )?;
+        Ok(PolicyEngine::load(&sources)?)
+    }
+
+    /// Checks that need more than one section.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.api_keys.is_empty() && !self.server.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "server.listen = {} is not a loopback address but no [[api_keys]] are configured: \
+                 anyone who can reach it could open sessions. Add api_keys or listen on 127.0.0.1",
+                self.server.listen
+            )));
+        }
+        for key in &self.api_keys {
+            let ok = key.sha256.len() == 64 && key.sha256.chars().all(|c| c.is_ascii_hexdigit());
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "api key `{}`: sha256 must be 64 hex digits (make one with `warden keys new`)",
+                    key.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_a_working_config() {
+        let c = Config::parse("", "warden.toml").expect("parses");
+        assert_eq!(c.server.listen, default_listen());
+        assert!(c.policy.baseline);
+        c.validate().expect("valid");
+        assert!(c.engine().expect("engine").len() >= 4);
+    }
+
+    #[test]
+    fn unknown_field_error_has_line_and_column() {
+        let err = Config::parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", "w.toml")
+            .expect_err("fails");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("w.toml:3:1: unknown field `lisen`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn open_guard_api_off_loopback_is_refused() {
+        let c = Config::parse("[server]\nlisten = \"0.0.0.0:8787\"\n", "w.toml").expect("parses");
+        assert!(c
+            .validate()
+            .expect_err("refused")
+            .to_string()
+            .contains("api_keys"));
+    }
+}

@@ -1,0 +1,343 @@
+//! Warden's domain types, in the vocabulary of DESIGN.md: sessions, tools and their traits,
+//! calls, labels and decisions. Types only: no I/O, no clocks, no policy logic.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Task parameters and call arguments: a JSON object, kept in key order so that
+/// everything derived from them (Cedar context, hashes, explanations) is deterministic.
+pub type Params = BTreeMap<String, Value>;
+
+/// One run of one agent on one task. It accumulates context (provenance, history)
+/// elsewhere; this is what it was opened with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: String,
+    /// The human or service on whose behalf the agent acts.
+    pub principal: String,
+    /// The autonomous program, e.g. `support-bot`.
+    pub agent: String,
+    /// The task profile (`support.answer_query`); `None` means no profile: every tool is in
+    /// scope, subject to the baseline guards.
+    pub profile: Option<String>,
+    #[serde(default)]
+    pub task: Params,
+    /// The instruction text the agent was given; trusted.
+    #[serde(default)]
+    pub instruction: String,
+    /// Where the instruction came from (`chat`, `email`, `api`…).
+    #[serde(default = "default_channel")]
+    pub channel: String,
+    /// Milliseconds since the Unix epoch, set by the edge that opened the session.
+    #[serde(default)]
+    pub opened_at_ms: u64,
+}
+
+fn default_channel() -> String {
+    "api".to_owned()
+}
+
+/// What a tool does, as far as policy is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Trait {
+    /// Reads state without changing it.
+    Read,
+    /// Changes state (sends, creates, updates).
+    Write,
+    /// Changes state in a way that is hard to undo (deletes, cancels, pays).
+    Destructive,
+    /// Reaches outside the trust boundary: a read returns content others wrote; a write acts on
+    /// the outside world.
+    OpenWorld,
+}
+
+impl Trait {
+    pub const ALL: [Trait; 4] = [
+        Trait::Read,
+        Trait::Write,
+        Trait::Destructive,
+        Trait::OpenWorld,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trait::Read => "read",
+            Trait::Write => "write",
+            Trait::Destructive => "destructive",
+            Trait::OpenWorld => "open_world",
+        }
+    }
+}
+
+/// Where a piece of knowledge about a tool came from, strongest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Evidence {
+    /// Written by the operator in Warden's config.
+    Config,
+    /// An MCP tool annotation (`readOnlyHint`…): a hint from the server, weak.
+    Annotation,
+    /// Inferred from the tool's name, description or parameter schema.
+    Inferred,
+    /// Nothing said anything; the safe default applies.
+    Default,
+}
+
+/// One trait's value and why Warden believes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraitValue {
+    pub value: bool,
+    pub evidence: Evidence,
+    /// A sentence a person can read: "name starts with `send_`".
+    pub why: String,
+}
+
+/// What kind of sensitive sink a parameter is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkKind {
+    Recipient,
+    Url,
+    Path,
+    Amount,
+    Account,
+    Command,
+    Identifier,
+}
+
+impl SinkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkKind::Recipient => "recipient",
+            SinkKind::Url => "url",
+            SinkKind::Path => "path",
+            SinkKind::Amount => "amount",
+            SinkKind::Account => "account",
+            SinkKind::Command => "command",
+            SinkKind::Identifier => "identifier",
+        }
+    }
+}
+
+/// A parameter that is a sensitive sink, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sink {
+    pub param: String,
+    pub kind: SinkKind,
+    pub evidence: Evidence,
+    pub why: String,
+}
+
+/// How confidential content is.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Confidentiality {
+    #[default]
+    Public,
+    Internal,
+    Secret,
+}
+
+impl Confidentiality {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confidentiality::Public => "public",
+            Confidentiality::Internal => "internal",
+            Confidentiality::Secret => "secret",
+        }
+    }
+}
+
+/// Whether content can be trusted to carry only what the principal or a trusted system meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Integrity {
+    Trusted,
+    Untrusted,
+}
+
+/// A tool with its traits, each with its evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tool {
+    pub name: String,
+    /// The upstream that serves it (an MCP server's name, `guard` for tools an agent framework
+    /// runs itself).
+    pub upstream: String,
+    pub read: TraitValue,
+    pub write: TraitValue,
+    pub destructive: TraitValue,
+    pub open_world: TraitValue,
+    /// How confidential its results are.
+    pub returns: Confidentiality,
+    pub returns_why: String,
+    pub sinks: Vec<Sink>,
+}
+
+impl Tool {
+    pub fn has(&self, t: Trait) -> bool {
+        self.trait_value(t).value
+    }
+
+    pub fn trait_value(&self, t: Trait) -> &TraitValue {
+        match t {
+            Trait::Read => &self.read,
+            Trait::Write => &self.write,
+            Trait::Destructive => &self.destructive,
+            Trait::OpenWorld => &self.open_world,
+        }
+    }
+
+    pub fn sink(&self, param: &str) -> Option<&Sink> {
+        self.sinks.iter().find(|s| s.param == param)
+    }
+
+    /// The label of content this tool returns: open-world tools return untrusted content.
+    pub fn result_label(&self) -> (Integrity, Confidentiality) {
+        let integrity = if self.open_world.value {
+            Integrity::Untrusted
+        } else {
+            Integrity::Trusted
+        };
+        (integrity, self.returns)
+    }
+}
+
+/// Where a piece of content in a session came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Origin {
+    /// The instruction the session was opened with.
+    Instruction,
+    /// A task parameter given when the session was opened.
+    TaskParam { name: String },
+    /// A further message from the user, during the session.
+    UserMessage,
+    /// The agent's own reasoning text (an assistant message).
+    AgentReasoning,
+    /// A tool's result.
+    ToolResult { tool: String, call_id: String },
+}
+
+/// What Warden knows about a piece of content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Label {
+    pub origin: Origin,
+    pub integrity: Integrity,
+    pub confidentiality: Confidentiality,
+}
+
+/// One piece of content in a session: the instruction, a message, a tool result.
+/// `seq` orders it among the session's steps and is how reasons name it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    pub seq: u64,
+    pub label: Label,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.label.origin {
+            Origin::Instruction => write!(f, "the session's instruction"),
+            Origin::TaskParam { name } => write!(f, "task parameter `{name}`"),
+            Origin::UserMessage => write!(f, "user message #{}", self.seq),
+            Origin::AgentReasoning => write!(f, "agent reasoning #{}", self.seq),
+            Origin::ToolResult { tool, call_id } if call_id.is_empty() => {
+                write!(f, "result of `{tool}` (step #{})", self.seq)
+            }
+            Origin::ToolResult { tool, call_id } => {
+                write!(f, "result of `{tool}` call {call_id} (step #{})", self.seq)
+            }
+        }
+    }
+}
+
+/// One attempt by an agent to use a tool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Call {
+    pub tool: String,
+    #[serde(default)]
+    pub args: Params,
+    /// The agent's or protocol's id for this call, if it has one.
+    #[serde(default)]
+    pub call_id: String,
+}
+
+/// The outcome of a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Allow,
+    /// Needs a person's approval.
+    Hold,
+    Deny,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Hold => "hold",
+            Verdict::Deny => "deny",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a decision went the way it did: the policy that decided it and a message a person can read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    pub policy: String,
+    pub message: String,
+}
+
+/// Where one argument's values came from.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ArgProvenance {
+    /// The sources (by `seq`) any of its salient values occur in.
+    pub sources: Vec<u64>,
+    /// Some value occurs in trusted content.
+    pub trusted: bool,
+    /// Some value occurs in untrusted content.
+    pub untrusted: bool,
+    /// Some salient value occurs only in untrusted content: the signature of an injection.
+    pub untrusted_only: bool,
+    /// Some salient value occurs nowhere in the session.
+    pub unknown: bool,
+    /// The highest confidentiality among its sources.
+    pub confidentiality: Confidentiality,
+    /// The values that matched, with their sources, for explanations.
+    pub values: Vec<ValueMatch>,
+}
+
+/// One salient value of an argument and the sources it occurs in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValueMatch {
+    /// The value as normalised for matching.
+    pub value: String,
+    /// Its kind (`email`, `url`, `iban`, `number`, `shingle`…).
+    pub kind: String,
+    pub sources: Vec<u64>,
+}
+
+/// A decision with everything needed to explain it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub reasons: Vec<Reason>,
+    /// Per argument, where its values came from.
+    pub provenance: BTreeMap<String, ArgProvenance>,
+    /// How many values the session's provenance index has evicted to stay within its cap;
+    /// non-zero means unknown values may have been seen before.
+    pub provenance_evicted: u64,
+}

@@ -1,0 +1,366 @@
+//! The Cedar engine: loads policy files (with `@id`, `@hold`, `@reason`), indexes them by the
+//! entities in their scopes, and decides a call with the slice of the policy set that can apply.
+//! Pure: no I/O, no clock.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+
+use cedar_policy::{
+    Authorizer, Decision as CedarDecision, Entities, EntityUid, Policy, PolicyId, PolicySet,
+    PrincipalConstraint, Request, ResourceConstraint,
+};
+use warden_model::{Reason, Verdict};
+
+use crate::PolicyError;
+
+/// A policy file's text and the name to report it by (a path, or `<baseline>`).
+#[derive(Debug, Clone)]
+pub struct PolicySource {
+    pub name: String,
+    pub text: String,
+}
+
+/// What Warden knows of one policy beyond Cedar's view of it.
+#[derive(Debug, Clone)]
+struct PolicyMeta {
+    hold: bool,
+    reason: Option<String>,
+}
+
+/// Slices of the policy set for one (profile, tool): Cedar evaluates only these.
+#[derive(Debug)]
+struct Slice {
+    /// Permits and hard forbids: decides allow or deny.
+    main: PolicySet,
+    /// `@hold` forbids beside one permit-all policy: Cedar denies exactly when a hold forbid is
+    /// satisfied, and names it.
+    hold: PolicySet,
+}
+
+/// Where a policy is filed in the index: the profile and the tool named in its scope, if any.
+type IndexKey = (Option<String>, Option<String>);
+
+#[derive(Debug)]
+pub struct PolicyEngine {
+    policies: BTreeMap<PolicyId, (Policy, PolicyMeta)>,
+    by_key: HashMap<IndexKey, Vec<PolicyId>>,
+    profiles: HashSet<String>,
+    tools: HashSet<String>,
+    slices: RwLock<HashMap<IndexKey, Arc<Slice>>>,
+    authorizer: Authorizer,
+    permit_all: Policy,
+    /// A digest of the policy texts in force, for the audit log.
+    pub digest: String,
+}
+
+/// The Cedar view of one call: entities and request, built by `context`.
+pub struct CedarCall<'a> {
+    pub request: &'a Request,
+    pub entities: &'a Entities,
+    pub profile: Option<&'a str>,
+    pub tool: &'a str,
+}
+
+/// What the engine decided, before Warden renders the reasons' templates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    pub reasons: Vec<Reason>,
+}
+
+pub const PROFILE_TYPE: &str = "Warden::Profile";
+pub const TOOL_TYPE: &str = "Warden::Tool";
+
+fn entity_key(uid: &EntityUid, type_name: &str) -> Option<String> {
+    (uid.type_name().to_string() == type_name).then(|| uid.id().unescaped().to_owned())
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+impl PolicyEngine {
+    /// Parse and index policy files. Every error names its file, line and column.
+    pub fn load(sources: &[PolicySource]) -> Result<Self, PolicyError> {
+        let mut policies = BTreeMap::new();
+        let mut seen: HashMap<String, String> = HashMap::new();
+        let mut digest_input = String::new();
+        for src in sources {
+            digest_input.push_str(&src.name);
+            digest_input.push('\n');
+            digest_input.push_str(&src.text);
+            let set = PolicySet::from_str(&src.text).map_err(|e| {
+                use miette::Diagnostic;
+                let offset = e
+                    .labels()
+                    .and_then(|mut l| l.next())
+                    .map_or(0, |l| l.offset());
+                let (line, col) = line_col(&src.text, offset);
+                let help = e.help().map(|h| format!(" ({h})")).unwrap_or_default();
+                PolicyError::Parse {
+                    file: src.name.clone(),
+                    line,
+                    col,
+                    message: format!("{}{help}", first_error(&e)),
+                }
+            })?;
+            if set.templates().next().is_some() {
+                return Err(PolicyError::Invalid {
+                    file: src.name.clone(),
+                    policy: "template".into(),
+                    message: "policy templates (with ?principal/?resource slots) are not supported"
+                        .into(),
+                });
+            }
+            for (n, p) in set.policies().enumerate() {
+                let id = p
+                    .annotation("id")
+                    .map_or_else(|| format!("{}#{}", src.name, n + 1), str::to_owned);
+                if id.starts_with("warden.") {
+                    return Err(PolicyError::Invalid {
+                        file: src.name.clone(),
+                        policy: id,
+                        message: "@id values starting with `warden.` are reserved".into(),
+                    });
+                }
+                if let Some(first) = seen.insert(id.clone(), src.name.clone()) {
+                    return Err(PolicyError::Invalid {
+                        file: src.name.clone(),
+                        policy: id,
+                        message: format!("duplicate @id (first defined in {first})"),
+                    });
+                }
+                let hold = p.annotation("hold").is_some();
+                if hold && p.effect() == cedar_policy::Effect::Permit {
+                    return Err(PolicyError::Invalid {
+                        file: src.name.clone(),
+                        policy: id,
+                        message: "@hold applies to forbid policies only".into(),
+                    });
+                }
+                let meta = PolicyMeta {
+                    hold,
+                    reason: p.annotation("reason").map(str::to_owned),
+                };
+                let pid = PolicyId::new(&id);
+                policies.insert(pid.clone(), (p.new_id(pid), meta));
+            }
+        }
+        let mut by_key: HashMap<IndexKey, Vec<PolicyId>> = HashMap::new();
+        let (mut profiles, mut tools) = (HashSet::new(), HashSet::new());
+        for (id, (p, _)) in &policies {
+            let profile = match p.principal_constraint() {
+                PrincipalConstraint::In(uid) | PrincipalConstraint::IsIn(_, uid) => {
+                    entity_key(&uid, PROFILE_TYPE)
+                }
+                _ => None,
+            };
+            let tool = match p.resource_constraint() {
+                ResourceConstraint::Eq(uid) => entity_key(&uid, TOOL_TYPE),
+                _ => None,
+            };
+            profiles.extend(profile.clone());
+            tools.extend(tool.clone());
+            by_key.entry((profile, tool)).or_default().push(id.clone());
+        }
+        Ok(PolicyEngine {
+            policies,
+            by_key,
+            profiles,
+            tools,
+            slices: RwLock::new(HashMap::new()),
+            authorizer: Authorizer::new(),
+            permit_all: permit_all()?,
+            digest: crate::digest(&digest_input),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.policies.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+
+    /// The policy ids and texts in force, for `warden policy show` and the dashboard.
+    pub fn texts(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.policies
+            .iter()
+            .map(|(id, (p, _))| (id.to_string(), p.to_string()))
+    }
+
+    /// Whether any permit could ever let this profile use this tool: the tools a session may see.
+    pub fn may_permit(&self, profile: Option<&str>, tool: &str) -> bool {
+        let slice = self.slice(profile, tool);
+        let any_permit = slice
+            .main
+            .policies()
+            .any(|p| p.effect() == cedar_policy::Effect::Permit);
+        any_permit
+    }
+
+    /// The policies that can apply to a call of `tool` in a session of `profile`: those whose
+    /// scope names that profile (or no profile) and that tool (or no tool). Cedar checks the
+    /// scope again, so the slice only has to be a superset of what applies.
+    fn slice(&self, profile: Option<&str>, tool: &str) -> Arc<Slice> {
+        let profile = profile
+            .filter(|p| self.profiles.contains(*p))
+            .map(str::to_owned);
+        let tool = self.tools.contains(tool).then(|| tool.to_owned());
+        let key = (profile, tool);
+        if let Some(s) = self.slices.read().ok().and_then(|m| m.get(&key).cloned()) {
+            return s;
+        }
+        let mut main = Vec::new();
+        let mut hold = Vec::new();
+        let profiles = [None, key.0.clone()];
+        let tools = [None, key.1.clone()];
+        let mut ids: Vec<&PolicyId> = Vec::new();
+        for p in profiles.iter().collect::<HashSet<_>>() {
+            for t in tools.iter().collect::<HashSet<_>>() {
+                if let Some(v) = self.by_key.get(&(p.clone(), t.clone())) {
+                    ids.extend(v);
+                }
+            }
+        }
+        ids.sort();
+        for id in ids {
+            if let Some((policy, meta)) = self.policies.get(id) {
+                if meta.hold {
+                    hold.push(policy.clone());
+                } else {
+                    main.push(policy.clone());
+                }
+            }
+        }
+        if !hold.is_empty() {
+            hold.push(self.permit_all.clone());
+        }
+        let slice = Arc::new(Slice {
+            main: PolicySet::from_policies(main).unwrap_or_default(),
+            hold: PolicySet::from_policies(hold).unwrap_or_default(),
+        });
+        if let Ok(mut m) = self.slices.write() {
+            m.insert(key, slice.clone());
+        }
+        slice
+    }
+
+    /// Decide one call. Default deny; a satisfied `forbid` denies; a satisfied `@hold` forbid
+    /// holds an otherwise allowed call; any evaluation error denies with the error as the reason.
+    pub fn decide(&self, call: &CedarCall<'_>) -> Outcome {
+        let slice = self.slice(call.profile, call.tool);
+        let main = self
+            .authorizer
+            .is_authorized(call.request, &slice.main, call.entities);
+        if let Some(errors) = self.errors(&main) {
+            return errors;
+        }
+        let determining: Vec<Reason> = main
+            .diagnostics()
+            .reason()
+            .map(|id| self.reason(id))
+            .collect();
+        if main.decision() == CedarDecision::Deny {
+            let reasons = if determining.is_empty() {
+                vec![Reason {
+                    policy: "default-deny".into(),
+                    message: match call.profile {
+                        Some(p) => format!(
+                            "`{}` is not among the tools of task profile `{p}`",
+                            call.tool
+                        ),
+                        None => format!("no policy permits `{}`", call.tool),
+                    },
+                }]
+            } else {
+                determining
+            };
+            return Outcome {
+                verdict: Verdict::Deny,
+                reasons,
+            };
+        }
+        if slice.hold.is_empty() {
+            return Outcome {
+                verdict: Verdict::Allow,
+                reasons: determining,
+            };
+        }
+        let hold = self
+            .authorizer
+            .is_authorized(call.request, &slice.hold, call.entities);
+        if let Some(errors) = self.errors(&hold) {
+            return errors;
+        }
+        if hold.decision() == CedarDecision::Deny {
+            return Outcome {
+                verdict: Verdict::Hold,
+                reasons: hold
+                    .diagnostics()
+                    .reason()
+                    .map(|id| self.reason(id))
+                    .collect(),
+            };
+        }
+        Outcome {
+            verdict: Verdict::Allow,
+            reasons: determining,
+        }
+    }
+
+    fn errors(&self, response: &cedar_policy::Response) -> Option<Outcome> {
+        let reasons: Vec<Reason> = response
+            .diagnostics()
+            .errors()
+            .map(|e| {
+                let cedar_policy::AuthorizationError::PolicyEvaluationError(err) = e;
+                Reason {
+                    policy: err.policy_id().to_string(),
+                    message: format!("policy could not be evaluated, so the call is refused: {e}"),
+                }
+            })
+            .collect();
+        (!reasons.is_empty()).then_some(Outcome {
+            verdict: Verdict::Deny,
+            reasons,
+        })
+    }
+
+    fn reason(&self, id: &PolicyId) -> Reason {
+        let message = self
+            .policies
+            .get(id)
+            .and_then(|(_, m)| m.reason.clone())
+            .unwrap_or_else(|| format!("policy `{id}` decided"));
+        Reason {
+            policy: id.to_string(),
+            message,
+        }
+    }
+}
+
+/// The permit that lets the hold slice say "no hold policy applies". Its id cannot collide with a
+/// user's `@id` because `load` rejects ids that start with `warden.`.
+fn permit_all() -> Result<Policy, PolicyError> {
+    Policy::parse(
+        Some(PolicyId::new("warden.internal.permit-all")),
+        "permit(principal, action, resource);",
+    )
+    .map_err(|e| PolicyError::Invalid {
+        file: "<internal>".into(),
+        policy: "warden.internal.permit-all".into(),
+        message: e.to_string(),
+    })
+}
+
+fn first_error(e: &cedar_policy::ParseErrors) -> String {
+    e.iter()
+        .next()
+        .map_or_else(|| e.to_string(), ToString::to_string)
+}

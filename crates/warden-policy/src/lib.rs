@@ -1,0 +1,114 @@
+//! Warden's decision core: tool traits, task profiles compiled to Cedar, the indexed Cedar engine
+//! and the policy context. `decide(&engine, &state, &tool, &call) -> Decision` is a pure function.
+
+pub mod context;
+pub mod engine;
+pub mod profile;
+pub mod session;
+pub mod tools;
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+use warden_model::{ArgProvenance, Call, Decision, Reason, Tool, Verdict};
+
+pub use engine::{PolicyEngine, PolicySource};
+pub use profile::TaskProfile;
+pub use session::{History, SessionState, Step};
+pub use tools::{ToolConfig, ToolSpec};
+
+/// The built-in baseline policy, safe with zero configuration.
+pub const BASELINE: &str = include_str!("../policies/baseline.cedar");
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{file}:{line}:{col}: {message}")]
+    Parse {
+        file: String,
+        line: usize,
+        col: usize,
+        message: String,
+    },
+    #[error("{file}: policy `{policy}`: {message}")]
+    Invalid {
+        file: String,
+        policy: String,
+        message: String,
+    },
+    #[error("task profile `{profile}`: {message}")]
+    Profile { profile: String, message: String },
+}
+
+/// Hex SHA-256 of a text: identifies the policy set in force.
+pub fn digest(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The policy sources Warden runs with: the baseline (unless disabled), the compiled task
+/// profiles, then the operator's own policy files.
+pub fn policy_sources(
+    baseline: bool,
+    profiles: &BTreeMap<String, TaskProfile>,
+    files: Vec<PolicySource>,
+) -> Result<Vec<PolicySource>, PolicyError> {
+    let mut sources = Vec::new();
+    if baseline {
+        sources.push(PolicySource {
+            name: "<baseline>".into(),
+            text: BASELINE.into(),
+        });
+    }
+    if !profiles.is_empty() {
+        sources.push(PolicySource {
+            name: "<profiles>".into(),
+            text: profile::compile(profiles)?,
+        });
+    }
+    sources.extend(files);
+    Ok(sources)
+}
+
+/// Decide one call: provenance of each argument, the Cedar context, the indexed policy slice,
+/// the verdict and reasons a person can read. Fails closed: a context that cannot be built denies.
+pub fn decide(engine: &PolicyEngine, state: &SessionState, tool: &Tool, call: &Call) -> Decision {
+    let provenance: BTreeMap<String, ArgProvenance> = call
+        .args
+        .iter()
+        .map(|(k, v)| (k.clone(), state.index.provenance(v)))
+        .collect();
+    let flow = context::Flow::of(tool, &provenance);
+    let outcome = match context::build(state, tool, call, &provenance, &flow) {
+        Ok((request, entities)) => engine.decide(&engine::CedarCall {
+            request: &request,
+            entities: &entities,
+            profile: state.session.profile.as_deref(),
+            tool: &call.tool,
+        }),
+        Err(e) => engine::Outcome {
+            verdict: Verdict::Deny,
+            reasons: vec![Reason {
+                policy: "warden.context".into(),
+                message: format!(
+                    "the policy context could not be built, so the call is refused: {e}"
+                ),
+            }],
+        },
+    };
+    let reasons = outcome
+        .reasons
+        .into_iter()
+        .map(|r| Reason {
+            message: context::render(&r.message, state, tool, &provenance, &flow),
+            policy: r.policy,
+        })
+        .collect();
+    Decision {
+        verdict: outcome.verdict,
+        reasons,
+        provenance,
+        provenance_evicted: state.index.evicted(),
+    }
+}

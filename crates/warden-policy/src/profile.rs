@@ -1,0 +1,278 @@
+//! Task profiles: a TOML format for "what this task may do" (tools, argument constraints bound to
+//! task parameters, budgets), compiled to Cedar so that there is one semantics.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::PolicyError;
+
+/// A named purpose and the capabilities it grants.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskProfile {
+    #[serde(default)]
+    pub description: String,
+    /// Task parameters a session must be opened with (`customer_id`).
+    #[serde(default)]
+    pub params: Vec<String>,
+    /// The tools this task may call.
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// Constraints on arguments; each applies to one tool's argument.
+    #[serde(default)]
+    pub require: Vec<Constraint>,
+    #[serde(default)]
+    pub budget: Budget,
+}
+
+/// One constraint on an argument, e.g. `reply_to_customer.customer_id == task.customer_id`.
+/// Exactly one of the rule fields must be set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Constraint {
+    pub tool: String,
+    pub arg: String,
+    /// The argument must equal this task parameter.
+    pub equals_task: Option<String>,
+    /// The argument must equal this value.
+    pub equals: Option<Value>,
+    /// The argument must be one of these values.
+    pub one_of: Option<Vec<Value>>,
+    /// The argument (an integer) must be at most this.
+    pub max: Option<i64>,
+    /// The argument (a string) must end with this (`@example.com`).
+    pub ends_with: Option<String>,
+    /// What to tell the agent when the constraint is broken.
+    pub reason: Option<String>,
+}
+
+/// Call budgets for one session of this task.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Calls of any tool.
+    pub calls: Option<u64>,
+    /// Calls per tool.
+    #[serde(default)]
+    pub tools: BTreeMap<String, u64>,
+}
+
+/// Quote a string as a Cedar string literal.
+pub(crate) fn cedar_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn cedar_value(v: &Value) -> Result<String, String> {
+    match v {
+        Value::String(s) => Ok(cedar_str(s)),
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Number(n) if n.is_i64() => Ok(n.to_string()),
+        other => Err(format!(
+            "`{other}` cannot be compared in a profile constraint (use a string, an integer or a boolean)"
+        )),
+    }
+}
+
+/// Compile every profile to Cedar text, one policy per tool, constraint and budget. Profile names
+/// become `Warden::Profile` entities in the principal scope, which is what lets the engine index
+/// them.
+pub fn compile(profiles: &BTreeMap<String, TaskProfile>) -> Result<String, PolicyError> {
+    let mut out = String::new();
+    for (name, p) in profiles {
+        compile_one(name, p, &mut out).map_err(|message| PolicyError::Profile {
+            profile: name.clone(),
+            message,
+        })?;
+    }
+    Ok(out)
+}
+
+fn compile_one(name: &str, p: &TaskProfile, out: &mut String) -> Result<(), String> {
+    let scope = format!(
+        "principal in Warden::Profile::{}, action == Warden::Action::\"call\"",
+        cedar_str(name)
+    );
+    let id = |suffix: &str| cedar_str(&format!("profile.{name}.{suffix}"));
+    if p.tools.is_empty() {
+        return Err("lists no tools: add `tools = [\"…\"]`".to_owned());
+    }
+    for tool in &p.tools {
+        let _ = writeln!(
+            out,
+            "@id({})\n@reason({})\npermit({scope}, resource == Warden::Tool::{});\n",
+            id(&format!("tool.{tool}")),
+            cedar_str(&format!(
+                "`{tool}` is one of the tools of task profile `{name}`"
+            )),
+            cedar_str(tool),
+        );
+    }
+    for c in &p.require {
+        if !p.tools.contains(&c.tool) {
+            return Err(format!(
+                "constraint on `{}.{}` names a tool that is not in the profile's tools",
+                c.tool, c.arg
+            ));
+        }
+        let arg = format!("context.args[{}]", cedar_str(&c.arg));
+        let has_arg = format!("context.args has {}", cedar_str(&c.arg));
+        let (test, what) = match (&c.equals_task, &c.equals, &c.one_of, c.max, &c.ends_with) {
+            (Some(param), None, None, None, None) => {
+                if !p.params.contains(param) {
+                    return Err(format!(
+                        "constraint on `{}.{}` binds task parameter `{param}`, which is not in the profile's params",
+                        c.tool, c.arg
+                    ));
+                }
+                let task = format!("context.task[{}]", cedar_str(param));
+                (
+                    format!("{has_arg} && context.task has {} && {arg} == {task}", cedar_str(param)),
+                    format!("must equal the task's `{param}`"),
+                )
+            }
+            (None, Some(v), None, None, None) => {
+                let lit = cedar_value(v)?;
+                (format!("{has_arg} && {arg} == {lit}"), format!("must equal {v}"))
+            }
+            (None, None, Some(vs), None, None) => {
+                let lits: Result<Vec<String>, String> = vs.iter().map(cedar_value).collect();
+                (
+                    format!("{has_arg} && [{}].contains({arg})", lits?.join(", ")),
+                    format!("must be one of {}", Value::Array(vs.clone())),
+                )
+            }
+            (None, None, None, Some(max), None) => (
+                format!("{has_arg} && {arg} <= {max}"),
+                format!("must be at most {max}"),
+            ),
+            (None, None, None, None, Some(suffix)) => {
+                let pattern = suffix.replace('\\', "\\\\").replace('*', "\\*").replace('"', "\\\"");
+                (
+                    format!("{has_arg} && {arg} like \"*{pattern}\""),
+                    format!("must end with `{suffix}`"),
+                )
+            }
+            _ => {
+                return Err(format!(
+                    "constraint on `{}.{}` must set exactly one of equals_task, equals, one_of, max, ends_with",
+                    c.tool, c.arg
+                ))
+            }
+        };
+        let reason = c.reason.clone().unwrap_or_else(|| {
+            format!(
+                "argument `{}` of `{}` {what} in task profile `{name}`",
+                c.arg, c.tool
+            )
+        });
+        let _ = writeln!(
+            out,
+            "@id({})\n@reason({})\nforbid({scope}, resource == Warden::Tool::{})\nunless {{ {test} }};\n",
+            id(&format!("require.{}.{}", c.tool, c.arg)),
+            cedar_str(&reason),
+            cedar_str(&c.tool),
+        );
+    }
+    if let Some(n) = p.budget.calls {
+        let _ = writeln!(
+            out,
+            "@id({})\n@reason({})\nforbid({scope}, resource)\nwhen {{ context.history.calls >= {n} }};\n",
+            id("budget.calls"),
+            cedar_str(&format!("task profile `{name}` allows {n} calls per session; the budget is spent")),
+        );
+    }
+    for (tool, n) in &p.budget.tools {
+        let _ = writeln!(
+            out,
+            "@id({})\n@reason({})\nforbid({scope}, resource == Warden::Tool::{})\nwhen {{ context.history.tool_calls >= {n} }};\n",
+            id(&format!("budget.{tool}")),
+            cedar_str(&format!("task profile `{name}` allows {n} calls of `{tool}` per session; the budget is spent")),
+            cedar_str(tool),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(toml_text: &str) -> Result<String, PolicyError> {
+        let profiles: BTreeMap<String, TaskProfile> = toml::from_str(toml_text).expect("test toml");
+        compile(&profiles)
+    }
+
+    #[test]
+    fn tools_compile_to_one_indexed_permit_each() {
+        let cedar = one(r#"
+            [support]
+            tools = ["lookup", "reply"]
+        "#)
+        .expect("compiles");
+        assert!(cedar.contains(
+            r#"permit(principal in Warden::Profile::"support", action == Warden::Action::"call", resource == Warden::Tool::"lookup");"#
+        ), "{cedar}");
+        assert_eq!(cedar.matches("permit(").count(), 2);
+    }
+
+    #[test]
+    fn equals_task_binds_the_argument_to_the_task_parameter() {
+        let cedar = one(r#"
+            [support]
+            params = ["customer_id"]
+            tools = ["reply"]
+            require = [{ tool = "reply", arg = "customer_id", equals_task = "customer_id" }]
+        "#)
+        .expect("compiles");
+        assert!(
+            cedar.contains(r#"context.args["customer_id"] == context.task["customer_id"]"#),
+            "{cedar}"
+        );
+    }
+
+    #[test]
+    fn constraint_on_an_undeclared_parameter_is_an_error_naming_it() {
+        let err = one(r#"
+            [support]
+            tools = ["reply"]
+            require = [{ tool = "reply", arg = "customer_id", equals_task = "customer_id" }]
+        "#)
+        .expect_err("must fail");
+        assert!(
+            err.to_string().contains("task parameter `customer_id`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn constraint_with_two_rules_is_an_error() {
+        let err = one(r#"
+            [p]
+            tools = ["t"]
+            require = [{ tool = "t", arg = "a", max = 3, equals = 2 }]
+        "#)
+        .expect_err("must fail");
+        assert!(err.to_string().contains("exactly one"), "{err}");
+    }
+
+    #[test]
+    fn quotes_in_names_are_escaped() {
+        assert_eq!(cedar_str("a\"b\\c\n"), r#""a\"b\\c\u{a}""#);
+    }
+}

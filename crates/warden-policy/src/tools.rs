@@ -1,0 +1,797 @@
+//! Tool traits: what each tool does (read, write, destructive, open-world), how confidential its
+//! results are and which parameters are sensitive sinks, resolved from the operator's config, then
+//! MCP annotations, then inference from the name, description and schema, each with its evidence.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use warden_model::{Confidentiality, Evidence, Sink, SinkKind, Tool, Trait, TraitValue};
+
+/// A tool as an upstream describes it (an MCP `tools/list` entry, a tools.json entry, a guard-API
+/// declaration).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// JSON Schema of the parameters (`{"type":"object","properties":{…}}`).
+    #[serde(default, alias = "inputSchema", alias = "parameters")]
+    pub input_schema: Value,
+    #[serde(default)]
+    pub annotations: Option<Annotations>,
+}
+
+/// MCP tool annotations. Absent hints are "no evidence", not the spec's defaults: most servers
+/// send none, and the defaults would say every tool is destructive.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Annotations {
+    pub read_only_hint: Option<bool>,
+    pub destructive_hint: Option<bool>,
+    pub open_world_hint: Option<bool>,
+}
+
+/// What the operator says about a tool in the config (`[tools.<name>]`): the strongest evidence.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolConfig {
+    pub read: Option<bool>,
+    pub write: Option<bool>,
+    pub destructive: Option<bool>,
+    pub open_world: Option<bool>,
+    pub returns: Option<Confidentiality>,
+    /// Parameters that are sensitive sinks, with their kind.
+    #[serde(default)]
+    pub sinks: BTreeMap<String, SinkKind>,
+    /// Parameters that are not sinks, whatever inference says.
+    #[serde(default)]
+    pub plain: Vec<String>,
+}
+
+const READ_VERBS: &[&str] = &[
+    "get", "list", "search", "read", "find", "fetch", "query", "check", "view", "show", "lookup",
+    "describe", "count", "browse", "retrieve", "load", "inspect", "download", "stat", "lookup",
+];
+const WRITE_VERBS: &[&str] = &[
+    "send",
+    "create",
+    "add",
+    "update",
+    "set",
+    "write",
+    "post",
+    "put",
+    "append",
+    "edit",
+    "modify",
+    "share",
+    "reserve",
+    "book",
+    "schedule",
+    "reschedule",
+    "invite",
+    "upload",
+    "move",
+    "rename",
+    "copy",
+    "publish",
+    "reply",
+    "forward",
+    "submit",
+    "pay",
+    "transfer",
+    "execute",
+    "exec",
+    "run",
+    "insert",
+    "patch",
+    "save",
+    "mark",
+    "assign",
+    "grant",
+    "approve",
+    "cancel",
+    "delete",
+    "remove",
+    "drop",
+    "destroy",
+    "purge",
+    "wipe",
+    "revoke",
+    "erase",
+    "kill",
+    "terminate",
+    "truncate",
+    "overwrite",
+    "reset",
+    "uninstall",
+    "archive",
+    "commit",
+    "push",
+    "merge",
+    "deploy",
+    "order",
+];
+const DESTRUCTIVE_VERBS: &[&str] = &[
+    "delete",
+    "remove",
+    "drop",
+    "destroy",
+    "purge",
+    "wipe",
+    "erase",
+    "truncate",
+    "cancel",
+    "revoke",
+    "kill",
+    "terminate",
+    "pay",
+    "transfer",
+    "overwrite",
+    "reset",
+    "uninstall",
+];
+/// Words that say a tool touches content or parties outside the trust boundary.
+const OPEN_WORLD_WORDS: &[&str] = &[
+    "email",
+    "emails",
+    "mail",
+    "inbox",
+    "message",
+    "messages",
+    "web",
+    "webpage",
+    "page",
+    "url",
+    "http",
+    "https",
+    "browse",
+    "internet",
+    "review",
+    "reviews",
+    "comment",
+    "comments",
+    "post",
+    "posts",
+    "channel",
+    "chat",
+    "feed",
+    "news",
+    "file",
+    "files",
+    "document",
+    "documents",
+    "calendar",
+    "event",
+    "events",
+    "contact",
+    "contacts",
+    "share",
+    "invite",
+    "publish",
+    "webhook",
+    "download",
+    "upload",
+    "forward",
+    "reply",
+    "tweet",
+    "slack",
+    "issue",
+    "issues",
+];
+/// Words that say a tool returns the principal's own state or the system's, not outside content.
+const CLOSED_WORLD_WORDS: &[&str] = &[
+    "current", "time", "date", "day", "today", "now", "balance", "user", "me", "profile",
+    "settings", "config", "status", "version", "whoami",
+];
+const SECRET_WORDS: &[&str] = &[
+    "password",
+    "passwords",
+    "secret",
+    "secrets",
+    "credential",
+    "credentials",
+    "token",
+    "tokens",
+    "apikey",
+    "key",
+    "keys",
+    "ssn",
+    "private",
+];
+const INTERNAL_WORDS: &[&str] = &[
+    "user",
+    "information",
+    "profile",
+    "balance",
+    "account",
+    "accounts",
+    "contacts",
+    "contact",
+    "transactions",
+    "transaction",
+    "salary",
+    "medical",
+    "email",
+    "emails",
+    "inbox",
+    "file",
+    "files",
+    "document",
+    "documents",
+    "calendar",
+    "customer",
+    "customers",
+    "record",
+    "records",
+];
+/// Parameters that carry free text (a body, a subject): content, not a target.
+const FREE_TEXT_PARAMS: &[&str] = &[
+    "body",
+    "content",
+    "contents",
+    "text",
+    "message",
+    "subject",
+    "title",
+    "description",
+    "note",
+    "notes",
+    "comment",
+    "comments",
+    "summary",
+    "reason",
+    "prompt",
+    "question",
+    "answer",
+    "caption",
+];
+const TEMPORAL_WORDS: &[&str] = &[
+    "time",
+    "date",
+    "day",
+    "days",
+    "start",
+    "end",
+    "hour",
+    "hours",
+    "minute",
+    "duration",
+    "timestamp",
+    "when",
+    "year",
+    "month",
+    "week",
+    "timezone",
+];
+
+/// Split a name into lowercase words: `send_email`, `sendEmail`, `send-email`, `mail.send`.
+pub fn words(name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if !c.is_alphanumeric() {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+            prev_lower = false;
+            continue;
+        }
+        if c.is_uppercase() && prev_lower && !cur.is_empty() {
+            out.push(std::mem::take(&mut cur));
+        }
+        prev_lower = c.is_lowercase() || c.is_ascii_digit();
+        cur.extend(c.to_lowercase());
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn first_match<'a>(words: &'a [String], set: &[&str]) -> Option<&'a str> {
+    words
+        .iter()
+        .find(|w| set.contains(&w.as_str()))
+        .map(String::as_str)
+}
+
+fn value(value: bool, evidence: Evidence, why: impl Into<String>) -> TraitValue {
+    TraitValue {
+        value,
+        evidence,
+        why: why.into(),
+    }
+}
+
+/// Resolve a tool's traits: config beats annotations beats inference beats the default.
+pub fn resolve(spec: &ToolSpec, upstream: &str, config: Option<&ToolConfig>) -> Tool {
+    let name_words = words(&spec.name);
+    let desc_words = words(&spec.description);
+    let inferred = infer(&spec.name, &name_words, &desc_words);
+    let ann = spec.annotations.clone().unwrap_or_default();
+
+    let pick = |t: Trait, configured: Option<bool>, hinted: Option<(bool, String)>| {
+        if let Some(v) = configured {
+            return value(v, Evidence::Config, "set in Warden's config");
+        }
+        if let Some((v, why)) = hinted {
+            return value(v, Evidence::Annotation, why);
+        }
+        inferred.get(t)
+    };
+    let ro = ann.read_only_hint;
+    let cfg = config.cloned().unwrap_or_default();
+    let read = pick(
+        Trait::Read,
+        cfg.read,
+        ro.map(|v| (v, format!("MCP annotation readOnlyHint={v}"))),
+    );
+    let write = pick(
+        Trait::Write,
+        cfg.write,
+        ro.map(|v| (!v, format!("MCP annotation readOnlyHint={v}"))),
+    );
+    let destructive_hint = match (ro, ann.destructive_hint) {
+        (Some(true), _) => Some((false, "MCP annotation readOnlyHint=true".to_owned())),
+        (_, Some(v)) => Some((v, format!("MCP annotation destructiveHint={v}"))),
+        _ => None,
+    };
+    let destructive = pick(Trait::Destructive, cfg.destructive, destructive_hint);
+    let open_world = pick(
+        Trait::OpenWorld,
+        cfg.open_world,
+        ann.open_world_hint
+            .map(|v| (v, format!("MCP annotation openWorldHint={v}"))),
+    );
+    let (returns, returns_why) = match cfg.returns {
+        Some(c) => (c, "set in Warden's config".to_owned()),
+        None => infer_returns(&name_words),
+    };
+    let sinks = sinks(spec, &cfg, write.value || destructive.value);
+    Tool {
+        name: spec.name.clone(),
+        upstream: upstream.to_owned(),
+        read,
+        write,
+        destructive,
+        open_world,
+        returns,
+        returns_why,
+        sinks,
+    }
+}
+
+/// The traits a tool would have from its name and description alone.
+struct Inferred {
+    read: TraitValue,
+    write: TraitValue,
+    destructive: TraitValue,
+    open_world: TraitValue,
+}
+
+impl Inferred {
+    fn get(&self, t: Trait) -> TraitValue {
+        match t {
+            Trait::Read => self.read.clone(),
+            Trait::Write => self.write.clone(),
+            Trait::Destructive => self.destructive.clone(),
+            Trait::OpenWorld => self.open_world.clone(),
+        }
+    }
+}
+
+fn infer(name: &str, name_words: &[String], desc_words: &[String]) -> Inferred {
+    let verb = name_words.first().map(String::as_str).unwrap_or("");
+    // The leading verb decides; a verb elsewhere in the name (`file_delete`) counts as well.
+    let write_verb = if WRITE_VERBS.contains(&verb) {
+        Some(verb)
+    } else if READ_VERBS.contains(&verb) {
+        None
+    } else {
+        first_match(name_words, WRITE_VERBS)
+    };
+    let read_verb = READ_VERBS.contains(&verb).then_some(verb);
+    let destructive_verb =
+        first_match(name_words, DESTRUCTIVE_VERBS).filter(|_| write_verb.is_some());
+
+    let (write, read) = match (write_verb, read_verb) {
+        (Some(v), _) => (
+            value(
+                true,
+                Evidence::Inferred,
+                format!("name `{name}` has the verb `{v}`"),
+            ),
+            value(
+                false,
+                Evidence::Inferred,
+                format!("name `{name}` has the verb `{v}`"),
+            ),
+        ),
+        (None, Some(v)) => (
+            value(
+                false,
+                Evidence::Inferred,
+                format!("name `{name}` starts with `{v}`"),
+            ),
+            value(
+                true,
+                Evidence::Inferred,
+                format!("name `{name}` starts with `{v}`"),
+            ),
+        ),
+        // Unknown verb: assume it may change state, so it is guarded like a write.
+        (None, None) => (
+            value(
+                true,
+                Evidence::Default,
+                "no read or write verb in the name: assumed to write",
+            ),
+            value(false, Evidence::Default, "no read verb in the name"),
+        ),
+    };
+    let destructive = match destructive_verb {
+        Some(v) => value(
+            true,
+            Evidence::Inferred,
+            format!("name `{name}` has the verb `{v}`"),
+        ),
+        None => value(false, Evidence::Default, "no destructive verb in the name"),
+    };
+    let open_world = if let Some(w) = first_match(name_words, OPEN_WORLD_WORDS) {
+        value(
+            true,
+            Evidence::Inferred,
+            format!("name `{name}` mentions `{w}`"),
+        )
+    } else if let Some(w) = first_match(name_words, CLOSED_WORLD_WORDS) {
+        value(
+            false,
+            Evidence::Inferred,
+            format!("name `{name}` mentions `{w}`: own or system state"),
+        )
+    } else if let Some(w) = first_match(desc_words, OPEN_WORLD_WORDS) {
+        value(
+            true,
+            Evidence::Inferred,
+            format!("description mentions `{w}`"),
+        )
+    } else {
+        // Content of unknown origin is treated as untrusted: the safe default (and MCP's).
+        value(
+            true,
+            Evidence::Default,
+            "nothing says its content is trusted",
+        )
+    };
+    Inferred {
+        read,
+        write,
+        destructive,
+        open_world,
+    }
+}
+
+fn infer_returns(name_words: &[String]) -> (Confidentiality, String) {
+    if let Some(w) = first_match(name_words, SECRET_WORDS) {
+        (Confidentiality::Secret, format!("name mentions `{w}`"))
+    } else if let Some(w) = first_match(name_words, INTERNAL_WORDS) {
+        (Confidentiality::Internal, format!("name mentions `{w}`"))
+    } else {
+        (
+            Confidentiality::Public,
+            "nothing says its results are confidential".to_owned(),
+        )
+    }
+}
+
+/// The kind of sink a parameter name denotes, from its words.
+fn sink_kind_of(param: &str) -> Option<SinkKind> {
+    let ws = words(param);
+    let has = |set: &[&str]| ws.iter().any(|w| set.contains(&w.as_str()));
+    if has(&[
+        "recipient",
+        "recipients",
+        "to",
+        "cc",
+        "bcc",
+        "email",
+        "emails",
+        "participants",
+        "participant",
+        "attendees",
+        "attendee",
+        "phone",
+        "invitee",
+        "invitees",
+        "user",
+        "users",
+        "address",
+        "addresses",
+        "sender",
+        "destination",
+        "channel",
+    ]) {
+        Some(SinkKind::Recipient)
+    } else if has(&[
+        "url", "uri", "link", "endpoint", "webhook", "domain", "host", "website",
+    ]) {
+        Some(SinkKind::Url)
+    } else if has(&[
+        "path",
+        "file",
+        "filename",
+        "directory",
+        "dir",
+        "folder",
+        "filepath",
+    ]) {
+        Some(SinkKind::Path)
+    } else if has(&["iban", "account", "bic", "swift", "routing", "wallet"]) {
+        Some(SinkKind::Account)
+    } else if has(&["amount", "price", "sum", "total", "quantity", "value"]) {
+        Some(SinkKind::Amount)
+    } else if has(&["command", "cmd", "script", "code", "shell", "sql"]) {
+        Some(SinkKind::Command)
+    } else {
+        None
+    }
+}
+
+fn sinks(spec: &ToolSpec, cfg: &ToolConfig, writes: bool) -> Vec<Sink> {
+    let mut out: Vec<Sink> = Vec::new();
+    let props = spec
+        .input_schema
+        .get("properties")
+        .and_then(Value::as_object);
+    let params: Vec<(&String, &Value)> = props.map(|p| p.iter().collect()).unwrap_or_default();
+    for (param, schema) in params {
+        if cfg.plain.contains(param) || cfg.sinks.contains_key(param) {
+            continue;
+        }
+        if let Some(kind) = sink_kind_of(param) {
+            out.push(Sink {
+                param: param.clone(),
+                kind,
+                evidence: Evidence::Inferred,
+                why: format!("parameter name `{param}` denotes a {}", kind.as_str()),
+            });
+            continue;
+        }
+        // A write's other non-text, non-temporal parameters select what it acts on (an id, a
+        // hotel, a company): an injected selector is as dangerous as an injected recipient.
+        let ws = words(param);
+        let free_text = ws.iter().any(|w| FREE_TEXT_PARAMS.contains(&w.as_str()));
+        let temporal = ws.iter().any(|w| TEMPORAL_WORDS.contains(&w.as_str()))
+            || schema
+                .get("format")
+                .and_then(Value::as_str)
+                .is_some_and(|f| f.starts_with("date") || f == "time");
+        let scalar_or_list = matches!(
+            schema.get("type").and_then(Value::as_str),
+            Some("string" | "array" | "integer") | None
+        );
+        if writes && !free_text && !temporal && scalar_or_list {
+            out.push(Sink {
+                param: param.clone(),
+                kind: SinkKind::Identifier,
+                evidence: Evidence::Inferred,
+                why: format!("parameter `{param}` selects what this write acts on"),
+            });
+        }
+    }
+    for (param, kind) in &cfg.sinks {
+        out.push(Sink {
+            param: param.clone(),
+            kind: *kind,
+            evidence: Evidence::Config,
+            why: "set in Warden's config".to_owned(),
+        });
+    }
+    out.sort_by(|a, b| a.param.cmp(&b.param));
+    out
+}
+
+/// A human-readable account of a tool's traits and where each came from (`warden tools explain`).
+pub fn explain(tool: &Tool) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{} (upstream: {})", tool.name, tool.upstream);
+    for t in Trait::ALL {
+        let v = tool.trait_value(t);
+        let _ = writeln!(
+            s,
+            "  {:<12} {:<5}  [{}] {}",
+            t.as_str(),
+            v.value,
+            evidence_str(v.evidence),
+            v.why
+        );
+    }
+    let (integrity, _) = tool.result_label();
+    let _ = writeln!(
+        s,
+        "  {:<12} {:<8} results are {:?}; {}",
+        "returns",
+        tool.returns.as_str(),
+        integrity,
+        tool.returns_why
+    );
+    if tool.sinks.is_empty() {
+        let _ = writeln!(s, "  sinks        none");
+    }
+    for sink in &tool.sinks {
+        let _ = writeln!(
+            s,
+            "  sink         {:<12} {:<10} [{}] {}",
+            sink.param,
+            sink.kind.as_str(),
+            evidence_str(sink.evidence),
+            sink.why
+        );
+    }
+    s
+}
+
+fn evidence_str(e: Evidence) -> &'static str {
+    match e {
+        Evidence::Config => "config",
+        Evidence::Annotation => "annotation",
+        Evidence::Inferred => "inferred",
+        Evidence::Default => "default",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(name: &str, props: Value) -> ToolSpec {
+        ToolSpec {
+            name: name.to_owned(),
+            description: String::new(),
+            input_schema: json!({"type": "object", "properties": props}),
+            annotations: None,
+        }
+    }
+
+    #[test]
+    fn send_verb_makes_a_write_with_recipient_sink_and_free_text_body() {
+        let t = resolve(
+            &spec(
+                "send_email",
+                json!({"recipients": {"type": "array"}, "body": {"type": "string"}}),
+            ),
+            "mail",
+            None,
+        );
+        assert!(t.write.value && !t.read.value && !t.destructive.value);
+        assert_eq!(t.write.evidence, Evidence::Inferred);
+        assert_eq!(
+            t.sink("recipients").map(|s| s.kind),
+            Some(SinkKind::Recipient)
+        );
+        assert!(t.sink("body").is_none());
+    }
+
+    #[test]
+    fn delete_verb_is_destructive() {
+        let t = resolve(
+            &spec("delete_file", json!({"file_id": {"type": "string"}})),
+            "fs",
+            None,
+        );
+        assert!(t.destructive.value && t.write.value);
+        assert_eq!(t.sink("file_id").map(|s| s.kind), Some(SinkKind::Path));
+    }
+
+    #[test]
+    fn get_verb_is_a_read_without_identifier_sinks() {
+        let t = resolve(
+            &spec(
+                "get_hotels_prices",
+                json!({"hotel_names": {"type": "array"}}),
+            ),
+            "t",
+            None,
+        );
+        assert!(t.read.value && !t.write.value);
+        assert!(t.sinks.is_empty());
+    }
+
+    #[test]
+    fn write_selector_parameter_is_an_identifier_sink_but_times_are_not() {
+        let t = resolve(
+            &spec(
+                "reserve_hotel",
+                json!({"hotel": {"type": "string"}, "start_day": {"type": "string"}}),
+            ),
+            "t",
+            None,
+        );
+        assert_eq!(t.sink("hotel").map(|s| s.kind), Some(SinkKind::Identifier));
+        assert!(t.sink("start_day").is_none());
+    }
+
+    #[test]
+    fn annotation_beats_inference_and_config_beats_annotation() {
+        let mut s = spec("frobnicate", json!({}));
+        s.annotations = Some(Annotations {
+            read_only_hint: Some(true),
+            ..Default::default()
+        });
+        let t = resolve(&s, "u", None);
+        assert!(t.read.value && !t.write.value);
+        assert_eq!(t.read.evidence, Evidence::Annotation);
+        let cfg = ToolConfig {
+            write: Some(true),
+            ..Default::default()
+        };
+        let t = resolve(&s, "u", Some(&cfg));
+        assert!(t.write.value);
+        assert_eq!(t.write.evidence, Evidence::Config);
+    }
+
+    #[test]
+    fn unknown_verb_is_assumed_to_write() {
+        let t = resolve(&spec("frobnicate", json!({})), "u", None);
+        assert!(t.write.value);
+        assert_eq!(t.write.evidence, Evidence::Default);
+    }
+
+    #[test]
+    fn inbox_reader_is_open_world_and_current_day_is_not() {
+        assert!(
+            resolve(&spec("get_received_emails", json!({})), "u", None)
+                .open_world
+                .value
+        );
+        assert!(
+            !resolve(&spec("get_current_day", json!({})), "u", None)
+                .open_world
+                .value
+        );
+    }
+
+    #[test]
+    fn config_sinks_and_plain_override_inference() {
+        let cfg = ToolConfig {
+            sinks: BTreeMap::from([("memo".to_owned(), SinkKind::Account)]),
+            plain: vec!["recipients".to_owned()],
+            ..Default::default()
+        };
+        let t = resolve(
+            &spec("send_money", json!({"recipients": {}, "memo": {}})),
+            "bank",
+            Some(&cfg),
+        );
+        assert!(t.sink("recipients").is_none());
+        assert_eq!(
+            t.sink("memo").map(|s| (s.kind, s.evidence)),
+            Some((SinkKind::Account, Evidence::Config))
+        );
+    }
+
+    #[test]
+    fn camel_case_names_split_into_words() {
+        assert_eq!(words("sendEmailNow"), vec!["send", "email", "now"]);
+        assert_eq!(words("mail.send-all_x"), vec!["mail", "send", "all", "x"]);
+    }
+
+    #[test]
+    fn explain_names_the_evidence_of_each_trait() {
+        let text = explain(&resolve(
+            &spec("send_email", json!({"to": {}})),
+            "mail",
+            None,
+        ));
+        assert!(
+            text.contains("write        true   [inferred] name `send_email` has the verb `send`"),
+            "{text}"
+        );
+        assert!(text.contains("sink         to"), "{text}");
+    }
+}

@@ -1,0 +1,9 @@
+//! Value-level provenance: extract the salient values of content (addresses, URLs, IBANs, numbers,
+//! paths, names, shingles of free text) and index them per session, so that each argument of a call
+//! can be traced to the sources its values occur in.
+
+mod extract;
+mod index;
+
+pub use extract::{extract, extract_json, Kind, Salient};
+pub use index::{IndexConfig, ProvenanceIndex};

@@ -1,0 +1,328 @@
+//! The `warden` command: serve the gateway, check and test policies, decide one call by hand,
+//! explain tool traits.
+
+mod cases;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+use warden_gateway::Config;
+use warden_policy::{tools, ToolSpec};
+
+#[derive(Parser)]
+#[command(
+    name = "warden",
+    version,
+    about = "A runtime security gateway for AI agents: decides every tool call from task-scoped \
+             Cedar policy and value-level provenance.",
+    after_help = "Start with `warden serve` (no config needed), then see the README's walkthrough."
+)]
+struct Cli {
+    /// Config file (TOML). Without one, Warden runs on its embedded defaults.
+    #[arg(long, short, global = true, env = "WARDEN_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the guard API on localhost (SQLite state under the data dir, built-in baseline policy).
+    Serve {
+        /// Address to listen on (overrides server.listen).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Directory for state (overrides server.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Check and test policies and task profiles.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Decide one call described in a JSON case file, and print the decision (for debugging).
+    ///
+    /// The file holds {"session": {...}, "steps": [...], "call": {"tool", "args"}}: see
+    /// examples/cases/ for the format.
+    Decide {
+        /// The case file (JSON or TOML).
+        file: PathBuf,
+    },
+    /// Show what Warden believes about tools, and why.
+    Tools {
+        #[command(subcommand)]
+        command: ToolsCommand,
+    },
+    /// Make API keys for agents.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate the config's task profiles and Cedar policies (and any extra files given);
+    /// errors are reported as file:line:col.
+    Check {
+        /// Extra Cedar files to check with the config's.
+        files: Vec<PathBuf>,
+    },
+    /// Run decision test cases (`*.toml` with [[case]] tables, or `*.json` with one case) from a
+    /// directory; exits non-zero if any fails.
+    Test { dir: PathBuf },
+    /// Print the policy set in force (baseline, compiled profiles, files).
+    Show,
+}
+
+#[derive(Subcommand)]
+enum ToolsCommand {
+    /// Explain each tool's traits (read, write, destructive, open_world), what its results are
+    /// labelled, and which parameters are sensitive sinks, with the evidence for each.
+    Explain {
+        /// A JSON file of tool specs: a list of {name, description, inputSchema|parameters,
+        /// annotations}, or an object of such lists (like AgentDojo's tools.json).
+        #[arg(long)]
+        specs: Option<PathBuf>,
+        /// Only these tools (default: every tool known from the config and --specs).
+        names: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new random API key and the [[api_keys]] entry to paste into the config.
+    New {
+        /// The key's name (the default agent id for its sessions).
+        name: String,
+    },
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config> {
+    match path {
+        Some(p) => Ok(Config::load(p)?),
+        None => {
+            let default = Path::new("warden.toml");
+            if default.exists() {
+                Ok(Config::load(default)?)
+            } else {
+                Ok(Config::default())
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let config = load_config(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve { listen, data_dir } => serve(config, listen, data_dir),
+        Command::Policy { command } => match command {
+            PolicyCommand::Check { files } => policy_check(config, files),
+            PolicyCommand::Test { dir } => policy_test(&config, &dir),
+            PolicyCommand::Show => {
+                for (id, text) in config.engine()?.texts() {
+                    println!("// {id}\n{text}\n");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        },
+        Command::Decide { file } => {
+            let case = cases::read_cases(&file)?
+                .into_iter()
+                .next()
+                .context("the case file holds no case")?;
+            let record = cases::run(&config, &case)?;
+            println!("{}", serde_json::to_string_pretty(&record)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tools {
+            command: ToolsCommand::Explain { specs, names },
+        } => tools_explain(&config, specs.as_deref(), &names),
+        Command::Keys {
+            command: KeysCommand::New { name },
+        } => {
+            let key = format!("wk_{}", warden_gateway::runtime::random_hex(24)?);
+            println!("API key for `{name}` (shown once; give it to the agent):\n\n  {key}\n");
+            println!("Add to the config:\n\n[[api_keys]]\nname = {name:?}\nsha256 = {:?}\nprincipals = [\"*\"]\nprofiles = [\"*\"]",
+                warden_gateway::runtime::sha256_hex(&key));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn serve(
+    mut config: Config,
+    listen: Option<std::net::SocketAddr>,
+    data_dir: Option<PathBuf>,
+) -> Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warden=info,warden_gateway=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Some(l) = listen {
+        config.server.listen = l;
+    }
+    if let Some(d) = data_dir {
+        config.server.data_dir = d;
+        config.base_dir = PathBuf::new();
+    }
+    let rt = warden_gateway::runtime(config).context("starting Warden")?;
+    let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    tokio.block_on(async move {
+        let addr = rt.config().server.listen;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (is another Warden running? try --listen 127.0.0.1:0)"))?;
+        let local = listener.local_addr()?;
+        eprintln!(
+            "warden: guard API on http://{local} — {} policies (digest {}), state in {}",
+            rt.engine().len(),
+            &rt.engine().digest[..12],
+            rt.config().data_dir().display()
+        );
+        if rt.config().api_keys.is_empty() {
+            eprintln!("warden: no [[api_keys]] configured: any local process may open sessions (loopback only)");
+        }
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("warden: shutting down");
+        };
+        warden_gateway::serve(rt, listener, shutdown).await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn policy_check(mut config: Config, files: Vec<PathBuf>) -> Result<ExitCode> {
+    config.validate()?;
+    config.policy.files.extend(files);
+    let engine = config.engine()?;
+    println!(
+        "ok: {} policies ({} task profiles compiled, baseline {}), digest {}",
+        engine.len(),
+        config.profiles.len(),
+        if config.policy.baseline { "on" } else { "off" },
+        &engine.digest[..12]
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn policy_test(config: &Config, dir: &Path) -> Result<ExitCode> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading test directory {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml" || x == "json"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!(
+            "{}: no test cases (*.toml with [[case]] tables, or *.json)",
+            dir.display()
+        );
+    }
+    let (mut passed, mut failed) = (0, 0);
+    for f in &files {
+        for (n, case) in cases::read_cases(f)?.iter().enumerate() {
+            let name = if case.name.is_empty() {
+                format!("case {}", n + 1)
+            } else {
+                case.name.clone()
+            };
+            if case.expect.is_none() && case.policy.is_none() && case.reason_contains.is_none() {
+                bail!(
+                    "{}: `{name}` expects nothing: set `expect`, `policy` or `reason_contains`",
+                    f.display()
+                );
+            }
+            let outcome = cases::run(config, case)
+                .map_err(|e| e.to_string())
+                .and_then(|r| cases::check(case, &r));
+            match outcome {
+                Ok(()) => {
+                    passed += 1;
+                    println!("PASS {}: {name}", f.display());
+                }
+                Err(why) => {
+                    failed += 1;
+                    println!("FAIL {}: {name}\n      {why}", f.display());
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn read_specs(path: &Path) -> Result<Vec<ToolSpec>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let lists: Vec<serde_json::Value> = match value {
+        serde_json::Value::Array(_) => vec![value],
+        serde_json::Value::Object(map) => map.into_values().collect(),
+        _ => bail!(
+            "{}: expected a list of tool specs or an object of lists",
+            path.display()
+        ),
+    };
+    let mut specs = Vec::new();
+    for list in lists {
+        let more: Vec<ToolSpec> = serde_json::from_value(list)
+            .with_context(|| format!("{}: not a list of tool specs", path.display()))?;
+        specs.extend(more);
+    }
+    Ok(specs)
+}
+
+fn tools_explain(config: &Config, specs: Option<&Path>, names: &[String]) -> Result<ExitCode> {
+    let mut all: Vec<ToolSpec> = config.tools.iter().map(|(n, e)| e.spec(n)).collect();
+    if let Some(p) = specs {
+        all.extend(read_specs(p)?);
+    }
+    for n in names {
+        if !all.iter().any(|s| &s.name == n) {
+            all.push(ToolSpec {
+                name: n.clone(),
+                ..ToolSpec::default()
+            });
+        }
+    }
+    if all.is_empty() {
+        bail!("no tools to explain: name some, pass --specs FILE, or declare [tools.<name>] in the config");
+    }
+    let mut seen = std::collections::HashSet::new();
+    for spec in all {
+        if (!names.is_empty() && !names.contains(&spec.name)) || !seen.insert(spec.name.clone()) {
+            continue;
+        }
+        let entry = config.tools.get(&spec.name);
+        let upstream = entry
+            .and_then(|e| e.upstream.clone())
+            .unwrap_or_else(|| "guard".into());
+        let tool = tools::resolve(&spec, &upstream, entry.map(|e| &e.traits));
+        println!("{}", tools::explain(&tool));
+    }
+    Ok(ExitCode::SUCCESS)
+}

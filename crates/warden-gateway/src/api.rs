@@ -111,6 +111,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 } else {
                     inner.to_string()
                 };
+                if inner.is_syntax() || inner.is_eof() {
+                    // Where the parser stopped is not a field the client got wrong.
+                    return ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message);
+                }
                 let mut err = ApiError::field(StatusCode::BAD_REQUEST, field.clone(), message);
                 if field.is_empty() {
                     // A missing field is reported at the top level; name it from serde's message.

@@ -86,6 +86,12 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 impl PolicyEngine {
     /// Parse and index policy files. Every error names its file, line and column.
     pub fn load(sources: &[PolicySource]) -> Result<Self, PolicyError> {
+        Self::load_with(sources, true)
+    }
+
+    /// Like `load`, with the index switched off when `indexed` is false: every call is evaluated
+    /// against the whole set. For benchmarks and for tests that the index changes no decision.
+    pub fn load_with(sources: &[PolicySource], indexed: bool) -> Result<Self, PolicyError> {
         let mut policies = BTreeMap::new();
         let mut seen: HashMap<String, String> = HashMap::new();
         let mut digest_input = String::new();
@@ -162,6 +168,11 @@ impl PolicyEngine {
             let tool = match p.resource_constraint() {
                 ResourceConstraint::Eq(uid) => entity_key(&uid, TOOL_TYPE),
                 _ => None,
+            };
+            let (profile, tool) = if indexed {
+                (profile, tool)
+            } else {
+                (None, None)
             };
             profiles.extend(profile.clone());
             tools.extend(tool.clone());

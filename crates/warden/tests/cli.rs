@@ -1,0 +1,287 @@
+//! The `warden` binary as an operator runs it: exit codes, file:line:col diagnostics, the policy
+//! test runner's verdicts, `decide`, `tools explain`, and `serve` answering real HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+fn warden() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
+    cmd.current_dir(ROOT).env_remove("WARDEN_CONFIG");
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    warden()
+        .args(args)
+        .output()
+        .expect("the warden binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 temp path")
+}
+
+#[test]
+fn policy_check_reports_a_broken_cedar_file_at_its_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cedar = dir.path().join("broken.cedar");
+    // Line 3, column 1: `permitt` is not a policy effect.
+    std::fs::write(
+        &cedar,
+        "// a broken policy\n@id(\"broken\")\npermitt(principal, action, resource);\n",
+    )
+    .expect("write policy");
+    let config = dir.path().join("warden.toml");
+    std::fs::write(&config, "[policy]\nfiles = [\"broken.cedar\"]\n").expect("write config");
+
+    let out = run(&["policy", "check", "--config", path_str(&config)]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    let expected = format!("{}:3:1:", cedar.display());
+    assert!(
+        stderr.contains(&expected),
+        "expected `{expected}` in: {stderr}"
+    );
+}
+
+#[test]
+fn policy_check_reports_a_bad_config_field_at_its_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("warden.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"127.0.0.1:8787\"\nlisen = \"127.0.0.1:1\"\n",
+    )
+    .expect("write config");
+
+    let out = run(&["policy", "check", "--config", path_str(&config)]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    let expected = format!("{}:3:1: unknown field `lisen`", config.display());
+    assert!(
+        stderr.contains(&expected),
+        "expected `{expected}` in: {stderr}"
+    );
+}
+
+#[test]
+fn policy_test_passes_every_case_of_the_support_example() {
+    let out = run(&[
+        "policy",
+        "test",
+        "examples/support/tests",
+        "--config",
+        "examples/support/warden.toml",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(stdout.matches("PASS ").count(), 9, "{stdout}");
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+    assert!(stdout.contains("9 passed, 0 failed"), "{stdout}");
+}
+
+#[test]
+fn policy_test_with_a_wrong_expectation_fails_and_says_which() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Replying to another customer is denied by the profile; this case claims it is allowed.
+    std::fs::write(
+        dir.path().join("wrong.toml"),
+        r#"
+[[case]]
+name = "a deliberately wrong expectation"
+session = { principal = "alice", agent = "support-bot", profile = "support.answer_query", task = { customer_id = "C-1042" } }
+call = { tool = "reply_to_customer", args = { customer_id = "C-2001", body = "Hello" } }
+expect = "allow"
+"#,
+    )
+    .expect("write case");
+
+    let out = run(&[
+        "policy",
+        "test",
+        path_str(dir.path()),
+        "--config",
+        "examples/support/warden.toml",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "stdout: {stdout}");
+    assert!(
+        stdout.contains("FAIL") && stdout.contains("a deliberately wrong expectation"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("expected allow, got deny"), "{stdout}");
+    assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+}
+
+#[test]
+fn decide_holds_the_injected_refund_case() {
+    let out = run(&[
+        "decide",
+        "examples/cases/injected-refund.json",
+        "--config",
+        "examples/support/warden.toml",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {}",
+        text(&out.stderr)
+    );
+    let record: Value = serde_json::from_str(&stdout).expect("decide prints JSON");
+    assert_eq!(record["verdict"], "hold", "{record:#}");
+    assert_eq!(record["tool"], "refund_order");
+    let policies: Vec<&str> = record["reasons"]
+        .as_array()
+        .expect("reasons")
+        .iter()
+        .filter_map(|r| r["policy"].as_str())
+        .collect();
+    assert_eq!(policies, ["baseline.untrusted-value-in-sink"], "{record:#}");
+}
+
+#[test]
+fn tools_explain_infers_that_send_email_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let specs = dir.path().join("tools.json");
+    std::fs::write(
+        &specs,
+        json!([
+            {"name": "send_email", "description": "Send an e-mail",
+             "inputSchema": {"type": "object", "properties": {
+                 "recipients": {"type": "array"}, "body": {"type": "string"}}}},
+            {"name": "get_balance", "description": "Read the balance",
+             "inputSchema": {"type": "object", "properties": {}}}
+        ])
+        .to_string(),
+    )
+    .expect("write specs");
+
+    let out = run(&[
+        "tools",
+        "explain",
+        "--specs",
+        path_str(&specs),
+        "send_email",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert!(stdout.starts_with("send_email "), "{stdout}");
+    assert!(
+        !stdout.contains("get_balance"),
+        "only the named tool: {stdout}"
+    );
+    let write: Vec<&str> = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("write "))
+        .expect("a `write` line")
+        .split_whitespace()
+        .collect();
+    assert_eq!(write[..3], ["write", "true", "[inferred]"], "{stdout}");
+}
+
+/// Kills the child when dropped, so a failing test leaves no server behind.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn serve_with_zero_config_answers_the_guard_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("state");
+    // Run from an empty directory so that no warden.toml is picked up: zero config.
+    let mut child = Killed(
+        warden()
+            .current_dir(dir.path())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("warden serve starts"),
+    );
+
+    // Read stderr on a thread until the listen line appears.
+    let stderr = child.0.stderr.take().expect("stderr piped");
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no `guard API on` line; stderr so far: {seen:#?}"));
+        if let Some(rest) = line.split("guard API on http://").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .expect("an address")
+                .to_owned();
+        }
+        seen.push(line);
+    };
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    assert_ne!(addr, "127.0.0.1:0", "the real port is printed");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let decision: Value = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let resp = client
+            .post(format!("http://{addr}/v1/sessions"))
+            .json(&json!({"principal": "alice", "agent": "bot", "instruction": "What is my balance?"}))
+            .send()
+            .await
+            .expect("POST /v1/sessions");
+        assert_eq!(resp.status(), 201);
+        let opened: Value = resp.json().await.expect("JSON");
+        let id = opened["id"].as_str().expect("id").to_owned();
+        let token = opened["token"].as_str().expect("token").to_owned();
+        let resp = client
+            .post(format!("http://{addr}/v1/decide"))
+            .bearer_auth(&token)
+            .json(&json!({"session": id, "tool": "get_balance", "args": {}}))
+            .send()
+            .await
+            .expect("POST /v1/decide");
+        assert_eq!(resp.status(), 200);
+        resp.json().await.expect("JSON")
+    });
+    assert_eq!(decision["verdict"], "allow", "{decision:#}");
+    assert_eq!(decision["reasons"][0]["policy"], "baseline.no-profile");
+    assert!(
+        data.join("warden.db").exists(),
+        "state is kept in the --data-dir"
+    );
+    drop(child);
+}

@@ -196,6 +196,33 @@ fn main() {
     let authorizer = Authorizer::new();
 
     {
+        // Where a decision's time goes, at 200 policies.
+        let mut group = criterion.benchmark_group("parts");
+        group.bench_function("provenance", |b| {
+            b.iter(|| {
+                call.args
+                    .iter()
+                    .map(|(k, v)| (k.clone(), state.index.provenance(black_box(v))))
+                    .collect::<BTreeMap<_, _>>()
+            })
+        });
+        group.bench_function("context", |b| {
+            b.iter(|| context::build(&state, &tool, black_box(&call), &provenance, &flow))
+        });
+        let engine = &setups[1].1.indexed;
+        group.bench_function("engine", |b| {
+            b.iter(|| {
+                engine.decide(&warden_policy::engine::CedarCall {
+                    request: black_box(&request),
+                    entities: &entities,
+                    profile: Some("p7"),
+                    tool: "t3",
+                })
+            })
+        });
+        group.finish();
+    }
+    {
         let mut group = criterion.benchmark_group("decide");
         for (n, s) in &setups {
             group.bench_with_input(BenchmarkId::new("warden-indexed", n), n, |b, _| {
@@ -211,6 +238,10 @@ fn main() {
         group.finish();
     }
     criterion.final_summary();
+    // With a filter (`cargo bench … -- parts`), only Criterion's part of the run is wanted.
+    if std::env::args().skip(1).any(|a| !a.starts_with('-')) {
+        return;
+    }
 
     println!("\npolicies | warden indexed p50 / p99 | warden unindexed p50 / p99 | raw Cedar (whole set) p50 / p99 | indexed ÷ raw (p50)");
     println!("---------|--------------------------|----------------------------|--------------------------------|--------------------");

@@ -180,8 +180,10 @@ fn serve(
         config.server.listen = l;
     }
     if let Some(d) = data_dir {
-        config.server.data_dir = d;
-        config.base_dir = PathBuf::new();
+        // A directory given on the command line is relative to where the command runs.
+        config.server.data_dir = std::env::current_dir()
+            .context("reading the current directory")?
+            .join(d);
     }
     let rt = warden_gateway::runtime(config).context("starting Warden")?;
     let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;

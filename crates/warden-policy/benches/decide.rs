@@ -1,14 +1,16 @@
 //! `cargo bench -p warden-policy --bench decide`: one full decision (provenance of every argument,
 //! the Cedar context, the indexed policy slice, reasons rendered) with 10, 200 and 1000 policies
 //! and a session whose provenance index holds 10k values; beside it, in the same run, the same
-//! pipeline with the index off and raw Cedar (`Authorizer::is_authorized` over the whole set with
-//! a prebuilt request). Criterion's report, then a table of p50/p99 and the ratios.
+//! pipeline with the index off and raw Cedar (Cedar's `Authorizer::is_authorized` over the whole
+//! set with a prebuilt request). Criterion's report, then a table of p50/p99 and the ratios.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use cedar_policy::{Authorizer, PolicySet};
+use cedar_policy::PolicySet;
+use cedar_policy_core::ast;
+use cedar_policy_core::authorizer::Authorizer;
 use criterion::{BenchmarkId, Criterion};
 use serde_json::{json, Value};
 use warden_model::{Call, Session, Tool};
@@ -191,8 +193,9 @@ fn main() {
         .map(|(k, v)| (k.clone(), state.index.provenance(v)))
         .collect();
     let flow = context::Flow::of(&tool, &provenance);
+    let types = &setups[0].1.indexed.types;
     let (request, entities) =
-        context::build(&state, &tool, &call, &provenance, &flow).expect("context");
+        context::build(types, &state, &tool, &call, &provenance, &flow).expect("context");
     let authorizer = Authorizer::new();
 
     {
@@ -207,7 +210,7 @@ fn main() {
             })
         });
         group.bench_function("context", |b| {
-            b.iter(|| context::build(&state, &tool, black_box(&call), &provenance, &flow))
+            b.iter(|| context::build(types, &state, &tool, black_box(&call), &provenance, &flow))
         });
         let engine = &setups[1].1.indexed;
         group.bench_function("engine", |b| {
@@ -232,7 +235,9 @@ fn main() {
                 b.iter(|| decide(&s.flat, &state, &tool, black_box(&call)))
             });
             group.bench_with_input(BenchmarkId::new("raw-cedar", n), n, |b, _| {
-                b.iter(|| authorizer.is_authorized(black_box(&request), &s.raw_set, &entities))
+                b.iter(|| {
+                    authorizer.is_authorized(black_box(request.clone()), raw(&s.raw_set), &entities)
+                })
             });
         }
         group.finish();
@@ -257,9 +262,11 @@ fn main() {
         );
         let (rp50, rp99) = percentiles(
             || {
-                drop(black_box(
-                    authorizer.is_authorized(&request, &s.raw_set, &entities),
-                ))
+                drop(black_box(authorizer.is_authorized(
+                    request.clone(),
+                    raw(&s.raw_set),
+                    &entities,
+                )))
             },
             iters / 4,
         );
@@ -274,6 +281,10 @@ fn main() {
             ip50.as_secs_f64() / rp50.as_secs_f64()
         );
     }
+}
+
+fn raw(set: &PolicySet) -> &ast::PolicySet {
+    set.as_ref()
 }
 
 fn us(d: Duration) -> f64 {

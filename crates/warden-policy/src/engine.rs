@@ -7,9 +7,11 @@ use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 
 use cedar_policy::{
-    Authorizer, Decision as CedarDecision, Entities, EntityUid, Policy, PolicyId, PolicySet,
-    PrincipalConstraint, Request, ResourceConstraint,
+    EntityUid, Policy, PolicyId, PolicySet, PrincipalConstraint, ResourceConstraint,
 };
+use cedar_policy_core::ast;
+use cedar_policy_core::authorizer::{AuthorizationError, Authorizer};
+use cedar_policy_core::entities::Entities;
 use warden_model::{Reason, Verdict};
 
 use crate::PolicyError;
@@ -28,15 +30,8 @@ struct PolicyMeta {
     reason: Option<String>,
 }
 
-/// Slices of the policy set for one (profile, tool): Cedar evaluates only these.
-#[derive(Debug)]
-struct Slice {
-    /// Permits and hard forbids: decides allow or deny.
-    main: PolicySet,
-    /// `@hold` forbids beside one permit-all policy: Cedar denies exactly when a hold forbid is
-    /// satisfied, and names it.
-    hold: PolicySet,
-}
+/// The policies that can apply to calls of one tool in sessions of one profile.
+type Slice = PolicySet;
 
 /// Where a policy is filed in the index: the profile and the tool named in its scope, if any.
 type IndexKey = (Option<String>, Option<String>);
@@ -49,14 +44,15 @@ pub struct PolicyEngine {
     tools: HashSet<String>,
     slices: RwLock<HashMap<IndexKey, Arc<Slice>>>,
     authorizer: Authorizer,
-    permit_all: Policy,
+    /// The Cedar entity types of Warden's vocabulary.
+    pub types: crate::context::Types,
     /// A digest of the policy texts in force, for the audit log.
     pub digest: String,
 }
 
 /// The Cedar view of one call: entities and request, built by `context`.
 pub struct CedarCall<'a> {
-    pub request: &'a Request,
+    pub request: &'a ast::Request,
     pub entities: &'a Entities,
     pub profile: Option<&'a str>,
     pub tool: &'a str,
@@ -185,7 +181,11 @@ impl PolicyEngine {
             tools,
             slices: RwLock::new(HashMap::new()),
             authorizer: Authorizer::new(),
-            permit_all: permit_all()?,
+            types: crate::context::Types::new().map_err(|message| PolicyError::Invalid {
+                file: "<internal>".into(),
+                policy: "types".into(),
+                message,
+            })?,
             digest: crate::digest(&digest_input),
         })
     }
@@ -209,7 +209,6 @@ impl PolicyEngine {
     pub fn may_permit(&self, profile: Option<&str>, tool: &str) -> bool {
         let slice = self.slice(profile, tool);
         let any_permit = slice
-            .main
             .policies()
             .any(|p| p.effect() == cedar_policy::Effect::Permit);
         any_permit
@@ -227,120 +226,98 @@ impl PolicyEngine {
         if let Some(s) = self.slices.read().ok().and_then(|m| m.get(&key).cloned()) {
             return s;
         }
-        let mut main = Vec::new();
-        let mut hold = Vec::new();
-        let profiles = [None, key.0.clone()];
-        let tools = [None, key.1.clone()];
         let mut ids: Vec<&PolicyId> = Vec::new();
-        for p in profiles.iter().collect::<HashSet<_>>() {
-            for t in tools.iter().collect::<HashSet<_>>() {
+        let profiles: HashSet<&Option<String>> = [&None, &key.0].into_iter().collect();
+        let tools: HashSet<&Option<String>> = [&None, &key.1].into_iter().collect();
+        for &p in &profiles {
+            for &t in &tools {
                 if let Some(v) = self.by_key.get(&(p.clone(), t.clone())) {
                     ids.extend(v);
                 }
             }
         }
         ids.sort();
-        for id in ids {
-            if let Some((policy, meta)) = self.policies.get(id) {
-                if meta.hold {
-                    hold.push(policy.clone());
-                } else {
-                    main.push(policy.clone());
-                }
-            }
-        }
-        if !hold.is_empty() {
-            hold.push(self.permit_all.clone());
-        }
-        let slice = Arc::new(Slice {
-            main: PolicySet::from_policies(main).unwrap_or_default(),
-            hold: PolicySet::from_policies(hold).unwrap_or_default(),
-        });
+        let policies = ids
+            .into_iter()
+            .filter_map(|id| self.policies.get(id))
+            .map(|(p, _)| p.clone());
+        let slice = Arc::new(PolicySet::from_policies(policies).unwrap_or_default());
         if let Ok(mut m) = self.slices.write() {
             m.insert(key, slice.clone());
         }
         slice
     }
 
-    /// Decide one call. Default deny; a satisfied `forbid` denies; a satisfied `@hold` forbid
-    /// holds an otherwise allowed call; any evaluation error denies with the error as the reason.
+    /// Decide one call, in one pass of Cedar over the slice. Any evaluation error denies, naming
+    /// the policy and the error; else a satisfied plain `forbid` denies; else no satisfied permit
+    /// denies (default deny); else a satisfied `@hold` forbid holds; else allow.
     pub fn decide(&self, call: &CedarCall<'_>) -> Outcome {
         let slice = self.slice(call.profile, call.tool);
-        let main = self
-            .authorizer
-            .is_authorized(call.request, &slice.main, call.entities);
-        if let Some(errors) = self.errors(&main) {
-            return errors;
-        }
-        let determining: Vec<Reason> = main
-            .diagnostics()
-            .reason()
-            .map(|id| self.reason(id))
-            .collect();
-        if main.decision() == CedarDecision::Deny {
-            let reasons = if determining.is_empty() {
-                vec![Reason {
-                    policy: "default-deny".into(),
-                    message: match call.profile {
-                        Some(p) => format!(
-                            "`{}` is not among the tools of task profile `{p}`",
-                            call.tool
+        let response = self.authorizer.is_authorized_core(
+            call.request.clone(),
+            AsRef::<ast::PolicySet>::as_ref(&*slice),
+            call.entities,
+        );
+        let deny = |reasons| Outcome {
+            verdict: Verdict::Deny,
+            reasons,
+        };
+        if !response.errors.is_empty() {
+            let mut reasons: Vec<Reason> = response
+                .errors
+                .iter()
+                .map(|e| {
+                    let AuthorizationError::PolicyEvaluationError { id, error } = e;
+                    Reason {
+                        policy: id.to_string(),
+                        message: format!(
+                            "policy could not be evaluated, so the call is refused: {error}"
                         ),
-                        None => format!("no policy permits `{}`", call.tool),
-                    },
-                }]
-            } else {
-                determining
-            };
-            return Outcome {
-                verdict: Verdict::Deny,
-                reasons,
-            };
+                    }
+                })
+                .collect();
+            reasons.sort_by(|a, b| a.policy.cmp(&b.policy));
+            return deny(reasons);
         }
-        if slice.hold.is_empty() {
-            return Outcome {
-                verdict: Verdict::Allow,
-                reasons: determining,
-            };
+        let reasons = |ids: &mut dyn Iterator<Item = &ast::PolicyID>| {
+            let mut v: Vec<Reason> = ids
+                .map(|id| self.reason(&PolicyId::new(id.as_ref())))
+                .collect();
+            v.sort_by(|a, b| a.policy.cmp(&b.policy));
+            v
+        };
+        let is_hold = |id: &ast::PolicyID| {
+            self.policies
+                .get(&PolicyId::new(id.as_ref()))
+                .is_some_and(|(_, m)| m.hold)
+        };
+        let forbids = reasons(&mut response.satisfied_forbids.keys().filter(|id| !is_hold(id)));
+        if !forbids.is_empty() {
+            return deny(forbids);
         }
-        let hold = self
-            .authorizer
-            .is_authorized(call.request, &slice.hold, call.entities);
-        if let Some(errors) = self.errors(&hold) {
-            return errors;
+        if response.satisfied_permits.is_empty() {
+            return deny(vec![Reason {
+                policy: "default-deny".into(),
+                message: match call.profile {
+                    Some(p) => format!(
+                        "`{}` is not among the tools of task profile `{p}`",
+                        call.tool
+                    ),
+                    None => format!("no policy permits `{}`", call.tool),
+                },
+            }]);
         }
-        if hold.decision() == CedarDecision::Deny {
+        let holds = reasons(&mut response.satisfied_forbids.keys().filter(|id| is_hold(id)));
+        if !holds.is_empty() {
             return Outcome {
                 verdict: Verdict::Hold,
-                reasons: hold
-                    .diagnostics()
-                    .reason()
-                    .map(|id| self.reason(id))
-                    .collect(),
+                reasons: holds,
             };
         }
         Outcome {
             verdict: Verdict::Allow,
-            reasons: determining,
+            reasons: reasons(&mut response.satisfied_permits.keys()),
         }
-    }
-
-    fn errors(&self, response: &cedar_policy::Response) -> Option<Outcome> {
-        let reasons: Vec<Reason> = response
-            .diagnostics()
-            .errors()
-            .map(|e| {
-                let cedar_policy::AuthorizationError::PolicyEvaluationError(err) = e;
-                Reason {
-                    policy: err.policy_id().to_string(),
-                    message: format!("policy could not be evaluated, so the call is refused: {e}"),
-                }
-            })
-            .collect();
-        (!reasons.is_empty()).then_some(Outcome {
-            verdict: Verdict::Deny,
-            reasons,
-        })
     }
 
     fn reason(&self, id: &PolicyId) -> Reason {
@@ -354,20 +331,6 @@ impl PolicyEngine {
             message,
         }
     }
-}
-
-/// The permit that lets the hold slice say "no hold policy applies". Its id cannot collide with a
-/// user's `@id` because `load` rejects ids that start with `warden.`.
-fn permit_all() -> Result<Policy, PolicyError> {
-    Policy::parse(
-        Some(PolicyId::new("warden.internal.permit-all")),
-        "permit(principal, action, resource);",
-    )
-    .map_err(|e| PolicyError::Invalid {
-        file: "<internal>".into(),
-        policy: "warden.internal.permit-all".into(),
-        message: e.to_string(),
-    })
 }
 
 fn first_error(e: &cedar_policy::ParseErrors) -> String {

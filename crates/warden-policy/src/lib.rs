@@ -80,7 +80,7 @@ pub fn decide(engine: &PolicyEngine, state: &SessionState, tool: &Tool, call: &C
         .map(|(k, v)| (k.clone(), state.index.provenance(v)))
         .collect();
     let flow = context::Flow::of(tool, &provenance);
-    let outcome = match context::build(state, tool, call, &provenance, &flow) {
+    let outcome = match context::build(&engine.types, state, tool, call, &provenance, &flow) {
         Ok((request, entities)) => engine.decide(&engine::CedarCall {
             request: &request,
             entities: &entities,

@@ -7,11 +7,12 @@ use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 
 use cedar_policy::{
-    EntityUid, Policy, PolicyId, PolicySet, PrincipalConstraint, ResourceConstraint,
+    Effect, EntityUid, Policy, PolicyId, PolicySet, PrincipalConstraint, ResourceConstraint,
 };
 use cedar_policy_core::ast;
-use cedar_policy_core::authorizer::{AuthorizationError, Authorizer};
 use cedar_policy_core::entities::Entities;
+use cedar_policy_core::evaluator::Evaluator;
+use cedar_policy_core::extensions::Extensions;
 use warden_model::{Reason, Verdict};
 
 use crate::PolicyError;
@@ -23,27 +24,31 @@ pub struct PolicySource {
     pub text: String,
 }
 
-/// What Warden knows of one policy beyond Cedar's view of it.
-#[derive(Debug, Clone)]
-struct PolicyMeta {
+/// One loaded policy: Cedar's policy, its condition built once (scope and body, as Cedar's own
+/// authorizer would build it on every request), and what Warden reads from its annotations.
+#[derive(Debug)]
+struct Compiled {
+    id: String,
+    policy: Policy,
+    condition: ast::Expr,
+    effect: Effect,
     hold: bool,
     reason: Option<String>,
 }
 
 /// The policies that can apply to calls of one tool in sessions of one profile.
-type Slice = PolicySet;
+type Slice = Vec<Arc<Compiled>>;
 
 /// Where a policy is filed in the index: the profile and the tool named in its scope, if any.
 type IndexKey = (Option<String>, Option<String>);
 
 #[derive(Debug)]
 pub struct PolicyEngine {
-    policies: BTreeMap<PolicyId, (Policy, PolicyMeta)>,
+    policies: BTreeMap<PolicyId, Arc<Compiled>>,
     by_key: HashMap<IndexKey, Vec<PolicyId>>,
     profiles: HashSet<String>,
     tools: HashSet<String>,
     slices: RwLock<HashMap<IndexKey, Arc<Slice>>>,
-    authorizer: Authorizer,
     /// The Cedar entity types of Warden's vocabulary.
     pub types: crate::context::Types,
     /// A digest of the policy texts in force, for the audit log.
@@ -144,17 +149,24 @@ impl PolicyEngine {
                         message: "@hold applies to forbid policies only".into(),
                     });
                 }
-                let meta = PolicyMeta {
-                    hold,
-                    reason: p.annotation("reason").map(str::to_owned),
-                };
                 let pid = PolicyId::new(&id);
-                policies.insert(pid.clone(), (p.new_id(pid), meta));
+                let policy = p.new_id(pid.clone());
+                let condition = AsRef::<ast::Policy>::as_ref(&policy).condition();
+                let compiled = Compiled {
+                    reason: p.annotation("reason").map(str::to_owned),
+                    effect: p.effect(),
+                    id,
+                    policy,
+                    condition,
+                    hold,
+                };
+                policies.insert(pid, Arc::new(compiled));
             }
         }
         let mut by_key: HashMap<IndexKey, Vec<PolicyId>> = HashMap::new();
         let (mut profiles, mut tools) = (HashSet::new(), HashSet::new());
-        for (id, (p, _)) in &policies {
+        for (id, c) in &policies {
+            let p = &c.policy;
             let profile = match p.principal_constraint() {
                 PrincipalConstraint::In(uid) | PrincipalConstraint::IsIn(_, uid) => {
                     entity_key(&uid, PROFILE_TYPE)
@@ -180,7 +192,6 @@ impl PolicyEngine {
             profiles,
             tools,
             slices: RwLock::new(HashMap::new()),
-            authorizer: Authorizer::new(),
             types: crate::context::Types::new().map_err(|message| PolicyError::Invalid {
                 file: "<internal>".into(),
                 policy: "types".into(),
@@ -202,15 +213,13 @@ impl PolicyEngine {
     pub fn texts(&self) -> impl Iterator<Item = (String, String)> + '_ {
         self.policies
             .iter()
-            .map(|(id, (p, _))| (id.to_string(), p.to_string()))
+            .map(|(id, c)| (id.to_string(), c.policy.to_string()))
     }
 
     /// Whether any permit could ever let this profile use this tool: the tools a session may see.
     pub fn may_permit(&self, profile: Option<&str>, tool: &str) -> bool {
         let slice = self.slice(profile, tool);
-        let any_permit = slice
-            .policies()
-            .any(|p| p.effect() == cedar_policy::Effect::Permit);
+        let any_permit = slice.iter().any(|c| c.effect == Effect::Permit);
         any_permit
     }
 
@@ -237,65 +246,88 @@ impl PolicyEngine {
             }
         }
         ids.sort();
-        let policies = ids
-            .into_iter()
-            .filter_map(|id| self.policies.get(id))
-            .map(|(p, _)| p.clone());
-        let slice = Arc::new(PolicySet::from_policies(policies).unwrap_or_default());
+        let slice: Arc<Slice> = Arc::new(
+            ids.into_iter()
+                .filter_map(|id| self.policies.get(id).cloned())
+                .collect(),
+        );
         if let Ok(mut m) = self.slices.write() {
             m.insert(key, slice.clone());
         }
         slice
     }
 
-    /// Decide one call, in one pass of Cedar over the slice. Any evaluation error denies, naming
-    /// the policy and the error; else a satisfied plain `forbid` denies; else no satisfied permit
-    /// denies (default deny); else a satisfied `@hold` forbid holds; else allow.
-    pub fn decide(&self, call: &CedarCall<'_>) -> Outcome {
+    /// Evaluate every policy of the slice with Cedar's evaluator: which are satisfied, and which
+    /// could not be evaluated. This is Cedar's authorizer loop over pre-built conditions.
+    pub fn evaluate(&self, call: &CedarCall<'_>) -> Evaluation {
         let slice = self.slice(call.profile, call.tool);
-        let response = self.authorizer.is_authorized_core(
+        let evaluator = Evaluator::new(
             call.request.clone(),
-            AsRef::<ast::PolicySet>::as_ref(&*slice),
             call.entities,
+            Extensions::all_available(),
         );
+        let no_slots = ast::SlotEnv::new();
+        let mut out = Evaluation::default();
+        for c in slice.iter() {
+            // A condition is a conjunction, so Cedar makes it a Boolean or an error.
+            match evaluator.interpret(&c.condition, &no_slots) {
+                Ok(v) => match v.value_kind() {
+                    ast::ValueKind::Lit(ast::Literal::Bool(true)) => out.satisfied.push(c.clone()),
+                    ast::ValueKind::Lit(ast::Literal::Bool(false)) => {}
+                    other => out.errors.push((
+                        c.id.clone(),
+                        format!("condition evaluated to {other}, not a Boolean"),
+                    )),
+                },
+                Err(e) => out.errors.push((c.id.clone(), e.to_string())),
+            }
+        }
+        out
+    }
+
+    /// Decide one call. Any evaluation error denies, naming the policy and the error; else a
+    /// satisfied plain `forbid` denies; else no satisfied permit denies (default deny); else a
+    /// satisfied `@hold` forbid holds; else allow.
+    pub fn decide(&self, call: &CedarCall<'_>) -> Outcome {
+        let evaluation = self.evaluate(call);
         let deny = |reasons| Outcome {
             verdict: Verdict::Deny,
             reasons,
         };
-        if !response.errors.is_empty() {
-            let mut reasons: Vec<Reason> = response
-                .errors
-                .iter()
-                .map(|e| {
-                    let AuthorizationError::PolicyEvaluationError { id, error } = e;
-                    Reason {
-                        policy: id.to_string(),
+        if !evaluation.errors.is_empty() {
+            return deny(
+                evaluation
+                    .errors
+                    .into_iter()
+                    .map(|(policy, error)| Reason {
+                        policy,
                         message: format!(
                             "policy could not be evaluated, so the call is refused: {error}"
                         ),
-                    }
-                })
-                .collect();
-            reasons.sort_by(|a, b| a.policy.cmp(&b.policy));
-            return deny(reasons);
+                    })
+                    .collect(),
+            );
         }
-        let reasons = |ids: &mut dyn Iterator<Item = &ast::PolicyID>| {
-            let mut v: Vec<Reason> = ids
-                .map(|id| self.reason(&PolicyId::new(id.as_ref())))
-                .collect();
-            v.sort_by(|a, b| a.policy.cmp(&b.policy));
-            v
+        let reasons = |pick: &dyn Fn(&Compiled) -> bool| -> Vec<Reason> {
+            evaluation
+                .satisfied
+                .iter()
+                .filter(|c| pick(c))
+                .map(|c| Reason {
+                    policy: c.id.clone(),
+                    message: c
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| format!("policy `{}` decided", c.id)),
+                })
+                .collect()
         };
-        let is_hold = |id: &ast::PolicyID| {
-            self.policies
-                .get(&PolicyId::new(id.as_ref()))
-                .is_some_and(|(_, m)| m.hold)
-        };
-        let forbids = reasons(&mut response.satisfied_forbids.keys().filter(|id| !is_hold(id)));
+        let forbids = reasons(&|c| c.effect == Effect::Forbid && !c.hold);
         if !forbids.is_empty() {
             return deny(forbids);
         }
-        if response.satisfied_permits.is_empty() {
+        let permits = reasons(&|c| c.effect == Effect::Permit);
+        if permits.is_empty() {
             return deny(vec![Reason {
                 policy: "default-deny".into(),
                 message: match call.profile {
@@ -307,7 +339,7 @@ impl PolicyEngine {
                 },
             }]);
         }
-        let holds = reasons(&mut response.satisfied_forbids.keys().filter(|id| is_hold(id)));
+        let holds = reasons(&|c| c.hold);
         if !holds.is_empty() {
             return Outcome {
                 verdict: Verdict::Hold,
@@ -316,20 +348,30 @@ impl PolicyEngine {
         }
         Outcome {
             verdict: Verdict::Allow,
-            reasons: reasons(&mut response.satisfied_permits.keys()),
+            reasons: permits,
         }
     }
+}
 
-    fn reason(&self, id: &PolicyId) -> Reason {
-        let message = self
-            .policies
-            .get(id)
-            .and_then(|(_, m)| m.reason.clone())
-            .unwrap_or_else(|| format!("policy `{id}` decided"));
-        Reason {
-            policy: id.to_string(),
-            message,
-        }
+/// The policies of a slice that were satisfied, in id order, and those whose evaluation failed.
+#[derive(Debug, Default)]
+pub struct Evaluation {
+    satisfied: Vec<Arc<Compiled>>,
+    /// (policy id, error)
+    pub errors: Vec<(String, String)>,
+}
+
+impl Evaluation {
+    /// Ids of the satisfied permits and forbids.
+    pub fn satisfied(&self) -> (Vec<String>, Vec<String>) {
+        let ids = |e: Effect| {
+            self.satisfied
+                .iter()
+                .filter(|c| c.effect == e)
+                .map(|c| c.id.clone())
+                .collect()
+        };
+        (ids(Effect::Permit), ids(Effect::Forbid))
     }
 }
 

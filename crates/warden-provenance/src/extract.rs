@@ -221,18 +221,40 @@ const LEADING: &[char] = &['\'', '"', '“', '‘', '(', '[', '<'];
 pub fn extract(text: &str, out: &mut Vec<Salient>) {
     let start = out.len();
     let mut claimed = Claims::default();
-    urls(text, out, &mut claimed);
-    emails(text, out, &mut claimed);
-    ibans(text, out, &mut claimed);
-    phones(text, out, &mut claimed);
-    accounts(text, out, &mut claimed);
-    numbers(text, out, &claimed);
-    domains(text, out);
-    paths(text, out, &claimed);
-    identifiers(text, out, &claimed);
-    quoted(text, out);
-    names(text, out);
-    key_values(text, out);
+    // Each pattern needs some character to match at all; checking for it first skips most
+    // regex scans on short arguments without changing what is found.
+    let has = |c: char| text.contains(c);
+    let digits = text.bytes().any(|b| b.is_ascii_digit());
+    if text.contains("://") {
+        urls(text, out, &mut claimed);
+    }
+    if has('@') {
+        emails(text, out, &mut claimed);
+    }
+    if digits {
+        ibans(text, out, &mut claimed);
+        phones(text, out, &mut claimed);
+        accounts(text, out, &mut claimed);
+        numbers(text, out, &claimed);
+    }
+    if has('.') {
+        domains(text, out);
+    }
+    if has('/') || has('\\') || has('.') {
+        paths(text, out, &claimed);
+    }
+    if digits || has('-') || has('_') {
+        identifiers(text, out, &claimed);
+    }
+    if has('"') || has('\'') || has('“') {
+        quoted(text, out);
+    }
+    if text.chars().any(char::is_uppercase) {
+        names(text, out);
+    }
+    if has(':') {
+        key_values(text, out);
+    }
     shingles(text, out);
     dedupe_from(out, start);
 }

@@ -194,6 +194,7 @@ pub fn router(rt: Arc<Runtime>) -> Router {
         })
         .layer(middleware::from_fn_with_state(rt.clone(), authenticate))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(rt)
 }
 

@@ -42,6 +42,10 @@ pub struct ServerConfig {
     /// Largest request body accepted, in bytes.
     #[serde(default = "default_body_limit")]
     pub max_body_bytes: usize,
+    /// Sessions kept in memory; idle ones past this are dropped and replayed from the store
+    /// when next used.
+    #[serde(default = "default_live_sessions")]
+    pub max_live_sessions: usize,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +54,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             data_dir: default_data_dir(),
             max_body_bytes: default_body_limit(),
+            max_live_sessions: default_live_sessions(),
         }
     }
 }
@@ -59,6 +64,9 @@ fn default_listen() -> SocketAddr {
 }
 fn default_data_dir() -> PathBuf {
     PathBuf::from(".warden")
+}
+fn default_live_sessions() -> usize {
+    10_000
 }
 fn default_body_limit() -> usize {
     4 * 1024 * 1024

@@ -68,8 +68,6 @@ struct LiveState {
     state: SessionState,
     /// call id → tool, so a result can be labelled from the call it answers.
     calls: HashMap<String, String>,
-    /// The session's steps as stored, for `GET /v1/sessions/{id}`.
-    steps: Vec<StoredStep>,
 }
 
 pub struct Runtime {
@@ -227,13 +225,10 @@ impl Runtime {
             state: Mutex::new(LiveState {
                 state: SessionState::open(session.clone(), self.index_config()),
                 calls: HashMap::new(),
-                steps: Vec::new(),
             }),
             token_hash,
         });
-        if let Ok(mut m) = self.sessions.write() {
-            m.insert(session.id.clone(), live);
-        }
+        self.cache(&session.id, live);
         Ok((session, token))
     }
 
@@ -255,18 +250,32 @@ impl Runtime {
             state.apply(&step);
         }
         let live = Arc::new(Live {
-            state: Mutex::new(LiveState {
-                state,
-                calls,
-                steps: stored.steps,
-            }),
+            state: Mutex::new(LiveState { state, calls }),
             token_hash: stored.token_hash,
         });
-        let mut m = self
-            .sessions
-            .write()
-            .map_err(|_| RuntimeError::Store(StoreError::Poisoned))?;
-        Ok(m.entry(id.to_owned()).or_insert(live).clone())
+        Ok(self.cache(id, live))
+    }
+
+    /// Keep a live session in memory, first dropping idle ones past the cap: they are durable
+    /// and are replayed from the store when next used. A session some request still holds is
+    /// never dropped, so one session never has two live copies.
+    fn cache(&self, id: &str, live: Arc<Live>) -> Arc<Live> {
+        let Ok(mut m) = self.sessions.write() else {
+            return live;
+        };
+        let cap = self.config.server.max_live_sessions.max(1);
+        if m.len() >= cap {
+            let idle: Vec<String> = m
+                .iter()
+                .filter(|(_, l)| Arc::strong_count(l) == 1)
+                .map(|(k, _)| k.clone())
+                .take(m.len() + 1 - cap)
+                .collect();
+            for k in idle {
+                m.remove(&k);
+            }
+        }
+        m.entry(id.to_owned()).or_insert(live).clone()
     }
 
     /// Check a session token against the session it claims.
@@ -295,9 +304,7 @@ impl Runtime {
             body: serde_json::to_string(step).map_err(StoreError::from)?,
         };
         self.store.append_step(session_id, &stored)?;
-        let source = live.state.apply(step);
-        live.steps.push(stored);
-        Ok((seq, source))
+        Ok((seq, live.state.apply(step)))
     }
 
     /// Decide a call. The decision is durable in the store before it is returned; if it cannot be
@@ -392,14 +399,18 @@ impl Runtime {
         Ok(self.commit(&mut guard, session_id, &step)?.0)
     }
 
-    /// A session's view: how it was opened, its history counts and its steps.
+    /// A session's view: how it was opened, its history counts and its steps (read from the store).
     pub fn session_view(&self, session_id: &str) -> Result<Value, RuntimeError> {
         let live = self.live(session_id)?;
         let guard = live
             .state
             .lock()
             .map_err(|_| RuntimeError::Store(StoreError::Poisoned))?;
-        let steps: Vec<Value> = guard
+        let stored = self
+            .store
+            .load_session(session_id)?
+            .ok_or_else(|| RuntimeError::NotFound(format!("no session `{session_id}`")))?;
+        let steps: Vec<Value> = stored
             .steps
             .iter()
             .map(|s| {

@@ -868,3 +868,48 @@ async fn with_zero_config_a_session_opens_without_authorization_and_a_read_is_al
     assert_eq!(policies(&d), ["baseline.no-profile"]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn sessions_dropped_from_memory_past_the_cap_are_replayed_from_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(&support_toml(), dir.path());
+    cfg.server.max_live_sessions = 1;
+    let server = Server::start(cfg).await;
+    let client = reqwest::Client::new();
+    let first = open_support(&client, &server, "Refund order 7731").await;
+    observe(
+        &client,
+        &server,
+        &first,
+        "search_tickets",
+        "t1",
+        &format!("refund to {IBAN_IN_TICKET}"),
+    )
+    .await;
+    // Opening a second session pushes the first out of memory.
+    let _second = open_support(&client, &server, "Something else").await;
+    let d = decide(&client, &server, &first, "refund_order", refund_args()).await;
+    assert_verdict(&d, "hold");
+    assert!(
+        reason(&d, "baseline.untrusted-value-in-sink").contains("call t1"),
+        "{d}"
+    );
+    let view: Value = client
+        .get(server.url(&format!("/v1/sessions/{}", first.id)))
+        .bearer_auth(&first.token)
+        .send()
+        .await
+        .expect("GET session")
+        .json()
+        .await
+        .expect("JSON");
+    let kinds: Vec<&str> = view["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(kinds, vec!["result", "call"], "{view}");
+    assert_eq!(view["history"]["held"], 1, "{view}");
+    server.stop().await;
+}

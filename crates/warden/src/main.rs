@@ -203,7 +203,21 @@ fn serve(
             eprintln!("warden: no [[api_keys]] configured: any local process may open sessions (loopback only)");
         }
         let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
+            let interrupt = tokio::signal::ctrl_c();
+            #[cfg(unix)]
+            {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+                match term.as_mut() {
+                    Ok(t) => {
+                        tokio::select! { _ = interrupt => {}, _ = t.recv() => {} }
+                    }
+                    Err(_) => {
+                        let _ = interrupt.await;
+                    }
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = interrupt.await;
             eprintln!("warden: shutting down");
         };
         warden_gateway::serve(rt, listener, shutdown).await?;

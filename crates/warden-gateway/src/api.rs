@@ -381,6 +381,7 @@ struct EventBody {
 #[serde(rename_all = "snake_case")]
 enum EventKind {
     UserMessage,
+    SystemMessage,
     AgentReasoning,
 }
 
@@ -392,6 +393,7 @@ async fn event(
     session_caller(&rt, &caller, &body.session)?;
     let step = match body.kind {
         EventKind::UserMessage => Step::UserMessage { text: body.text },
+        EventKind::SystemMessage => Step::SystemMessage { text: body.text },
         EventKind::AgentReasoning => Step::AgentReasoning { text: body.text },
     };
     let seq = rt.event(&body.session, step)?;

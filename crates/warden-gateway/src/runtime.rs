@@ -102,6 +102,7 @@ pub fn random_hex(bytes: usize) -> Result<String, RuntimeError> {
 fn step_kind(step: &Step) -> &'static str {
     match step {
         Step::UserMessage { .. } => "user_message",
+        Step::SystemMessage { .. } => "system_message",
         Step::AgentReasoning { .. } => "agent_reasoning",
         Step::Call { .. } => "call",
         Step::Result { .. } => "result",
@@ -382,13 +383,13 @@ impl Runtime {
         Ok((seq, label))
     }
 
-    /// Record one of the agent's own steps: a further user message (trusted instruction) or its
-    /// reasoning (kept for explanations, never trusted).
+    /// Record one of the agent's own steps: a further user message or the operator's system
+    /// prompt (trusted instruction), or its reasoning (kept for explanations, never trusted).
     pub fn event(&self, session_id: &str, step: Step) -> Result<u64, RuntimeError> {
-        if !matches!(step, Step::UserMessage { .. } | Step::AgentReasoning { .. }) {
+        if matches!(step, Step::Call { .. } | Step::Result { .. }) {
             return Err(RuntimeError::BadRequest {
                 field: "kind".into(),
-                message: "events are `user_message` or `agent_reasoning`".into(),
+                message: "events are `user_message`, `system_message` or `agent_reasoning`".into(),
             });
         }
         let live = self.live(session_id)?;

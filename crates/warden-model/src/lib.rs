@@ -218,6 +218,8 @@ pub enum Origin {
     TaskParam { name: String },
     /// A further message from the user, during the session.
     UserMessage,
+    /// The operator's system prompt for the agent.
+    SystemMessage,
     /// The agent's own reasoning text (an assistant message).
     AgentReasoning,
     /// A tool's result.
@@ -246,6 +248,7 @@ impl fmt::Display for Source {
             Origin::Instruction => write!(f, "the session's instruction"),
             Origin::TaskParam { name } => write!(f, "task parameter `{name}`"),
             Origin::UserMessage => write!(f, "user message #{}", self.seq),
+            Origin::SystemMessage => write!(f, "system message #{}", self.seq),
             Origin::AgentReasoning => write!(f, "agent reasoning #{}", self.seq),
             Origin::ToolResult { tool, call_id } if call_id.is_empty() => {
                 write!(f, "result of `{tool}` (step #{})", self.seq)

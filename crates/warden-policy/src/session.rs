@@ -26,6 +26,8 @@ pub struct History {
 pub enum Step {
     /// A further user message: trusted instruction.
     UserMessage { text: String },
+    /// The operator's system prompt: trusted.
+    SystemMessage { text: String },
     /// The agent's own reasoning. Kept for explanations but never indexed as trusted: an agent
     /// steered by an injection repeats the attacker's values in its reasoning.
     AgentReasoning { text: String },
@@ -123,6 +125,12 @@ impl SessionState {
         match step {
             Step::UserMessage { text } => Some(self.add_text(
                 Origin::UserMessage,
+                Integrity::Trusted,
+                Confidentiality::Internal,
+                text,
+            )),
+            Step::SystemMessage { text } => Some(self.add_text(
+                Origin::SystemMessage,
                 Integrity::Trusted,
                 Confidentiality::Internal,
                 text,

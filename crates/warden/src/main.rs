@@ -2,6 +2,7 @@
 //! explain tool traits.
 
 mod cases;
+mod replay;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -55,6 +56,33 @@ enum Command {
     Tools {
         #[command(subcommand)]
         command: ToolsCommand,
+    },
+    /// Replay recorded agent traces through the decision pipeline, and score them with labels.
+    ///
+    /// Traces are JSONL (gzip or plain) in the AgentDojo event format (see
+    /// ../shared/eval/agentdojo/README.md). Each session is opened with the user's instruction,
+    /// every tool result is observed and every tool call decided, by the same runtime as live
+    /// traffic. Writes one decision per call to --out (or stdout without --labels).
+    Replay {
+        /// Trace files; repeat for several.
+        #[arg(long, required = true)]
+        traces: Vec<PathBuf>,
+        /// Label files (ground truth) to score against; repeat for several.
+        #[arg(long)]
+        labels: Vec<PathBuf>,
+        /// Tool specs (a list, or an object of lists keyed by suite, like tools.json): their
+        /// names, descriptions and schemas are the evidence for the tools' traits.
+        #[arg(long)]
+        tools: Option<PathBuf>,
+        /// Open every session with this task profile.
+        #[arg(long)]
+        profile: Option<String>,
+        /// Write decisions (JSONL) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the scores as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Make API keys for agents.
     Keys {
@@ -152,6 +180,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tools {
             command: ToolsCommand::Explain { specs, names },
         } => tools_explain(&config, specs.as_deref(), &names),
+        Command::Replay {
+            traces,
+            labels,
+            tools,
+            profile,
+            out,
+            json,
+        } => replay_command(&config, &traces, &labels, tools.as_deref(), profile, out.as_deref(), json),
         Command::Keys {
             command: KeysCommand::New { name },
         } => {
@@ -224,6 +260,93 @@ fn serve(
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn replay_command(
+    config: &Config,
+    traces: &[PathBuf],
+    labels: &[PathBuf],
+    tools: Option<&Path>,
+    profile: Option<String>,
+    out: Option<&Path>,
+    json: bool,
+) -> Result<ExitCode> {
+    let mut file = match out {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let stdout = std::io::stdout();
+    let mut stdout_lock = stdout.lock();
+    let mut decisions = Vec::new();
+    let mut total = replay::Throughput { sessions: 0, decisions: 0, seconds: 0.0 };
+    for t in traces {
+        let sink: Option<&mut dyn std::io::Write> = match (&mut file, labels.is_empty()) {
+            (Some(f), _) => Some(f),
+            (None, true) => Some(&mut stdout_lock),
+            (None, false) => None,
+        };
+        let (d, th) = replay::replay(
+            config,
+            replay::Options { traces: t, tools, profile: profile.clone(), out: sink },
+        )?;
+        decisions.extend(d);
+        total.sessions += th.sessions;
+        total.decisions += th.decisions;
+        total.seconds += th.seconds;
+    }
+    if let Some(mut f) = file {
+        std::io::Write::flush(&mut f)?;
+    }
+    if labels.is_empty() {
+        eprintln!(
+            "{} sessions, {} decisions in {:.2} s: {:.0} sessions/s",
+            total.sessions,
+            total.decisions,
+            total.seconds,
+            total.sessions as f64 / total.seconds.max(1e-9)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut report = replay::Report::default();
+    for l in labels {
+        let part = replay::score(l, &decisions)?;
+        merge(&mut report, part);
+    }
+    report.throughput = Some(total);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", replay::render(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Add the scores of one label file to the report (label files cover disjoint sessions).
+fn merge(into: &mut replay::Report, part: replay::Report) {
+    fn add(a: &mut replay::Scores, b: &replay::Scores) {
+        a.attacks += b.attacks;
+        a.stopped += b.stopped;
+        a.stopped_by_deny += b.stopped_by_deny;
+        a.stopped_by_hold += b.stopped_by_hold;
+        a.benign += b.benign;
+        a.benign_held += b.benign_held;
+        a.benign_denied += b.benign_denied;
+        a.attacked_other_calls += b.attacked_other_calls;
+        a.collateral += b.collateral;
+    }
+    add(&mut into.overall, &part.overall);
+    for (k, v) in &part.by_suite {
+        add(into.by_suite.entry(k.clone()).or_default(), v);
+    }
+    for (k, v) in part.by_reason {
+        let e = into.by_reason.entry(k).or_default();
+        e.attacks_stopped += v.attacks_stopped;
+        e.benign_held += v.benign_held;
+        e.benign_denied += v.benign_denied;
+        e.collateral += v.collateral;
+    }
 }
 
 fn policy_check(mut config: Config, files: Vec<PathBuf>) -> Result<ExitCode> {

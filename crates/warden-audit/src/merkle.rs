@@ -308,6 +308,24 @@ impl Frontier {
         self.size += 1;
     }
 
+    /// The subtree roots, concatenated, for storing beside a checkpoint.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.nodes.concat()
+    }
+
+    /// Rebuilds a frontier of `size` leaves from [`Frontier::to_bytes`]; `None` when the bytes
+    /// do not hold one root per set bit of `size`.
+    pub fn from_bytes(size: u64, bytes: &[u8]) -> Option<Frontier> {
+        if bytes.len() != size.count_ones() as usize * 32 {
+            return None;
+        }
+        let nodes = bytes
+            .chunks_exact(32)
+            .map(|c| c.try_into().ok())
+            .collect::<Option<Vec<Hash>>>()?;
+        Some(Frontier { size, nodes })
+    }
+
     pub fn root(&self) -> Hash {
         let mut it = self.nodes.iter().rev();
         let Some(last) = it.next() else {
@@ -478,8 +496,10 @@ mod tests {
             Err(ProofError::IndexOutOfRange { index: 8, size: 8 })
         );
         assert!(verify_inclusion(&leaf, 4, 8, &proof, &root).is_err());
-        assert!(verify_inclusion(&leaf, 5, 7, &proof, &root).is_err());
+        // Another size: against that size's own root, and the CT probes' doubled and halved sizes.
+        assert!(verify_inclusion(&leaf, 5, 7, &proof, &unhex(CT_ROOTS[7])).is_err());
         assert!(verify_inclusion(&leaf, 5, 16, &proof, &root).is_err());
+        assert!(verify_inclusion(&leaf, 3, 4, &proof, &root).is_err());
         assert!(verify_inclusion(&leaves[4], 5, 8, &proof, &root).is_err());
         assert!(verify_inclusion(&leaf, 5, 8, &proof, &EMPTY_ROOT).is_err());
         let mut longer = proof.clone();
@@ -511,7 +531,9 @@ mod tests {
         assert!(verify_consistency(8, 6, &r8, &r6, &proof).is_err());
         assert!(verify_consistency(5, 8, &r6, &r8, &proof).is_err());
         assert!(verify_consistency(7, 8, &r6, &r8, &proof).is_err());
-        assert!(verify_consistency(6, 7, &r6, &r8, &proof).is_err());
+        assert!(verify_consistency(6, 7, &r6, &unhex(CT_ROOTS[7]), &proof).is_err());
+        assert!(verify_consistency(6, 16, &r6, &r8, &proof).is_err());
+        assert!(verify_consistency(3, 8, &r6, &r8, &proof).is_err());
         assert!(verify_consistency(6, 8, &r8, &r6, &proof).is_err());
         assert!(verify_consistency(6, 8, &r6, &r8, &[]).is_err());
         assert!(verify_consistency(6, 8, &r6, &r8, &proof[..2]).is_err());
@@ -571,9 +593,11 @@ mod tests {
                 prop_assert!(verify_inclusion(&leaves[other as usize], index, size, &proof, &root).is_err());
                 prop_assert!(verify_inclusion(&leaves[index as usize], other, size, &proof, &root).is_err());
             }
-            prop_assert!(verify_inclusion(&leaves[index as usize], index, size + 1, &proof, &root).is_err());
-            if index < size - 1 {
-                prop_assert!(verify_inclusion(&leaves[index as usize], index, size - 1, &proof, &root).is_err());
+            // Against the tree of another size (a root is only ever trusted with its size).
+            let other_size = 1 + other_seed % (size + 1);
+            if other_size != size && index < other_size {
+                let other_root = super::root(&leaves[..other_size as usize]);
+                prop_assert!(verify_inclusion(&leaves[index as usize], index, other_size, &proof, &other_root).is_err());
             }
         }
 
@@ -583,15 +607,17 @@ mod tests {
         ) {
             let leaves = synthetic(new as usize);
             let old = old_seed % (new + 1);
-            let roots: Vec<Hash> = (0..=new as usize).map(|n| root(&leaves[..n])).collect();
+            let other = other_seed % (new + 1);
+            let roots: Vec<Hash> = (0..=new as usize)
+                .map(|n| if [old, new, other].contains(&(n as u64)) { root(&leaves[..n]) } else { EMPTY_ROOT })
+                .collect();
             let proof = consistency_proof(&leaves, old, new).unwrap();
             prop_assert!(verify_consistency(old, new, &roots[old as usize], &roots[new as usize], &proof).is_ok());
-            let other = other_seed % (new + 1);
             if other != old {
                 prop_assert!(verify_consistency(old, new, &roots[other as usize], &roots[new as usize], &proof).is_err());
                 prop_assert!(verify_consistency(other, new, &roots[old as usize], &roots[new as usize], &proof).is_err());
             }
-            if old < new {
+            if 0 < old && old < new {
                 // A root of a different new tree (one leaf changed) is refused too.
                 let mut changed = leaves.clone();
                 changed[new as usize - 1][0] ^= 1;

@@ -313,10 +313,17 @@ pub struct ArgProvenance {
     pub trusted: bool,
     /// Some value occurs in untrusted content.
     pub untrusted: bool,
-    /// Some salient value occurs only in untrusted content: the signature of an injection.
+    /// Some salient value occurs only in untrusted content.
     pub untrusted_only: bool,
+    /// Some salient value occurs only inside untrusted prose (an e-mail body, a page, a
+    /// review): never in trusted content and never as a short field of a record. The signature
+    /// of an injected instruction's own values.
+    pub untrusted_prose_only: bool,
     /// Some salient value occurs nowhere in the session.
     pub unknown: bool,
+    /// Every salient value occurs in trusted content (the user named it, or a trusted system
+    /// returned it); for an argument without specific values, its whole text does.
+    pub all_trusted: bool,
     /// The highest confidentiality among its sources.
     pub confidentiality: Confidentiality,
     /// The values that matched, with their sources, for explanations.

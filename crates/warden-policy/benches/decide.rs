@@ -192,7 +192,7 @@ fn main() {
         .iter()
         .map(|(k, v)| (k.clone(), state.index.provenance(v)))
         .collect();
-    let flow = context::Flow::of(&tool, &provenance);
+    let flow = context::Flow::of(&tool, &call, &provenance);
     let types = &setups[0].1.indexed.types;
     let (request, entities) =
         context::build(types, &state, &tool, &call, &provenance, &flow).expect("context");

@@ -15,26 +15,60 @@ use warden_model::{ArgProvenance, Call, Confidentiality, Tool};
 use crate::engine::{PROFILE_TYPE, TOOL_TYPE};
 use crate::session::SessionState;
 
-/// What the call's arguments carry, summarised over its sinks (`context.flow`).
+/// What the call's arguments carry, summarised (`context.flow`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Flow {
-    /// Sink arguments with a salient value found only in untrusted content.
+    /// Sink arguments with a salient value found only in untrusted content (anywhere in it).
     pub untrusted_sink_args: Vec<String>,
+    /// Arguments that look steered: a sink argument, or a short text argument (a title, a
+    /// subject, a name), with a salient value found only inside untrusted prose.
+    pub steered_args: Vec<String>,
     /// Sink arguments with a salient value found nowhere in the session.
     pub unknown_sink_args: Vec<String>,
     /// Arguments carrying values from secret content.
     pub secret_args: Vec<String>,
     /// Arguments carrying values from internal (or secret) content.
     pub internal_args: Vec<String>,
+    /// The call has sink arguments and every one of them is `all_trusted`.
+    pub sinks_trusted: bool,
+}
+
+/// Longest text argument, in characters and words, that reads as a label (a title, a subject,
+/// a name) rather than a composed body.
+const SHORT_TEXT_CHARS: usize = 100;
+const SHORT_TEXT_WORDS: usize = 12;
+
+/// A string, or a list of strings, each short enough to be a label rather than a body.
+fn is_short_text(v: &Json) -> bool {
+    let short = |s: &str| {
+        s.chars().count() <= SHORT_TEXT_CHARS && s.split_whitespace().count() <= SHORT_TEXT_WORDS
+    };
+    match v {
+        Json::String(s) => short(s),
+        Json::Array(items) => {
+            !items.is_empty() && items.iter().all(|i| i.as_str().is_some_and(short))
+        }
+        _ => false,
+    }
 }
 
 impl Flow {
-    pub fn of(tool: &Tool, provenance: &BTreeMap<String, ArgProvenance>) -> Flow {
+    pub fn of(tool: &Tool, call: &Call, provenance: &BTreeMap<String, ArgProvenance>) -> Flow {
         let mut flow = Flow::default();
+        let mut sinks = 0;
+        let mut trusted_sinks = 0;
         for (arg, p) in provenance {
             let sink = tool.sink(arg).is_some();
+            if sink {
+                sinks += 1;
+                trusted_sinks += usize::from(p.all_trusted);
+            }
             if sink && p.untrusted_only {
                 flow.untrusted_sink_args.push(arg.clone());
+            }
+            let label_like = sink || call.args.get(arg).is_some_and(is_short_text);
+            if label_like && p.untrusted_prose_only {
+                flow.steered_args.push(arg.clone());
             }
             if sink && p.unknown {
                 flow.unknown_sink_args.push(arg.clone());
@@ -46,6 +80,7 @@ impl Flow {
                 flow.secret_args.push(arg.clone());
             }
         }
+        flow.sinks_trusted = sinks > 0 && trusted_sinks == sinks;
         flow
     }
 }
@@ -213,7 +248,9 @@ pub fn build(
                     ("trusted", boolean(p.trusted)),
                     ("untrusted", boolean(p.untrusted)),
                     ("untrusted_only", boolean(p.untrusted_only)),
+                    ("untrusted_prose_only", boolean(p.untrusted_prose_only)),
                     ("unknown", boolean(p.unknown)),
+                    ("all_trusted", boolean(p.all_trusted)),
                     ("confidentiality", string(p.confidentiality.as_str())),
                     (
                         "sink",
@@ -250,11 +287,14 @@ pub fn build(
                     boolean(!flow.untrusted_sink_args.is_empty()),
                 ),
                 ("untrusted_sink_args", strings(&flow.untrusted_sink_args)),
+                ("steered", boolean(!flow.steered_args.is_empty())),
+                ("steered_args", strings(&flow.steered_args)),
                 ("unknown_sink", boolean(!flow.unknown_sink_args.is_empty())),
                 ("unknown_sink_args", strings(&flow.unknown_sink_args)),
                 ("secret_in_args", boolean(!flow.secret_args.is_empty())),
                 ("secret_args", strings(&flow.secret_args)),
                 ("internal_in_args", boolean(!flow.internal_args.is_empty())),
+                ("sinks_trusted", boolean(flow.sinks_trusted)),
             ]),
         ),
         (
@@ -360,6 +400,14 @@ pub fn render(
             evidence(state, &flow.untrusted_sink_args, provenance, true)
         );
         out = out.replace("{untrusted_sink}", &text);
+    }
+    if out.contains("{steered}") {
+        let text = format!(
+            "{} carries a value the agent could only have read inside untrusted text — {}",
+            list(&flow.steered_args),
+            evidence(state, &flow.steered_args, provenance, true)
+        );
+        out = out.replace("{steered}", &text);
     }
     if out.contains("{unknown_sink}") {
         let text = format!(

@@ -79,7 +79,7 @@ pub fn decide(engine: &PolicyEngine, state: &SessionState, tool: &Tool, call: &C
         .iter()
         .map(|(k, v)| (k.clone(), state.index.provenance(v)))
         .collect();
-    let flow = context::Flow::of(tool, &provenance);
+    let flow = context::Flow::of(tool, call, &provenance);
     let outcome = match context::build(&engine.types, state, tool, call, &provenance, &flow) {
         Ok((request, entities)) => engine.decide(&engine::CedarCall {
             request: &request,

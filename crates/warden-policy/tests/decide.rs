@@ -282,7 +282,7 @@ proptest! {
         if with_m { args["m"] = json!(1); }
         let c = call(&name, args);
         let provenance: BTreeMap<_, _> = c.args.iter().map(|(k, v)| (k.clone(), state.index.provenance(v))).collect();
-        let flow = warden_policy::context::Flow::of(&t, &provenance);
+        let flow = warden_policy::context::Flow::of(&t, &c, &provenance);
         let (request, entities) = warden_policy::context::build(&engine.types, &state, &t, &c, &provenance, &flow).expect("context");
         let ours = engine.evaluate(&warden_policy::engine::CedarCall { request: &request, entities: &entities, profile: profile.as_deref(), tool: &name });
 

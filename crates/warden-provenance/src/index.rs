@@ -12,6 +12,7 @@ use serde_json::Value;
 use warden_model::{ArgProvenance, Confidentiality, Integrity, Source, ValueMatch};
 
 use crate::extract::{extract, extract_json, whole_text, Kind, Salient};
+use crate::segment::{json_segments, segments, Segment};
 
 /// Bounds on one session's index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,12 +40,19 @@ struct Entry {
     /// Over all sources ever added for this value, not just those in `seqs`.
     trusted_any: bool,
     untrusted_any: bool,
+    /// Seen in a short field of an untrusted record (an id, an address in a list).
+    untrusted_field_any: bool,
     confidentiality: Confidentiality,
 }
 
 impl Entry {
     fn untrusted_only(&self) -> bool {
         self.untrusted_any && !self.trusted_any
+    }
+
+    /// Seen only inside untrusted prose: never in trusted content, never as a record's field.
+    fn untrusted_prose_only(&self) -> bool {
+        self.untrusted_only() && !self.untrusted_field_any
     }
 }
 
@@ -76,7 +84,12 @@ impl ProvenanceIndex {
         let mut salient = Vec::new();
         extract(text, &mut salient);
         whole_text(text, &mut salient);
-        self.add(source, &salient);
+        let fields = if source.label.integrity == Integrity::Untrusted {
+            field_values(segments(text))
+        } else {
+            HashSet::new()
+        };
+        self.add(source, &salient, &fields);
     }
 
     /// Registers `source` and indexes the salient values of a JSON value (a structured result,
@@ -84,7 +97,15 @@ impl ProvenanceIndex {
     pub fn add_json(&mut self, source: Source, value: &Value) {
         let mut salient = Vec::new();
         extract_json(value, &mut salient);
-        self.add(source, &salient);
+        let fields = if source.label.integrity == Integrity::Untrusted {
+            let mut fields = field_values(json_segments(value));
+            // Numbers are record fields wherever they sit.
+            fields.extend(salient.iter().filter(|s| s.kind == Kind::Number).map(|s| key(s.kind, &s.value)));
+            fields
+        } else {
+            HashSet::new()
+        };
+        self.add(source, &salient, &fields);
     }
 
     /// The source registered with `seq`. A seq registered twice keeps its first label.
@@ -112,7 +133,8 @@ impl ProvenanceIndex {
         self.evicted
     }
 
-    fn add(&mut self, source: Source, salient: &[Salient]) {
+    /// Index `salient`; `fields` holds the keys of the values that occur in short record fields.
+    fn add(&mut self, source: Source, salient: &[Salient], fields: &HashSet<u64>) {
         let seq = source.seq;
         let trusted = source.label.integrity == Integrity::Trusted;
         let confidentiality = source.label.confidentiality;
@@ -124,6 +146,7 @@ impl ProvenanceIndex {
             if !seen.insert(key) {
                 continue;
             }
+            let in_field = !trusted && fields.contains(&key);
             let cap = self.config.max_sources_per_value;
             match self.entries.get_mut(&key) {
                 Some(entry) => {
@@ -132,6 +155,7 @@ impl ProvenanceIndex {
                     }
                     entry.trusted_any |= trusted;
                     entry.untrusted_any |= !trusted;
+                    entry.untrusted_field_any |= in_field;
                     entry.confidentiality = entry.confidentiality.max(confidentiality);
                 }
                 None => {
@@ -142,6 +166,7 @@ impl ProvenanceIndex {
                             seqs,
                             trusted_any: trusted,
                             untrusted_any: !trusted,
+                            untrusted_field_any: in_field,
                             confidentiality,
                         },
                     );
@@ -185,6 +210,9 @@ impl ProvenanceIndex {
         // specific kinds and for whole texts.
         let (mut specific, mut specific_untrusted_only) = (false, false);
         let (mut texts, mut texts_untrusted_only) = (false, false);
+        // Whether every specific value (and, failing any, some whole text) occurs in trusted content.
+        let (mut specific_all_trusted, mut texts_trusted) = (true, false);
+        let (mut specific_prose_only, mut texts_prose_only) = (false, false);
         for s in &salient {
             let entry = self.entries.get(&key(s.kind, &s.value));
             if s.kind == Kind::Shingle {
@@ -193,9 +221,13 @@ impl ProvenanceIndex {
                 if s.kind == Kind::Text {
                     texts = true;
                     texts_untrusted_only |= entry.untrusted_only();
+                    texts_prose_only |= entry.untrusted_prose_only();
+                    texts_trusted |= entry.trusted_any;
                 } else {
                     specific = true;
                     specific_untrusted_only |= entry.untrusted_only();
+                    specific_prose_only |= entry.untrusted_prose_only();
+                    specific_all_trusted &= entry.trusted_any;
                 }
                 out.values.push(ValueMatch {
                     value: s.value.clone(),
@@ -220,6 +252,18 @@ impl ProvenanceIndex {
             texts_untrusted_only
         } else {
             shingles.matched > 0 && 2 * shingles.untrusted_only >= shingles.matched
+        };
+        out.untrusted_prose_only = if specific {
+            specific_prose_only
+        } else if texts {
+            texts_prose_only
+        } else {
+            out.untrusted_only
+        };
+        out.all_trusted = if specific {
+            specific_all_trusted && !out.unknown
+        } else {
+            texts && texts_trusted
         };
         if shingles.matched > 0 {
             out.values.push(ValueMatch {
@@ -252,6 +296,18 @@ impl ShingleTally {
             self.sources.extend(entry.seqs.iter().copied());
         }
     }
+}
+
+/// The keys of the salient values found in the field segments (each with its whole text).
+fn field_values(segs: Vec<Segment<'_>>) -> HashSet<u64> {
+    let mut salient = Vec::new();
+    for seg in segs {
+        if let Segment::Field(v) = seg {
+            extract(v, &mut salient);
+            whole_text(v, &mut salient);
+        }
+    }
+    salient.iter().map(|s| key(s.kind, &s.value)).collect()
 }
 
 /// The index key of a value. `DefaultHasher::new()` has fixed keys, so keys are the same in

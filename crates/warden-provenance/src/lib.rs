@@ -4,6 +4,8 @@
 
 mod extract;
 mod index;
+mod segment;
 
 pub use extract::{extract, extract_json, Kind, Salient};
 pub use index::{IndexConfig, ProvenanceIndex};
+pub use segment::{json_segments, segments, Segment};

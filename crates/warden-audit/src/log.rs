@@ -1,0 +1,427 @@
+//! The writing side: `AuditLog::append` hands the event to one writer thread, which assigns
+//! indexes, hashes, commits whole batches in one transaction (group commit), grows the tree's
+//! frontier and signs checkpoints. An append returns only once its batch is committed.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+use sha2::Digest as _;
+
+use crate::checkpoint::{hex, read_or_create_secret, Checkpoint, LogKey, SignedCheckpoint};
+use crate::event::{entry_bytes, Event, EventKind, LoggedEvent};
+use crate::merkle::{leaf_hash, Frontier, Hash};
+use crate::reader::AuditReader;
+use crate::redact::DigestKey;
+use crate::store::{Durability, EventFilter, LogStore, SqliteLogStore, StoredCheckpoint, StoredEntry};
+use crate::verify::{VerifyOptions, VerifyReport};
+use crate::{AuditError, DB_FILE, DIGEST_KEY_FILE, KEY_FILE, PUBLIC_KEY_FILE};
+
+/// The `[audit]` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// `"process"` (survives kill -9) or `"power"` (also survives power loss; fsync per batch).
+    pub durability: Durability,
+    /// Sign a checkpoint after this many new events...
+    pub checkpoint_every: u64,
+    /// ...or this many milliseconds after the first unsigned event, whichever comes first.
+    pub checkpoint_ms: u64,
+    /// The most events committed in one transaction.
+    pub max_batch: usize,
+    /// The log's origin (checkpoint first line and key name). Default: `warden.audit/<first 8
+    /// hex digits of SHA-256 of the public key>`, fixed at the first start.
+    pub origin: Option<String>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            durability: Durability::Process,
+            checkpoint_every: 1000,
+            checkpoint_ms: 1000,
+            max_batch: 4096,
+            origin: None,
+        }
+    }
+}
+
+type Reply<T> = SyncSender<Result<T, AuditError>>;
+
+enum Request {
+    Append {
+        event: Vec<u8>,
+        session: String,
+        kind: EventKind,
+        time_ms: u64,
+        latest_cause: Option<u64>,
+        reply: Reply<u64>,
+    },
+    Checkpoint {
+        reply: Reply<SignedCheckpoint>,
+    },
+}
+
+/// The audit log, open for appending. Dropping it signs a last checkpoint over any unsigned
+/// entries and stops the writer.
+pub struct AuditLog {
+    tx: Option<SyncSender<Request>>,
+    writer: Option<JoinHandle<()>>,
+    reader: AuditReader,
+    digest_key: DigestKey,
+}
+
+impl AuditLog {
+    /// Opens the log in `data_dir` (creating the directory, database and keys on first start)
+    /// and starts the writer.
+    pub fn open(data_dir: &Path, config: &AuditConfig) -> Result<AuditLog, AuditError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| AuditError::Io {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let seed = read_or_create_secret(&data_dir.join(KEY_FILE))?;
+        let origin = origin(data_dir, config, &seed)?;
+        let key = LogKey::from_seed(&seed, &origin)?;
+        write_public_key(&data_dir.join(PUBLIC_KEY_FILE), &key)?;
+        let digest_key = DigestKey::load_or_create(&data_dir.join(DIGEST_KEY_FILE))?;
+        let db = data_dir.join(DB_FILE);
+        let store = SqliteLogStore::open(&db, config.durability)?;
+        let reader = AuditReader::from_store(
+            Box::new(SqliteLogStore::open(&db, config.durability)?),
+            key.verifier().clone(),
+        );
+        AuditLog::start(Box::new(store), key, reader, digest_key, config)
+    }
+
+    /// Starts a log over any store: `writer_store` is owned by the writer thread, `reader` reads
+    /// the same data through its own connection.
+    pub fn start(
+        writer_store: Box<dyn LogStore>,
+        key: LogKey,
+        reader: AuditReader,
+        digest_key: DigestKey,
+        config: &AuditConfig,
+    ) -> Result<AuditLog, AuditError> {
+        let writer = Writer::resume(writer_store, key, config)?;
+        let (tx, rx) = mpsc::sync_channel(config.max_batch.max(1) * 4);
+        let handle = std::thread::Builder::new()
+            .name("warden-audit-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|source| AuditError::Io {
+                path: PathBuf::from("<writer thread>"),
+                source,
+            })?;
+        Ok(AuditLog {
+            tx: Some(tx),
+            writer: Some(handle),
+            reader,
+            digest_key,
+        })
+    }
+
+    /// Records `event` and returns its index once it is durably committed. On `Err` the event
+    /// is not in the log, and the caller must act as if it never happened (the gateway denies).
+    pub fn append(&self, event: &Event) -> Result<u64, AuditError> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        let request = Request::Append {
+            event: event.canonical_body(),
+            session: event.session.clone(),
+            kind: event.kind,
+            time_ms: event.time_ms,
+            latest_cause: event.causes.iter().copied().max(),
+            reply,
+        };
+        self.send(request)?;
+        rx.recv().map_err(|_| AuditError::Closed)?
+    }
+
+    /// Signs a checkpoint over everything appended so far (if anything is unsigned) and
+    /// returns the latest checkpoint.
+    pub fn checkpoint(&self) -> Result<SignedCheckpoint, AuditError> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.send(Request::Checkpoint { reply })?;
+        rx.recv().map_err(|_| AuditError::Closed)?
+    }
+
+    fn send(&self, request: Request) -> Result<(), AuditError> {
+        let tx = self.tx.as_ref().ok_or(AuditError::Closed)?;
+        tx.send(request).map_err(|_| AuditError::Closed)
+    }
+
+    /// The reading side (queries, proofs, verification) over the same log.
+    pub fn reader(&self) -> &AuditReader {
+        &self.reader
+    }
+
+    pub fn event(&self, index: u64) -> Result<Option<LoggedEvent>, AuditError> {
+        self.reader.event(index)
+    }
+
+    pub fn events(&self, filter: &EventFilter) -> Result<Vec<LoggedEvent>, AuditError> {
+        self.reader.events(filter)
+    }
+
+    pub fn causes_closure(&self, index: u64) -> Result<Vec<LoggedEvent>, AuditError> {
+        self.reader.causes_closure(index)
+    }
+
+    pub fn verify(&self, options: &VerifyOptions) -> Result<VerifyReport, AuditError> {
+        self.reader.verify(options)
+    }
+
+    /// The C2SP verifier key string of the log's signing key.
+    pub fn public_key(&self) -> String {
+        self.reader.verifier().to_string()
+    }
+
+    /// What to store of a tool result's body: a keyed digest, or (with `full`) the body with
+    /// obvious secrets redacted. See [`crate::redact::result_body`].
+    pub fn result_body(&self, value: &serde_json::Value, full: bool) -> serde_json::Value {
+        crate::redact::result_body(value, full, &self.digest_key)
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(handle) = self.writer.take() {
+            // A writer that panicked has already failed every pending append; nothing to add.
+            let _ = handle.join();
+        }
+    }
+}
+
+/// The origin is fixed at the first start (kept in `audit.pub`); a config that names another
+/// one later is refused rather than silently starting a second identity for the same log.
+fn origin(data_dir: &Path, config: &AuditConfig, seed: &[u8; 32]) -> Result<String, AuditError> {
+    let path = data_dir.join(PUBLIC_KEY_FILE);
+    let existing = match std::fs::read_to_string(&path) {
+        Ok(s) => s.split('+').next().map(str::to_string),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => return Err(AuditError::Io { path, source }),
+    };
+    match (existing, &config.origin) {
+        (Some(have), Some(want)) if &have != want => Err(AuditError::Config(format!(
+            "audit.origin is `{want}` but this log was created as `{have}` (see {}); \
+             remove audit.origin or set it back",
+            path.display()
+        ))),
+        (Some(have), _) => Ok(have),
+        (None, Some(want)) => Ok(want.clone()),
+        (None, None) => {
+            let public = LogKey::from_seed(seed, "x")?.verifier().public_key();
+            let digest = sha2::Sha256::digest(public);
+            Ok(format!("warden.audit/{}", hex(&digest[..4])))
+        }
+    }
+}
+
+fn write_public_key(path: &Path, key: &LogKey) -> Result<(), AuditError> {
+    let text = format!("{}\n", key.verifier());
+    if std::fs::read_to_string(path).ok().as_deref() == Some(text.as_str()) {
+        return Ok(());
+    }
+    std::fs::write(path, text).map_err(|source| AuditError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The writer thread's state.
+struct Writer {
+    store: Box<dyn LogStore>,
+    key: LogKey,
+    frontier: Frontier,
+    signed: u64,
+    unsigned_since: Option<Instant>,
+    every: u64,
+    interval: Duration,
+    max_batch: usize,
+}
+
+impl Writer {
+    /// Rebuilds the frontier from the latest checkpoint's stored compact range plus the leaf
+    /// hashes after it. A log whose stored indexes are not contiguous is refused: appending to
+    /// it would bury the damage.
+    fn resume(store: Box<dyn LogStore>, key: LogKey, config: &AuditConfig) -> Result<Self, AuditError> {
+        let latest = store.latest_checkpoint()?;
+        let (mut frontier, signed) = match &latest {
+            Some(cp) => match Frontier::from_bytes(cp.size, &cp.frontier) {
+                Some(f) if f.root() == cp.root => (f, cp.size),
+                _ => (Frontier::default(), 0),
+            },
+            None => (Frontier::default(), 0),
+        };
+        for (idx, hash) in store.leaf_hashes_from(frontier.size())? {
+            let hash: Hash = hash.try_into().map_err(|_| AuditError::Corrupt {
+                index: Some(idx),
+                why: "its stored leaf hash is not 32 bytes".into(),
+            })?;
+            if idx != frontier.size() {
+                return Err(AuditError::Corrupt {
+                    index: Some(frontier.size()),
+                    why: format!("it is missing (the next stored entry is {idx})"),
+                });
+            }
+            frontier.push(hash);
+        }
+        if frontier.size() < signed || store.next_index()? != frontier.size() {
+            return Err(AuditError::Corrupt {
+                index: None,
+                why: "the entries do not reach the latest checkpoint".into(),
+            });
+        }
+        let unsigned = frontier.size() > signed;
+        Ok(Writer {
+            store,
+            key,
+            frontier,
+            signed,
+            unsigned_since: unsigned.then(Instant::now),
+            every: config.checkpoint_every.max(1),
+            interval: Duration::from_millis(config.checkpoint_ms),
+            max_batch: config.max_batch.max(1),
+        })
+    }
+
+    fn run(mut self, rx: Receiver<Request>) {
+        let mut batch = Vec::with_capacity(self.max_batch);
+        loop {
+            let wait = match self.unsigned_since {
+                Some(since) => (since + self.interval).saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(3600),
+            };
+            match rx.recv_timeout(wait) {
+                Ok(first) => batch.push(first),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            while batch.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            let asked = self.commit(&mut batch);
+            let due = self.frontier.size() - self.signed >= self.every
+                || self
+                    .unsigned_since
+                    .is_some_and(|since| since.elapsed() >= self.interval);
+            if due || !asked.is_empty() {
+                let signed = self.sign();
+                for reply in asked {
+                    let answer = match &signed {
+                        Ok(()) => self.latest(),
+                        Err(e) => Err(AuditError::Write(e.to_string())),
+                    };
+                    let _ = reply.send(answer);
+                }
+            }
+        }
+        // The last appender is gone: cover what is left with a checkpoint.
+        let _ = self.sign();
+    }
+
+    /// Commits the appends of `batch` in one transaction and answers them; returns the
+    /// checkpoint requests for after the commit.
+    fn commit(&mut self, batch: &mut Vec<Request>) -> Vec<Reply<SignedCheckpoint>> {
+        let mut asked = Vec::new();
+        let mut entries = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        let before = self.frontier.clone();
+        for request in batch.drain(..) {
+            match request {
+                Request::Checkpoint { reply } => asked.push(reply),
+                Request::Append {
+                    event,
+                    session,
+                    kind,
+                    time_ms,
+                    latest_cause,
+                    reply,
+                } => {
+                    let index = self.frontier.size();
+                    if let Some(cause) = latest_cause.filter(|c| *c >= index) {
+                        let _ = reply.send(Err(AuditError::InvalidCause { index, cause }));
+                        continue;
+                    }
+                    let entry = entry_bytes(index, &event);
+                    let leaf = leaf_hash(&entry);
+                    self.frontier.push(leaf);
+                    entries.push(StoredEntry {
+                        index,
+                        entry,
+                        leaf_hash: leaf,
+                        session,
+                        kind,
+                        time_ms,
+                    });
+                    replies.push((index, reply));
+                }
+            }
+        }
+        if entries.is_empty() {
+            return asked;
+        }
+        match self.store.append(&entries) {
+            Ok(()) => {
+                self.unsigned_since.get_or_insert_with(Instant::now);
+                for (index, reply) in replies {
+                    let _ = reply.send(Ok(index));
+                }
+            }
+            Err(e) => {
+                // Nothing of the batch is in the log: the indexes are handed out again.
+                self.frontier = before;
+                let why = e.to_string();
+                for (_, reply) in replies {
+                    let _ = reply.send(Err(AuditError::Write(why.clone())));
+                }
+            }
+        }
+        asked
+    }
+
+    fn sign(&mut self) -> Result<(), AuditError> {
+        if self.frontier.size() == self.signed && self.signed > 0 {
+            return Ok(());
+        }
+        let cp = Checkpoint {
+            origin: self.key.verifier().name().to_string(),
+            size: self.frontier.size(),
+            root: self.frontier.root(),
+        };
+        let stored = StoredCheckpoint {
+            size: cp.size,
+            time_ms: now_ms(),
+            root: cp.root,
+            note: self.key.sign(&cp),
+            frontier: self.frontier.to_bytes(),
+        };
+        self.store.put_checkpoint(&stored)?;
+        self.signed = cp.size;
+        self.unsigned_since = None;
+        Ok(())
+    }
+
+    fn latest(&self) -> Result<SignedCheckpoint, AuditError> {
+        let stored = self
+            .store
+            .latest_checkpoint()?
+            .ok_or_else(|| AuditError::NotCovered("no checkpoint has been signed yet".into()))?;
+        let checkpoint = self.key.verifier().verify_checkpoint(&stored.note)?;
+        Ok(SignedCheckpoint {
+            checkpoint,
+            note: stored.note,
+            time_ms: stored.time_ms,
+        })
+    }
+}

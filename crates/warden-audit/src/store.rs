@@ -1,0 +1,323 @@
+//! Where entries and checkpoints are kept: the `LogStore` trait (the seam for PostgreSQL) and
+//! `SqliteLogStore`, SQLite in WAL mode. A store keeps bytes; it never decides what they mean.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::event::EventKind;
+use crate::merkle::Hash;
+use crate::AuditError;
+
+/// How hard a commit tries to survive a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// WAL with `synchronous=NORMAL`: a committed entry survives the process being killed
+    /// (kill -9, a panic, an OOM kill), because the WAL is written before the commit returns;
+    /// the last commits before a power loss or kernel crash may be lost (never torn).
+    #[default]
+    Process,
+    /// WAL with `synchronous=FULL`: the WAL is fsynced at every commit, so a committed entry also
+    /// survives a power loss. Group commit makes this one fsync per batch, not per event.
+    Power,
+}
+
+/// One entry as stored: its index, its canonical bytes and their leaf hash, and copies of the
+/// fields queries filter on (conveniences only: verification reads the bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    pub index: u64,
+    pub entry: Vec<u8>,
+    pub leaf_hash: Hash,
+    pub session: String,
+    pub kind: EventKind,
+    pub time_ms: u64,
+}
+
+/// A signed checkpoint as stored, with the compact range of the tree at its size so that a
+/// restarted writer resumes without rereading the whole log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub size: u64,
+    pub time_ms: u64,
+    pub root: Hash,
+    pub note: String,
+    /// The frontier's subtree roots, concatenated (32 bytes each).
+    pub frontier: Vec<u8>,
+}
+
+/// Which events a query wants. `limit` 0 means no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub session: Option<String>,
+    pub kind: Option<EventKind>,
+    /// Inclusive bounds on `time_ms`.
+    pub since_ms: Option<u64>,
+    pub until_ms: Option<u64>,
+    pub limit: usize,
+    /// Take the newest `limit` matches instead of the oldest (returned oldest first either way).
+    pub newest: bool,
+}
+
+/// A store of log entries. `append` must be durable (per the store's `Durability`) and atomic
+/// (all entries of the call or none) before it returns: the writer acknowledges appenders only
+/// after it does.
+pub trait LogStore: Send {
+    /// One more than the highest stored index (0 when empty): the index the next entry gets.
+    fn next_index(&self) -> Result<u64, AuditError>;
+    fn append(&mut self, entries: &[StoredEntry]) -> Result<(), AuditError>;
+    fn put_checkpoint(&mut self, cp: &StoredCheckpoint) -> Result<(), AuditError>;
+    /// The bytes of the entry stored at `index`.
+    fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, AuditError>;
+    /// The stored leaf hashes of the entries with index < `size`, in index order.
+    fn leaf_hashes_below(&self, size: u64) -> Result<Vec<(u64, Vec<u8>)>, AuditError>;
+    /// Stored leaf hashes from `from` on, in index order.
+    fn leaf_hashes_from(&self, from: u64) -> Result<Vec<(u64, Vec<u8>)>, AuditError>;
+    /// Every stored row in index order: (index, entry bytes, stored leaf hash). `visit` returns
+    /// false to stop.
+    fn scan(&self, visit: &mut dyn FnMut(u64, &[u8], &[u8]) -> bool) -> Result<(), AuditError>;
+    /// All checkpoints, smallest size first.
+    fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, AuditError>;
+    fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, AuditError>;
+    /// Entries matching the filter: (index, bytes), oldest first.
+    fn find(&self, filter: &EventFilter) -> Result<Vec<(u64, Vec<u8>)>, AuditError>;
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS entries (
+    idx INTEGER PRIMARY KEY,
+    entry BLOB NOT NULL,
+    leaf_hash BLOB NOT NULL,
+    session TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    time_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_by_session ON entries(session, idx);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    tree_size INTEGER PRIMARY KEY,
+    time_ms INTEGER NOT NULL,
+    root_hash BLOB NOT NULL,
+    note TEXT NOT NULL,
+    frontier BLOB NOT NULL
+);
+";
+
+/// SQLite in WAL mode (see `Durability` for what a commit survives).
+pub struct SqliteLogStore {
+    conn: Connection,
+}
+
+impl SqliteLogStore {
+    /// Opens (creating if needed) the log at `path`.
+    pub fn open(path: &Path, durability: Durability) -> Result<Self, AuditError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let sync = match durability {
+            Durability::Process => "NORMAL",
+            Durability::Power => "FULL",
+        };
+        conn.pragma_update(None, "synchronous", sync)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteLogStore { conn })
+    }
+
+    /// Opens an existing log to read it; a missing file is an error, not a new log. (Opened
+    /// read-write without creating anything: a read-only connection to a WAL database cannot
+    /// always set up the shared-memory index.)
+    pub fn open_existing(path: &Path) -> Result<Self, AuditError> {
+        if !path.exists() {
+            return Err(AuditError::NoLog(path.to_path_buf()));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(SqliteLogStore { conn })
+    }
+}
+
+fn to_hash_rows(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    bound: u64,
+) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
+    let rows = stmt
+        .query_map(params![bound as i64], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, i64, Vec<u8>, String, Vec<u8>)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn to_checkpoint(
+    (size, time_ms, root, note, frontier): (i64, i64, Vec<u8>, String, Vec<u8>),
+) -> Result<StoredCheckpoint, AuditError> {
+    let root: Hash = root.try_into().map_err(|_| AuditError::Corrupt {
+        index: None,
+        why: format!("the stored root of the checkpoint at size {size} is not 32 bytes"),
+    })?;
+    Ok(StoredCheckpoint {
+        size: size as u64,
+        time_ms: time_ms as u64,
+        root,
+        note,
+        frontier,
+    })
+}
+
+const CHECKPOINT_COLUMNS: &str = "tree_size, time_ms, root_hash, note, frontier";
+
+impl LogStore for SqliteLogStore {
+    fn next_index(&self) -> Result<u64, AuditError> {
+        let max: Option<i64> = self
+            .conn
+            .query_row("SELECT MAX(idx) FROM entries", [], |r| r.get(0))?;
+        Ok(max.map_or(0, |m| m as u64 + 1))
+    }
+
+    fn append(&mut self, entries: &[StoredEntry]) -> Result<(), AuditError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO entries (idx, entry, leaf_hash, session, kind, time_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for e in entries {
+                stmt.execute(params![
+                    e.index as i64,
+                    e.entry,
+                    &e.leaf_hash[..],
+                    e.session,
+                    e.kind.as_str(),
+                    e.time_ms as i64
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn put_checkpoint(&mut self, cp: &StoredCheckpoint) -> Result<(), AuditError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO checkpoints (tree_size, time_ms, root_hash, note, frontier) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                cp.size as i64,
+                cp.time_ms as i64,
+                &cp.root[..],
+                cp.note,
+                cp.frontier
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, AuditError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT entry FROM entries WHERE idx = ?1")?
+            .query_row(params![index as i64], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn leaf_hashes_below(&self, size: u64) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT idx, leaf_hash FROM entries WHERE idx < ?1 ORDER BY idx")?;
+        to_hash_rows(&mut stmt, size)
+    }
+
+    fn leaf_hashes_from(&self, from: u64) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT idx, leaf_hash FROM entries WHERE idx >= ?1 ORDER BY idx")?;
+        to_hash_rows(&mut stmt, from)
+    }
+
+    fn scan(&self, visit: &mut dyn FnMut(u64, &[u8], &[u8]) -> bool) -> Result<(), AuditError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT idx, entry, leaf_hash FROM entries ORDER BY idx")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let idx = r.get::<_, i64>(0)? as u64;
+            let not_bytes = |what: &str| AuditError::Corrupt {
+                index: Some(idx),
+                why: format!("its {what} is not a blob"),
+            };
+            let entry = r.get_ref(1)?.as_bytes().map_err(|_| not_bytes("entry"))?;
+            let leaf = r.get_ref(2)?.as_bytes().map_err(|_| not_bytes("leaf hash"))?;
+            if !visit(idx, entry, leaf) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, AuditError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY tree_size"
+        ))?;
+        let rows = stmt
+            .query_map([], checkpoint_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(to_checkpoint).collect()
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, AuditError> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
+            ))?
+            .query_row([], checkpoint_row)
+            .optional()?
+            .map(to_checkpoint)
+            .transpose()
+    }
+
+    fn find(&self, f: &EventFilter) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
+        let mut sql = String::from("SELECT idx, entry FROM entries WHERE 1=1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(s) = &f.session {
+            args.push(s.clone().into());
+            sql.push_str(&format!(" AND session = ?{}", args.len()));
+        }
+        if let Some(k) = f.kind {
+            args.push(k.as_str().to_string().into());
+            sql.push_str(&format!(" AND kind = ?{}", args.len()));
+        }
+        if let Some(t) = f.since_ms {
+            args.push((t as i64).into());
+            sql.push_str(&format!(" AND time_ms >= ?{}", args.len()));
+        }
+        if let Some(t) = f.until_ms {
+            args.push((t as i64).into());
+            sql.push_str(&format!(" AND time_ms <= ?{}", args.len()));
+        }
+        sql.push_str(if f.newest {
+            " ORDER BY idx DESC"
+        } else {
+            " ORDER BY idx"
+        });
+        if f.limit > 0 {
+            sql.push_str(&format!(" LIMIT {}", f.limit));
+        }
+        let mut stmt = self.conn.prepare(&sql)?;
+        let mut rows = stmt
+            .query_map(rusqlite::params_from_iter(args), |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        if f.newest {
+            rows.reverse();
+        }
+        Ok(rows)
+    }
+}

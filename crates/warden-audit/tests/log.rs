@@ -1,0 +1,307 @@
+//! The log through its public API: appends and their indexes, queries, the causal closure,
+//! checkpoints and proofs, restarts, concurrency, and failing closed when a write fails.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde_json::json;
+use warden_audit::merkle;
+use warden_audit::store::{StoredCheckpoint, StoredEntry};
+use warden_audit::{
+    AuditConfig, AuditError, AuditLog, AuditReader, DigestKey, Event, EventFilter, EventKind,
+    LogKey, LogStore, NoteVerifier, SqliteLogStore, VerifyOptions,
+};
+
+fn event(kind: EventKind, session: &str, time_ms: u64, causes: Vec<u64>) -> Event {
+    Event {
+        kind,
+        session: session.into(),
+        time_ms,
+        body: json!({"n": time_ms}),
+        causes,
+    }
+}
+
+fn open(dir: &Path, every: u64) -> AuditLog {
+    let config = AuditConfig {
+        checkpoint_every: every,
+        checkpoint_ms: 60_000,
+        ..AuditConfig::default()
+    };
+    AuditLog::open(dir, &config).expect("open")
+}
+
+#[test]
+fn appends_get_consecutive_indexes_and_read_back_as_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path(), 1000);
+    let e = Event {
+        kind: EventKind::Call,
+        session: "s1".into(),
+        time_ms: 5,
+        body: json!({"tool": "send_email", "args": {"to": "a@b.c"}}),
+        causes: vec![],
+    };
+    assert_eq!(log.append(&e).expect("append"), 0);
+    assert_eq!(log.append(&e).expect("append"), 1);
+    let got = log.event(1).expect("read").expect("present");
+    assert_eq!(got.index, 1);
+    assert_eq!(got.event, e);
+    assert!(log.event(2).expect("read").is_none());
+}
+
+#[test]
+fn events_are_filtered_by_session_kind_time_and_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path(), 1000);
+    log.append(&event(EventKind::SessionOpened, "a", 10, vec![])).expect("append");
+    log.append(&event(EventKind::Call, "a", 20, vec![0])).expect("append");
+    log.append(&event(EventKind::SessionOpened, "b", 30, vec![])).expect("append");
+    log.append(&event(EventKind::Call, "a", 40, vec![0])).expect("append");
+    let idx = |f: EventFilter| -> Vec<u64> {
+        log.events(&f).expect("events").iter().map(|e| e.index).collect()
+    };
+    let session_a = || EventFilter {
+        session: Some("a".into()),
+        ..EventFilter::default()
+    };
+    assert_eq!(idx(session_a()), vec![0, 1, 3]);
+    assert_eq!(
+        idx(EventFilter {
+            kind: Some(EventKind::Call),
+            ..session_a()
+        }),
+        vec![1, 3]
+    );
+    assert_eq!(
+        idx(EventFilter {
+            since_ms: Some(20),
+            until_ms: Some(30),
+            ..EventFilter::default()
+        }),
+        vec![1, 2]
+    );
+    assert_eq!(
+        idx(EventFilter {
+            limit: 2,
+            newest: true,
+            ..session_a()
+        }),
+        vec![1, 3]
+    );
+}
+
+#[test]
+fn the_causes_closure_walks_back_to_the_session_opened_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path(), 1000);
+    let opened = log.append(&event(EventKind::SessionOpened, "s", 1, vec![])).expect("append");
+    let result = log.append(&event(EventKind::Result, "s", 2, vec![opened])).expect("append");
+    let _unrelated = log.append(&event(EventKind::Result, "s", 3, vec![opened])).expect("append");
+    let call = log.append(&event(EventKind::Call, "s", 4, vec![opened, result])).expect("append");
+    let decision = log.append(&event(EventKind::Decision, "s", 5, vec![call])).expect("append");
+    let chain: Vec<u64> = log
+        .causes_closure(decision)
+        .expect("closure")
+        .iter()
+        .map(|e| e.index)
+        .collect();
+    assert_eq!(chain, vec![opened, result, call, decision]);
+}
+
+#[test]
+fn a_cause_that_is_not_earlier_is_refused_and_takes_no_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path(), 1000);
+    let err = log
+        .append(&event(EventKind::Call, "s", 1, vec![0]))
+        .expect_err("cause 0 for entry 0");
+    assert!(matches!(err, AuditError::InvalidCause { index: 0, cause: 0 }));
+    assert_eq!(log.append(&event(EventKind::Call, "s", 1, vec![])).expect("append"), 0);
+}
+
+#[test]
+fn checkpoints_are_signed_every_n_events_and_verify_with_the_exported_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path(), 10);
+    for t in 0..25 {
+        log.append(&event(EventKind::Message, "s", t, vec![])).expect("append");
+    }
+    let verifier = NoteVerifier::parse(&log.public_key()).expect("verifier key");
+    // The 10th and 20th appends each triggered a checkpoint; `checkpoint()` adds one at 25.
+    let cp = log.checkpoint().expect("checkpoint");
+    assert_eq!(cp.checkpoint.size, 25);
+    assert_eq!(verifier.verify_checkpoint(&cp.note).expect("signature"), cp.checkpoint);
+    let report = log.verify(&VerifyOptions::default()).expect("verify");
+    assert!(report.ok(), "{}", report.message());
+    assert_eq!(report.checkpoints_checked, 3);
+    assert_eq!(report.entries, 25);
+    assert!(report.unsigned().is_empty());
+}
+
+#[test]
+fn inclusion_and_consistency_proofs_verify_against_signed_checkpoints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path(), 7);
+    for t in 0..21 {
+        log.append(&event(EventKind::Message, "s", t, vec![])).expect("append");
+    }
+    log.checkpoint().expect("checkpoint");
+    let reader = log.reader();
+    let p = reader.inclusion_proof(9).expect("inclusion proof");
+    let cp = &p.checkpoint.checkpoint;
+    assert_eq!(cp.size, 21);
+    merkle::verify_inclusion(&p.leaf_hash, 9, cp.size, &p.path, &cp.root).expect("verifies");
+    let c = reader.consistency_proof(7, 21).expect("consistency proof");
+    merkle::verify_consistency(
+        7,
+        21,
+        &c.old.checkpoint.root,
+        &c.new.checkpoint.root,
+        &c.path,
+    )
+    .expect("verifies");
+    assert!(matches!(
+        reader.consistency_proof(8, 21),
+        Err(AuditError::NotCovered(_))
+    ));
+}
+
+#[test]
+fn a_reopened_log_continues_its_indexes_and_tree_and_keeps_its_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = {
+        let log = open(dir.path(), 4);
+        for t in 0..6 {
+            log.append(&event(EventKind::Message, "s", t, vec![])).expect("append");
+        }
+        log.public_key()
+    };
+    let log = open(dir.path(), 4);
+    assert_eq!(log.public_key(), key);
+    assert_eq!(log.append(&event(EventKind::Message, "s", 6, vec![])).expect("append"), 6);
+    drop(log);
+    let reader = AuditReader::open(dir.path()).expect("reader");
+    let report = reader.verify(&VerifyOptions::default()).expect("verify");
+    assert!(report.ok(), "{}", report.message());
+    assert_eq!(report.entries, 7);
+    assert_eq!(report.signed_size, 7);
+}
+
+#[test]
+fn concurrent_appends_all_get_distinct_contiguous_indexes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = Arc::new(open(dir.path(), 100));
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                (0..250)
+                    .map(|i| {
+                        log.append(&event(EventKind::Call, &format!("s{t}"), i, vec![]))
+                            .expect("append")
+                    })
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("thread"))
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..2000).collect::<Vec<u64>>());
+    let report = log.verify(&VerifyOptions::default()).expect("verify");
+    assert!(report.ok(), "{}", report.message());
+}
+
+#[test]
+fn an_origin_other_than_the_one_the_log_was_created_with_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(open(dir.path(), 10));
+    let config = AuditConfig {
+        origin: Some("example.com/other".into()),
+        ..AuditConfig::default()
+    };
+    assert!(matches!(
+        AuditLog::open(dir.path(), &config),
+        Err(AuditError::Config(_))
+    ));
+}
+
+/// A store whose commits fail while `failing` is set.
+struct FlakyStore {
+    inner: SqliteLogStore,
+    failing: Arc<AtomicBool>,
+}
+
+impl LogStore for FlakyStore {
+    fn next_index(&self) -> Result<u64, AuditError> {
+        self.inner.next_index()
+    }
+    fn append(&mut self, entries: &[StoredEntry]) -> Result<(), AuditError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(AuditError::Write("disk full".into()));
+        }
+        self.inner.append(entries)
+    }
+    fn put_checkpoint(&mut self, cp: &StoredCheckpoint) -> Result<(), AuditError> {
+        self.inner.put_checkpoint(cp)
+    }
+    fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, AuditError> {
+        self.inner.entry(index)
+    }
+    fn leaf_hashes_below(&self, size: u64) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
+        self.inner.leaf_hashes_below(size)
+    }
+    fn leaf_hashes_from(&self, from: u64) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
+        self.inner.leaf_hashes_from(from)
+    }
+    fn scan(&self, visit: &mut dyn FnMut(u64, &[u8], &[u8]) -> bool) -> Result<(), AuditError> {
+        self.inner.scan(visit)
+    }
+    fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, AuditError> {
+        self.inner.checkpoints()
+    }
+    fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, AuditError> {
+        self.inner.latest_checkpoint()
+    }
+    fn find(&self, filter: &EventFilter) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
+        self.inner.find(filter)
+    }
+}
+
+#[test]
+fn a_failed_commit_fails_the_append_and_leaves_no_gap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("audit.db");
+    let failing = Arc::new(AtomicBool::new(false));
+    let store = FlakyStore {
+        inner: SqliteLogStore::open(&db, Default::default()).expect("store"),
+        failing: Arc::clone(&failing),
+    };
+    let key = LogKey::from_seed(&[3; 32], "test/log").expect("key");
+    let reader = AuditReader::from_store(
+        Box::new(SqliteLogStore::open(&db, Default::default()).expect("store")),
+        key.verifier().clone(),
+    );
+    let log = AuditLog::start(
+        Box::new(store),
+        key,
+        reader,
+        DigestKey::from_bytes([0; 32]),
+        &AuditConfig::default(),
+    )
+    .expect("start");
+    assert_eq!(log.append(&event(EventKind::Call, "s", 1, vec![])).expect("append"), 0);
+    failing.store(true, Ordering::SeqCst);
+    let err = log.append(&event(EventKind::Call, "s", 2, vec![])).expect_err("disk full");
+    assert!(matches!(err, AuditError::Write(ref why) if why.contains("disk full")));
+    failing.store(false, Ordering::SeqCst);
+    assert_eq!(log.append(&event(EventKind::Call, "s", 3, vec![])).expect("append"), 1);
+    log.checkpoint().expect("checkpoint");
+    let report = log.verify(&VerifyOptions::default()).expect("verify");
+    assert!(report.ok(), "{}", report.message());
+    assert_eq!(log.event(1).expect("read").expect("present").event.time_ms, 3);
+}

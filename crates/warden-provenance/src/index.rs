@@ -12,7 +12,7 @@ use serde_json::Value;
 use warden_model::{ArgProvenance, Confidentiality, Integrity, Source, ValueMatch};
 
 use crate::extract::{extract, extract_json, whole_text, Kind, Salient};
-use crate::segment::{json_segments, segments, Segment};
+use crate::segment::{field_values, json_field_values};
 
 /// Bounds on one session's index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +85,7 @@ impl ProvenanceIndex {
         extract(text, &mut salient);
         whole_text(text, &mut salient);
         let fields = if source.label.integrity == Integrity::Untrusted {
-            field_values(segments(text))
+            field_keys(field_values(text))
         } else {
             HashSet::new()
         };
@@ -98,10 +98,7 @@ impl ProvenanceIndex {
         let mut salient = Vec::new();
         extract_json(value, &mut salient);
         let fields = if source.label.integrity == Integrity::Untrusted {
-            let mut fields = field_values(json_segments(value));
-            // Numbers are record fields wherever they sit.
-            fields.extend(salient.iter().filter(|s| s.kind == Kind::Number).map(|s| key(s.kind, &s.value)));
-            fields
+            field_keys(json_field_values(value))
         } else {
             HashSet::new()
         };
@@ -298,14 +295,12 @@ impl ShingleTally {
     }
 }
 
-/// The keys of the salient values found in the field segments (each with its whole text).
-fn field_values(segs: Vec<Segment<'_>>) -> HashSet<u64> {
+/// The index keys of the salient values of some field values (each also whole).
+fn field_keys(values: Vec<String>) -> HashSet<u64> {
     let mut salient = Vec::new();
-    for seg in segs {
-        if let Segment::Field(v) = seg {
-            extract(v, &mut salient);
-            whole_text(v, &mut salient);
-        }
+    for v in &values {
+        extract(v, &mut salient);
+        whole_text(v, &mut salient);
     }
     salient.iter().map(|s| key(s.kind, &s.value)).collect()
 }

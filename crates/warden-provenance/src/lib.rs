@@ -8,4 +8,4 @@ mod segment;
 
 pub use extract::{extract, extract_json, Kind, Salient};
 pub use index::{IndexConfig, ProvenanceIndex};
-pub use segment::{json_segments, segments, Segment};
+pub use segment::{field_values, json_field_values};

@@ -1,0 +1,183 @@
+//! `warden audit …`: verify the audit log, print inclusion and consistency proofs, tail events,
+//! show the latest signed checkpoint and the log's public key. Reads only; safe beside a running
+//! gateway.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::json;
+use warden_audit::{AuditReader, EventFilter, EventKind, Hash, NoteVerifier, VerifyOptions};
+
+#[derive(clap::Subcommand)]
+pub enum AuditCommand {
+    /// Recompute every entry's hash and the Merkle tree, and check every signed checkpoint.
+    /// Exits 1 and names the first bad entry if the log was edited, cut or reordered.
+    Verify {
+        /// Also check a signed checkpoint kept outside the log (saved earlier with
+        /// `warden audit checkpoint > FILE`, or a witness's copy).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Trust this C2SP verifier key (from `warden audit public-key`) instead of the one in
+        /// the data dir, which someone who can edit the log can also replace.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Print a proof that an event is in the tree of the latest signed checkpoint.
+    Proof {
+        /// The event's index.
+        #[arg(long)]
+        event: u64,
+    },
+    /// Print a proof that the tree at one signed checkpoint size is a prefix of another.
+    Consistency {
+        /// The older checkpoint's tree size.
+        old: u64,
+        /// The newer checkpoint's tree size.
+        new: u64,
+    },
+    /// Print the latest events, oldest first.
+    Tail {
+        /// How many.
+        #[arg(short, long, default_value_t = 20)]
+        n: usize,
+        /// Only this session's events.
+        #[arg(long)]
+        session: Option<String>,
+        /// Only events of this kind (session_opened, call, decision, approval, result, alert,
+        /// message).
+        #[arg(long, value_parser = parse_kind)]
+        kind: Option<EventKind>,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the latest signed checkpoint (a C2SP signed note); save it to check the log later.
+    Checkpoint,
+    /// Print the log's public key as a C2SP verifier key string.
+    PublicKey,
+}
+
+fn parse_kind(s: &str) -> Result<EventKind, String> {
+    EventKind::parse(s).ok_or_else(|| {
+        let kinds: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        format!("unknown event kind `{s}`; one of: {}", kinds.join(", "))
+    })
+}
+
+fn hex(h: &Hash) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn run(data_dir: &Path, cmd: AuditCommand) -> Result<ExitCode> {
+    let reader = AuditReader::open(data_dir)
+        .with_context(|| format!("opening the audit log in {}", data_dir.display()))?;
+    match cmd {
+        AuditCommand::Verify { checkpoint, key } => {
+            let external = match checkpoint {
+                Some(path) => {
+                    let note = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading checkpoint file {}", path.display()))?;
+                    Some((path.display().to_string(), note))
+                }
+                None => None,
+            };
+            let verifier = key
+                .map(|k| NoteVerifier::parse(&k))
+                .transpose()
+                .context("parsing --key")?;
+            let report = reader.verify(&VerifyOptions { external, verifier })?;
+            if report.ok() {
+                println!("{}", report.message());
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!("{}", report.message());
+            for p in report.problems.iter().skip(1) {
+                eprintln!("  also: {}", p.message);
+            }
+            Ok(ExitCode::from(1))
+        }
+        AuditCommand::Proof { event } => {
+            let p = reader.inclusion_proof(event)?;
+            let out = json!({
+                "index": p.index,
+                "tree_size": p.checkpoint.checkpoint.size,
+                "leaf_hash": hex(&p.leaf_hash),
+                "proof": p.path.iter().map(hex).collect::<Vec<_>>(),
+                "root": hex(&p.checkpoint.checkpoint.root),
+                "checkpoint": p.checkpoint.note,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Consistency { old, new } => {
+            if old > new {
+                bail!("OLD ({old}) must not be larger than NEW ({new})");
+            }
+            let p = reader.consistency_proof(old, new)?;
+            let out = json!({
+                "old_size": old,
+                "new_size": new,
+                "old_root": hex(&p.old.checkpoint.root),
+                "new_root": hex(&p.new.checkpoint.root),
+                "proof": p.path.iter().map(hex).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Tail {
+            n,
+            session,
+            kind,
+            json,
+        } => {
+            let filter = EventFilter {
+                session,
+                kind,
+                limit: n,
+                newest: true,
+                ..EventFilter::default()
+            };
+            for e in reader.events(&filter)? {
+                if json {
+                    println!("{}", serde_json::to_string(&e)?);
+                } else {
+                    let causes = if e.event.causes.is_empty() {
+                        String::new()
+                    } else {
+                        let c: Vec<String> = e.event.causes.iter().map(u64::to_string).collect();
+                        format!(" <- {}", c.join(","))
+                    };
+                    println!(
+                        "{:>8}  {}  {}  {}{}  {}",
+                        e.index,
+                        e.event.time_ms,
+                        e.event.session,
+                        e.event.kind.as_str(),
+                        causes,
+                        e.event.body
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Checkpoint => {
+            let Some(cp) = reader.latest_checkpoint()? else {
+                bail!("no checkpoint has been signed yet: the gateway signs one within a second of the first event");
+            };
+            print!("{}", cp.note);
+            let len = reader.len()?;
+            if len > cp.checkpoint.size {
+                eprintln!(
+                    "note: entries {}..{len} are not covered yet; the running gateway signs them shortly",
+                    cp.checkpoint.size
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::PublicKey => {
+            println!("{}", reader.verifier());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -11,7 +11,9 @@ use rusqlite::{params, Connection};
 use serde_json::json;
 use warden_audit::event::entry_bytes;
 use warden_audit::merkle::leaf_hash;
-use warden_audit::{AuditConfig, AuditLog, AuditReader, Durability, Event, EventKind, VerifyOptions};
+use warden_audit::{
+    AuditConfig, AuditLog, AuditReader, Durability, Event, EventKind, VerifyOptions,
+};
 
 fn event(thread: u64, i: u64) -> Event {
     Event {
@@ -24,7 +26,7 @@ fn event(thread: u64, i: u64) -> Event {
             "reasons": [{"policy": "baseline.writes", "message": "recipient is in the task parameters"}],
             "policy_set": "9f2c1e7a",
         }),
-        causes: vec![0, i / 2],
+        causes: if i == 0 { vec![] } else { vec![0, i / 2] },
     }
 }
 
@@ -81,8 +83,10 @@ fn sample_entries(n: u64) -> Vec<Vec<u8>> {
 
 fn raw_sqlite(dir: &Path, entries: &[Vec<u8>], batch: usize) -> Row {
     let conn = Connection::open(dir.join(format!("raw-{batch}.db"))).expect("open");
-    conn.pragma_update(None, "journal_mode", "WAL").expect("wal");
-    conn.pragma_update(None, "synchronous", "NORMAL").expect("sync");
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .expect("wal");
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .expect("sync");
     conn.execute_batch(
         "CREATE TABLE t (idx INTEGER PRIMARY KEY, entry BLOB NOT NULL, leaf_hash BLOB NOT NULL)",
     )
@@ -166,9 +170,21 @@ fn main() {
     rows.push(raw_hashing(&entries));
 
     println!();
-    println!("average entry: {avg} bytes; {} cores", std::thread::available_parallelism().map_or(0, |n| n.get()));
-    println!("| {:<78} | {:>9} | {:>8} | {:>12} |", "what", "events", "seconds", "events/s");
-    println!("|{}|{}|{}|{}|", "-".repeat(80), "-".repeat(11), "-".repeat(10), "-".repeat(14));
+    println!(
+        "average entry: {avg} bytes; {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "| {:<78} | {:>9} | {:>8} | {:>12} |",
+        "what", "events", "seconds", "events/s"
+    );
+    println!(
+        "|{}|{}|{}|{}|",
+        "-".repeat(80),
+        "-".repeat(11),
+        "-".repeat(10),
+        "-".repeat(14)
+    );
     for r in rows {
         println!(
             "| {:<78} | {:>9} | {:>8.3} | {:>12.0} |",

@@ -26,7 +26,9 @@ pub enum CheckpointError {
     BadVerifierKey(String),
     #[error("the note has no signature by key `{0}`")]
     NoSignature(String),
-    #[error("the signature by key `{0}` does not verify: the note was changed or signed by another key")]
+    #[error(
+        "the signature by key `{0}` does not verify: the note was changed or signed by another key"
+    )]
     BadSignature(String),
     #[error("checkpoint origin `{got}` is not this log's `{want}`")]
     WrongOrigin { got: String, want: String },
@@ -43,7 +45,12 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The note text: `<origin>\n<size>\n<base64 root>\n`.
     pub fn body(&self) -> String {
-        format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root))
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        )
     }
 
     /// Parses a note text strictly: three non-empty lines, a decimal size without leading
@@ -55,7 +62,9 @@ impl Checkpoint {
             .ok_or_else(|| bad("the text does not end with a newline"))?;
         let parts: Vec<&str> = lines.split('\n').collect();
         let [origin, size, root] = parts[..] else {
-            return Err(bad("expected exactly three lines: origin, tree size, root hash"));
+            return Err(bad(
+                "expected exactly three lines: origin, tree size, root hash",
+            ));
         };
         if origin.is_empty() {
             return Err(bad("empty origin line"));
@@ -208,7 +217,13 @@ impl std::fmt::Display for NoteVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut key = vec![ED25519_TYPE];
         key.extend_from_slice(self.key.as_bytes());
-        write!(f, "{}+{}+{}", self.name, hex(&self.key_hash), B64.encode(key))
+        write!(
+            f,
+            "{}+{}+{}",
+            self.name,
+            hex(&self.key_hash),
+            B64.encode(key)
+        )
     }
 }
 
@@ -260,10 +275,12 @@ pub(crate) fn read_or_create_secret(path: &Path) -> Result<[u8; 32], crate::Audi
     match fs::read(path) {
         Ok(bytes) => {
             check_private(path)?;
-            bytes.try_into().map_err(|b: Vec<u8>| crate::AuditError::Key {
-                path: path.to_path_buf(),
-                why: format!("it holds {} bytes, not 32", b.len()),
-            })
+            bytes
+                .try_into()
+                .map_err(|b: Vec<u8>| crate::AuditError::Key {
+                    path: path.to_path_buf(),
+                    why: format!("it holds {} bytes, not 32", b.len()),
+                })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut seed = [0u8; 32];

@@ -63,7 +63,9 @@ pub enum AuditError {
     Write(String),
     #[error("audit log: the writer has stopped; nothing more can be recorded")]
     Closed,
-    #[error("audit log: event {index} cannot have event {cause} as a cause: causes must come earlier")]
+    #[error(
+        "audit log: event {index} cannot have event {cause} as a cause: causes must come earlier"
+    )]
     InvalidCause { index: u64, cause: u64 },
     #[error("audit log: {0}")]
     Checkpoint(#[from] CheckpointError),

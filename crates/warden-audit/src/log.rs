@@ -15,7 +15,9 @@ use crate::event::{entry_bytes, Event, EventKind, LoggedEvent};
 use crate::merkle::{leaf_hash, Frontier, Hash};
 use crate::reader::AuditReader;
 use crate::redact::DigestKey;
-use crate::store::{Durability, EventFilter, LogStore, SqliteLogStore, StoredCheckpoint, StoredEntry};
+use crate::store::{
+    Durability, EventFilter, LogStore, SqliteLogStore, StoredCheckpoint, StoredEntry,
+};
 use crate::verify::{VerifyOptions, VerifyReport};
 use crate::{AuditError, DB_FILE, DIGEST_KEY_FILE, KEY_FILE, PUBLIC_KEY_FILE};
 
@@ -251,7 +253,11 @@ impl Writer {
     /// Rebuilds the frontier from the latest checkpoint's stored compact range plus the leaf
     /// hashes after it. A log whose stored indexes are not contiguous is refused: appending to
     /// it would bury the damage.
-    fn resume(store: Box<dyn LogStore>, key: LogKey, config: &AuditConfig) -> Result<Self, AuditError> {
+    fn resume(
+        store: Box<dyn LogStore>,
+        key: LogKey,
+        config: &AuditConfig,
+    ) -> Result<Self, AuditError> {
         let latest = store.latest_checkpoint()?;
         let (mut frontier, signed) = match &latest {
             Some(cp) => match Frontier::from_bytes(cp.size, &cp.frontier) {

@@ -476,10 +476,7 @@ mod tests {
             let proof = consistency_proof(&leaves, old, new).expect("proof");
             let got: Vec<String> = proof.iter().map(hex).collect();
             assert_eq!(got, want, "PROOF({old}, D[{new}])");
-            let (r1, r2) = (
-                unhex(CT_ROOTS[old as usize]),
-                unhex(CT_ROOTS[new as usize]),
-            );
+            let (r1, r2) = (unhex(CT_ROOTS[old as usize]), unhex(CT_ROOTS[new as usize]));
             verify_consistency(old, new, &r1, &r2, &proof).expect("reference proof verifies");
         }
     }

@@ -168,7 +168,9 @@ impl AuditReader {
     /// Proves that event `index` is in the tree of the latest signed checkpoint, and checks the
     /// proof before returning it.
     pub fn inclusion_proof(&self, index: u64) -> Result<InclusionProof, AuditError> {
-        let checkpoint = self.latest_checkpoint()?.filter(|c| c.checkpoint.size > index);
+        let checkpoint = self
+            .latest_checkpoint()?
+            .filter(|c| c.checkpoint.size > index);
         let checkpoint = checkpoint.ok_or_else(|| {
             AuditError::NotCovered(format!(
                 "event {index} is not covered by a signed checkpoint yet; try again after the \

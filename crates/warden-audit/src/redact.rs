@@ -140,10 +140,9 @@ fn redact_text(s: &str) -> String {
     let mut out = s.to_string();
     for p in patterns() {
         if p.re.is_match(&out) {
-            out = p
-                .re
-                .replace_all(&out, format!("[REDACTED {}]", p.what))
-                .into_owned();
+            out =
+                p.re.replace_all(&out, format!("[REDACTED {}]", p.what))
+                    .into_owned();
         }
     }
     secret_assignment()
@@ -169,7 +168,11 @@ mod tests {
         // Not the plain hash: without the key the digest cannot be recomputed from a guess.
         let plain = hex(&<Sha256 as sha2::Digest>::digest(br#"{"pin":"1234"}"#));
         assert!(!digest.contains(&plain));
-        let other = result_body(&json!({"pin": "1234"}), false, &DigestKey::from_bytes([2; 32]));
+        let other = result_body(
+            &json!({"pin": "1234"}),
+            false,
+            &DigestKey::from_bytes([2; 32]),
+        );
         assert_ne!(body["digest"], other["digest"]);
     }
 
@@ -177,7 +180,10 @@ mod tests {
     fn the_digest_does_not_depend_on_key_order() {
         let a: Value = serde_json::from_str(r#"{"a":1,"b":2}"#).expect("json");
         let b: Value = serde_json::from_str(r#"{"b":2,"a":1}"#).expect("json");
-        assert_eq!(result_body(&a, false, &key()), result_body(&b, false, &key()));
+        assert_eq!(
+            result_body(&a, false, &key()),
+            result_body(&b, false, &key())
+        );
     }
 
     #[test]
@@ -191,7 +197,12 @@ mod tests {
         });
         let out = result_body(&v, true, &key())["value"].clone();
         let text = out["text"].as_str().expect("text");
-        for secret in ["sk_live_4eC39", "AKIAIOSFODNN7EXAMPLE", "abc.def-ghi_jkl", "hunter2"] {
+        for secret in [
+            "sk_live_4eC39",
+            "AKIAIOSFODNN7EXAMPLE",
+            "abc.def-ghi_jkl",
+            "hunter2",
+        ] {
             assert!(!text.contains(secret), "{secret} left in {text}");
         }
         assert!(text.contains("keep this"));

@@ -61,6 +61,9 @@ pub struct EventFilter {
     pub newest: bool,
 }
 
+/// What `LogStore::scan` calls for each row: (index, entry bytes, stored leaf hash) -> go on?
+pub type RowVisitor<'a> = dyn FnMut(u64, &[u8], &[u8]) -> bool + 'a;
+
 /// A store of log entries. `append` must be durable (per the store's `Durability`) and atomic
 /// (all entries of the call or none) before it returns: the writer acknowledges appenders only
 /// after it does.
@@ -77,7 +80,7 @@ pub trait LogStore: Send {
     fn leaf_hashes_from(&self, from: u64) -> Result<Vec<(u64, Vec<u8>)>, AuditError>;
     /// Every stored row in index order: (index, entry bytes, stored leaf hash). `visit` returns
     /// false to stop.
-    fn scan(&self, visit: &mut dyn FnMut(u64, &[u8], &[u8]) -> bool) -> Result<(), AuditError>;
+    fn scan(&self, visit: &mut RowVisitor<'_>) -> Result<(), AuditError>;
     /// All checkpoints, smallest size first.
     fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, AuditError>;
     fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, AuditError>;
@@ -152,12 +155,15 @@ fn to_hash_rows(
     Ok(rows)
 }
 
-fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, i64, Vec<u8>, String, Vec<u8>)> {
+/// (tree_size, time_ms, root_hash, note, frontier) as read.
+type CheckpointRow = (i64, i64, Vec<u8>, String, Vec<u8>);
+
+fn checkpoint_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CheckpointRow> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
 }
 
 fn to_checkpoint(
-    (size, time_ms, root, note, frontier): (i64, i64, Vec<u8>, String, Vec<u8>),
+    (size, time_ms, root, note, frontier): CheckpointRow,
 ) -> Result<StoredCheckpoint, AuditError> {
     let root: Hash = root.try_into().map_err(|_| AuditError::Corrupt {
         index: None,
@@ -241,7 +247,7 @@ impl LogStore for SqliteLogStore {
         to_hash_rows(&mut stmt, from)
     }
 
-    fn scan(&self, visit: &mut dyn FnMut(u64, &[u8], &[u8]) -> bool) -> Result<(), AuditError> {
+    fn scan(&self, visit: &mut RowVisitor<'_>) -> Result<(), AuditError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT idx, entry, leaf_hash FROM entries ORDER BY idx")?;
@@ -253,7 +259,10 @@ impl LogStore for SqliteLogStore {
                 why: format!("its {what} is not a blob"),
             };
             let entry = r.get_ref(1)?.as_bytes().map_err(|_| not_bytes("entry"))?;
-            let leaf = r.get_ref(2)?.as_bytes().map_err(|_| not_bytes("leaf hash"))?;
+            let leaf = r
+                .get_ref(2)?
+                .as_bytes()
+                .map_err(|_| not_bytes("leaf hash"))?;
             if !visit(idx, entry, leaf) {
                 break;
             }

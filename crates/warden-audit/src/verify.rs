@@ -103,7 +103,11 @@ impl VerifyReport {
             "audit log intact: {} entries, {} signed checkpoint{} match (up to size {}){tail}",
             self.entries,
             self.checkpoints_checked,
-            if self.checkpoints_checked == 1 { "" } else { "s" },
+            if self.checkpoints_checked == 1 {
+                ""
+            } else {
+                "s"
+            },
             self.signed_size
         )
     }
@@ -146,7 +150,10 @@ pub fn verify(
             Err(e) => problems.push(Problem {
                 index: None,
                 kind: ProblemKind::BadCheckpoint,
-                message: format!("the checkpoint stored at size {} does not verify: {e}", cp.size),
+                message: format!(
+                    "the checkpoint stored at size {} does not verify: {e}",
+                    cp.size
+                ),
             }),
         }
     }
@@ -173,12 +180,19 @@ pub fn verify(
     let mut entry_problem: Option<Problem> = None;
     // A checkpoint of the empty tree is checked before any entry.
     let check_targets = |frontier: &Frontier,
-                             next_target: &mut usize,
-                             last_good: &mut u64,
-                             checked: &mut usize|
+                         next_target: &mut usize,
+                         last_good: &mut u64,
+                         checked: &mut usize|
      -> Option<Problem> {
-        while let Some(t) = targets.get(*next_target).filter(|t| t.size == frontier.size()) {
-            let root = if t.size == 0 { EMPTY_ROOT } else { frontier.root() };
+        while let Some(t) = targets
+            .get(*next_target)
+            .filter(|t| t.size == frontier.size())
+        {
+            let root = if t.size == 0 {
+                EMPTY_ROOT
+            } else {
+                frontier.root()
+            };
             if root != t.root {
                 return Some(Problem {
                     index: Some(*last_good),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use warden_audit::merkle;
-use warden_audit::store::{StoredCheckpoint, StoredEntry};
+use warden_audit::store::{RowVisitor, StoredCheckpoint, StoredEntry};
 use warden_audit::{
     AuditConfig, AuditError, AuditLog, AuditReader, DigestKey, Event, EventFilter, EventKind,
     LogKey, LogStore, NoteVerifier, SqliteLogStore, VerifyOptions,
@@ -55,12 +55,20 @@ fn appends_get_consecutive_indexes_and_read_back_as_written() {
 fn events_are_filtered_by_session_kind_time_and_limit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = open(dir.path(), 1000);
-    log.append(&event(EventKind::SessionOpened, "a", 10, vec![])).expect("append");
-    log.append(&event(EventKind::Call, "a", 20, vec![0])).expect("append");
-    log.append(&event(EventKind::SessionOpened, "b", 30, vec![])).expect("append");
-    log.append(&event(EventKind::Call, "a", 40, vec![0])).expect("append");
+    log.append(&event(EventKind::SessionOpened, "a", 10, vec![]))
+        .expect("append");
+    log.append(&event(EventKind::Call, "a", 20, vec![0]))
+        .expect("append");
+    log.append(&event(EventKind::SessionOpened, "b", 30, vec![]))
+        .expect("append");
+    log.append(&event(EventKind::Call, "a", 40, vec![0]))
+        .expect("append");
     let idx = |f: EventFilter| -> Vec<u64> {
-        log.events(&f).expect("events").iter().map(|e| e.index).collect()
+        log.events(&f)
+            .expect("events")
+            .iter()
+            .map(|e| e.index)
+            .collect()
     };
     let session_a = || EventFilter {
         session: Some("a".into()),
@@ -96,11 +104,21 @@ fn events_are_filtered_by_session_kind_time_and_limit() {
 fn the_causes_closure_walks_back_to_the_session_opened_event() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = open(dir.path(), 1000);
-    let opened = log.append(&event(EventKind::SessionOpened, "s", 1, vec![])).expect("append");
-    let result = log.append(&event(EventKind::Result, "s", 2, vec![opened])).expect("append");
-    let _unrelated = log.append(&event(EventKind::Result, "s", 3, vec![opened])).expect("append");
-    let call = log.append(&event(EventKind::Call, "s", 4, vec![opened, result])).expect("append");
-    let decision = log.append(&event(EventKind::Decision, "s", 5, vec![call])).expect("append");
+    let opened = log
+        .append(&event(EventKind::SessionOpened, "s", 1, vec![]))
+        .expect("append");
+    let result = log
+        .append(&event(EventKind::Result, "s", 2, vec![opened]))
+        .expect("append");
+    let _unrelated = log
+        .append(&event(EventKind::Result, "s", 3, vec![opened]))
+        .expect("append");
+    let call = log
+        .append(&event(EventKind::Call, "s", 4, vec![opened, result]))
+        .expect("append");
+    let decision = log
+        .append(&event(EventKind::Decision, "s", 5, vec![call]))
+        .expect("append");
     let chain: Vec<u64> = log
         .causes_closure(decision)
         .expect("closure")
@@ -117,8 +135,15 @@ fn a_cause_that_is_not_earlier_is_refused_and_takes_no_index() {
     let err = log
         .append(&event(EventKind::Call, "s", 1, vec![0]))
         .expect_err("cause 0 for entry 0");
-    assert!(matches!(err, AuditError::InvalidCause { index: 0, cause: 0 }));
-    assert_eq!(log.append(&event(EventKind::Call, "s", 1, vec![])).expect("append"), 0);
+    assert!(matches!(
+        err,
+        AuditError::InvalidCause { index: 0, cause: 0 }
+    ));
+    assert_eq!(
+        log.append(&event(EventKind::Call, "s", 1, vec![]))
+            .expect("append"),
+        0
+    );
 }
 
 #[test]
@@ -126,13 +151,17 @@ fn checkpoints_are_signed_every_n_events_and_verify_with_the_exported_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = open(dir.path(), 10);
     for t in 0..25 {
-        log.append(&event(EventKind::Message, "s", t, vec![])).expect("append");
+        log.append(&event(EventKind::Message, "s", t, vec![]))
+            .expect("append");
     }
     let verifier = NoteVerifier::parse(&log.public_key()).expect("verifier key");
     // The 10th and 20th appends each triggered a checkpoint; `checkpoint()` adds one at 25.
     let cp = log.checkpoint().expect("checkpoint");
     assert_eq!(cp.checkpoint.size, 25);
-    assert_eq!(verifier.verify_checkpoint(&cp.note).expect("signature"), cp.checkpoint);
+    assert_eq!(
+        verifier.verify_checkpoint(&cp.note).expect("signature"),
+        cp.checkpoint
+    );
     let report = log.verify(&VerifyOptions::default()).expect("verify");
     assert!(report.ok(), "{}", report.message());
     assert_eq!(report.checkpoints_checked, 3);
@@ -145,7 +174,8 @@ fn inclusion_and_consistency_proofs_verify_against_signed_checkpoints() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = open(dir.path(), 7);
     for t in 0..21 {
-        log.append(&event(EventKind::Message, "s", t, vec![])).expect("append");
+        log.append(&event(EventKind::Message, "s", t, vec![]))
+            .expect("append");
     }
     log.checkpoint().expect("checkpoint");
     let reader = log.reader();
@@ -174,13 +204,18 @@ fn a_reopened_log_continues_its_indexes_and_tree_and_keeps_its_key() {
     let key = {
         let log = open(dir.path(), 4);
         for t in 0..6 {
-            log.append(&event(EventKind::Message, "s", t, vec![])).expect("append");
+            log.append(&event(EventKind::Message, "s", t, vec![]))
+                .expect("append");
         }
         log.public_key()
     };
     let log = open(dir.path(), 4);
     assert_eq!(log.public_key(), key);
-    assert_eq!(log.append(&event(EventKind::Message, "s", 6, vec![])).expect("append"), 6);
+    assert_eq!(
+        log.append(&event(EventKind::Message, "s", 6, vec![]))
+            .expect("append"),
+        6
+    );
     drop(log);
     let reader = AuditReader::open(dir.path()).expect("reader");
     let report = reader.verify(&VerifyOptions::default()).expect("verify");
@@ -258,7 +293,7 @@ impl LogStore for FlakyStore {
     fn leaf_hashes_from(&self, from: u64) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
         self.inner.leaf_hashes_from(from)
     }
-    fn scan(&self, visit: &mut dyn FnMut(u64, &[u8], &[u8]) -> bool) -> Result<(), AuditError> {
+    fn scan(&self, visit: &mut RowVisitor<'_>) -> Result<(), AuditError> {
         self.inner.scan(visit)
     }
     fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, AuditError> {
@@ -294,14 +329,27 @@ fn a_failed_commit_fails_the_append_and_leaves_no_gap() {
         &AuditConfig::default(),
     )
     .expect("start");
-    assert_eq!(log.append(&event(EventKind::Call, "s", 1, vec![])).expect("append"), 0);
+    assert_eq!(
+        log.append(&event(EventKind::Call, "s", 1, vec![]))
+            .expect("append"),
+        0
+    );
     failing.store(true, Ordering::SeqCst);
-    let err = log.append(&event(EventKind::Call, "s", 2, vec![])).expect_err("disk full");
+    let err = log
+        .append(&event(EventKind::Call, "s", 2, vec![]))
+        .expect_err("disk full");
     assert!(matches!(err, AuditError::Write(ref why) if why.contains("disk full")));
     failing.store(false, Ordering::SeqCst);
-    assert_eq!(log.append(&event(EventKind::Call, "s", 3, vec![])).expect("append"), 1);
+    assert_eq!(
+        log.append(&event(EventKind::Call, "s", 3, vec![]))
+            .expect("append"),
+        1
+    );
     log.checkpoint().expect("checkpoint");
     let report = log.verify(&VerifyOptions::default()).expect("verify");
     assert!(report.ok(), "{}", report.message());
-    assert_eq!(log.event(1).expect("read").expect("present").event.time_ms, 3);
+    assert_eq!(
+        log.event(1).expect("read").expect("present").event.time_ms,
+        3
+    );
 }

@@ -7,8 +7,7 @@ use rusqlite::{params, Connection};
 use serde_json::json;
 use warden_audit::merkle::leaf_hash;
 use warden_audit::{
-    AuditConfig, AuditLog, AuditReader, Event, EventKind, ProblemKind, VerifyOptions,
-    VerifyReport,
+    AuditConfig, AuditLog, AuditReader, Event, EventKind, ProblemKind, VerifyOptions, VerifyReport,
 };
 
 /// A log of 20 events with signed checkpoints at 5, 10, 15 and 20.
@@ -66,9 +65,9 @@ fn verify(dir: &Path) -> VerifyReport {
 }
 
 fn assert_first_problem(report: &VerifyReport, kind: ProblemKind, index: u64) {
-    let p = report.first_problem().unwrap_or_else(|| {
-        panic!("tampering went unnoticed: {}", report.message())
-    });
+    let p = report
+        .first_problem()
+        .unwrap_or_else(|| panic!("tampering went unnoticed: {}", report.message()));
     assert_eq!((p.kind, p.index), (kind, Some(index)), "{}", p.message);
     assert!(
         p.message.contains(&index.to_string()),
@@ -115,7 +114,11 @@ fn an_edit_with_a_recomputed_leaf_hash_is_caught_by_the_next_checkpoint() {
     // 5..=9, and 5 is the first entry nothing signed vouches for any more.
     let report = verify(dir.path());
     assert_first_problem(&report, ProblemKind::RootMismatch, 5);
-    assert!(report.first_problem().expect("problem").message.contains("from 5 to 9"));
+    assert!(report
+        .first_problem()
+        .expect("problem")
+        .message
+        .contains("from 5 to 9"));
 }
 
 #[test]
@@ -133,7 +136,8 @@ fn a_deletion_hidden_by_renumbering_is_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     written_log(dir.path());
     let conn = db(dir.path());
-    conn.execute("DELETE FROM entries WHERE idx = 7", []).expect("delete");
+    conn.execute("DELETE FROM entries WHERE idx = 7", [])
+        .expect("delete");
     for idx in 8..20 {
         conn.execute(
             "UPDATE entries SET idx = ?1 WHERE idx = ?2",
@@ -155,7 +159,11 @@ fn reordered_entries_are_named() {
     set_entry(&conn, 8, &a, Some(&leaf_hash(&a)));
     let report = verify(dir.path());
     assert_first_problem(&report, ProblemKind::OutOfPlace, 3);
-    assert!(report.first_problem().expect("problem").message.contains("entry 8"));
+    assert!(report
+        .first_problem()
+        .expect("problem")
+        .message
+        .contains("entry 8"));
 }
 
 #[test]
@@ -178,7 +186,8 @@ fn a_truncation_that_also_removes_checkpoints_is_caught_by_a_checkpoint_kept_out
         .expect("read")
         .expect("signed");
     let conn = db(dir.path());
-    conn.execute("DELETE FROM entries WHERE idx >= 12", []).expect("truncate");
+    conn.execute("DELETE FROM entries WHERE idx >= 12", [])
+        .expect("truncate");
     conn.execute("DELETE FROM checkpoints WHERE tree_size > 10", [])
         .expect("remove evidence");
     // Without outside evidence the shortened log looks like a log with two unsigned entries.
@@ -211,7 +220,9 @@ fn an_appended_forged_entry_without_a_matching_leaf_hash_is_an_edit() {
     let conn = db(dir.path());
     let forged = forged_entry_20(&conn);
     let stale_leaf: Vec<u8> = conn
-        .query_row("SELECT leaf_hash FROM entries WHERE idx = 19", [], |r| r.get(0))
+        .query_row("SELECT leaf_hash FROM entries WHERE idx = 19", [], |r| {
+            r.get(0)
+        })
         .expect("leaf");
     conn.execute(
         "INSERT INTO entries (idx, entry, leaf_hash, session, kind, time_ms) \
@@ -246,7 +257,11 @@ fn an_edited_checkpoint_does_not_verify() {
     written_log(dir.path());
     let conn = db(dir.path());
     let note: String = conn
-        .query_row("SELECT note FROM checkpoints WHERE tree_size = 10", [], |r| r.get(0))
+        .query_row(
+            "SELECT note FROM checkpoints WHERE tree_size = 10",
+            [],
+            |r| r.get(0),
+        )
         .expect("note");
     conn.execute(
         "UPDATE checkpoints SET note = ?1 WHERE tree_size = 10",

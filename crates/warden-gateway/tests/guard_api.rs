@@ -843,7 +843,7 @@ async fn a_destructive_tool_without_a_profile_is_held() {
     assert_eq!(policies(&d), ["baseline.destructive"]);
     assert_eq!(
         reason(&d, "baseline.destructive"),
-        "`delete_file` is destructive (hard to undo); a person must approve it"
+        "`delete_file` is destructive (hard to undo) and the user did not name what it acts on; a person must approve it"
     );
     server.stop().await;
 }

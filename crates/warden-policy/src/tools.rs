@@ -267,6 +267,13 @@ const TEMPORAL_WORDS: &[&str] = &[
     "timezone",
 ];
 
+/// Whether a parameter's name says it holds a time or a date (`start_time`, `new_end_day`).
+pub fn is_temporal(param: &str) -> bool {
+    words(param)
+        .iter()
+        .any(|w| TEMPORAL_WORDS.contains(&w.as_str()))
+}
+
 /// Split a name into lowercase words: `send_email`, `sendEmail`, `send-email`, `mail.send`.
 pub fn words(name: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -565,7 +572,7 @@ fn sinks(spec: &ToolSpec, cfg: &ToolConfig, writes: bool) -> Vec<Sink> {
         // hotel, a company): an injected selector is as dangerous as an injected recipient.
         let ws = words(param);
         let free_text = ws.iter().any(|w| FREE_TEXT_PARAMS.contains(&w.as_str()));
-        let temporal = ws.iter().any(|w| TEMPORAL_WORDS.contains(&w.as_str()))
+        let temporal = is_temporal(param)
             || schema
                 .get("format")
                 .and_then(Value::as_str)

@@ -250,12 +250,11 @@ impl ProvenanceIndex {
         } else {
             shingles.matched > 0 && 2 * shingles.untrusted_only >= shingles.matched
         };
+        // Shingles are too weak to say that a value was planted: only values and whole texts.
         out.untrusted_prose_only = if specific {
             specific_prose_only
-        } else if texts {
-            texts_prose_only
         } else {
-            out.untrusted_only
+            texts && texts_prose_only
         };
         out.all_trusted = if specific {
             specific_all_trusted && !out.unknown

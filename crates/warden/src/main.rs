@@ -187,7 +187,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             profile,
             out,
             json,
-        } => replay_command(&config, &traces, &labels, tools.as_deref(), profile, out.as_deref(), json),
+        } => replay_command(
+            &config,
+            &traces,
+            &labels,
+            tools.as_deref(),
+            profile,
+            out.as_deref(),
+            json,
+        ),
         Command::Keys {
             command: KeysCommand::New { name },
         } => {
@@ -280,7 +288,11 @@ fn replay_command(
     let stdout = std::io::stdout();
     let mut stdout_lock = stdout.lock();
     let mut decisions = Vec::new();
-    let mut total = replay::Throughput { sessions: 0, decisions: 0, seconds: 0.0 };
+    let mut total = replay::Throughput {
+        sessions: 0,
+        decisions: 0,
+        seconds: 0.0,
+    };
     for t in traces {
         let sink: Option<&mut dyn std::io::Write> = match (&mut file, labels.is_empty()) {
             (Some(f), _) => Some(f),
@@ -289,7 +301,12 @@ fn replay_command(
         };
         let (d, th) = replay::replay(
             config,
-            replay::Options { traces: t, tools, profile: profile.clone(), out: sink },
+            replay::Options {
+                traces: t,
+                tools,
+                profile: profile.clone(),
+                out: sink,
+            },
         )?;
         decisions.extend(d);
         total.sessions += th.sessions;

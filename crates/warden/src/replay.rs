@@ -72,7 +72,10 @@ fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
         if line.trim().is_empty() {
             continue;
         }
-        out.push(serde_json::from_str(&line).with_context(|| format!("{}:{}: not a valid event", path.display(), n + 1))?);
+        out.push(
+            serde_json::from_str(&line)
+                .with_context(|| format!("{}:{}: not a valid event", path.display(), n + 1))?,
+        );
     }
     Ok(out)
 }
@@ -83,7 +86,8 @@ pub fn read_tool_specs(path: &Path) -> Result<BTreeMap<String, Vec<ToolSpec>>> {
     File::open(path)
         .with_context(|| format!("opening {}", path.display()))?
         .read_to_string(&mut text)?;
-    let value: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let value: Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
     let mut out = BTreeMap::new();
     match value {
         Value::Array(_) => {
@@ -91,12 +95,19 @@ pub fn read_tool_specs(path: &Path) -> Result<BTreeMap<String, Vec<ToolSpec>>> {
         }
         Value::Object(map) => {
             for (suite, list) in map {
-                let specs: Vec<ToolSpec> =
-                    serde_json::from_value(list).with_context(|| format!("{}: suite `{suite}` is not a list of tool specs", path.display()))?;
+                let specs: Vec<ToolSpec> = serde_json::from_value(list).with_context(|| {
+                    format!(
+                        "{}: suite `{suite}` is not a list of tool specs",
+                        path.display()
+                    )
+                })?;
                 out.insert(suite, specs);
             }
         }
-        _ => bail!("{}: expected a list of tool specs or an object of lists", path.display()),
+        _ => bail!(
+            "{}: expected a list of tool specs or an object of lists",
+            path.display()
+        ),
     }
     Ok(out)
 }
@@ -135,9 +146,14 @@ pub fn replay(config: &Config, opts: Options<'_>) -> Result<(Vec<ReplayedCall>, 
     let progress = Progress::new(order.len());
     let started = Instant::now();
     for (n, id) in order.iter().enumerate() {
-        let Some(mut events) = sessions.remove(id) else { continue };
+        let Some(mut events) = sessions.remove(id) else {
+            continue;
+        };
         events.sort_by_key(|e| e.seq);
-        let suite = events.iter().find_map(|e| e.suite.clone()).unwrap_or_default();
+        let suite = events
+            .iter()
+            .find_map(|e| e.suite.clone())
+            .unwrap_or_default();
         if registered.as_deref() != Some(suite.as_str()) {
             if let Some(list) = specs.get(&suite).or_else(|| specs.get("")) {
                 rt.register_tools(&suite, list);
@@ -173,9 +189,18 @@ pub struct Throughput {
     pub seconds: f64,
 }
 
-fn replay_session(rt: &Runtime, events: &[TraceEvent], profile: Option<String>) -> Result<Vec<ReplayedCall>> {
-    let Some(first) = events.first() else { return Ok(Vec::new()) };
-    let instruction = events.iter().find_map(|e| e.user_prompt.clone()).unwrap_or_default();
+fn replay_session(
+    rt: &Runtime,
+    events: &[TraceEvent],
+    profile: Option<String>,
+) -> Result<Vec<ReplayedCall>> {
+    let Some(first) = events.first() else {
+        return Ok(Vec::new());
+    };
+    let instruction = events
+        .iter()
+        .find_map(|e| e.user_prompt.clone())
+        .unwrap_or_default();
     let (session, _) = rt.open_session(OpenRequest {
         principal: "user".into(),
         agent: "agent".into(),
@@ -192,18 +217,35 @@ fn replay_session(rt: &Runtime, events: &[TraceEvent], profile: Option<String>) 
         match e.kind.as_str() {
             "session" => {}
             "system_message" => {
-                rt.event(&sid, Step::SystemMessage { text: e.text.clone().unwrap_or_default() })?;
+                rt.event(
+                    &sid,
+                    Step::SystemMessage {
+                        text: e.text.clone().unwrap_or_default(),
+                    },
+                )?;
             }
             "user_message" => {
-                rt.event(&sid, Step::UserMessage { text: e.text.clone().unwrap_or_default() })?;
+                rt.event(
+                    &sid,
+                    Step::UserMessage {
+                        text: e.text.clone().unwrap_or_default(),
+                    },
+                )?;
             }
             "assistant_message" => {
-                rt.event(&sid, Step::AgentReasoning { text: e.text.clone().unwrap_or_default() })?;
+                rt.event(
+                    &sid,
+                    Step::AgentReasoning {
+                        text: e.text.clone().unwrap_or_default(),
+                    },
+                )?;
             }
             "tool_call" => {
                 let tool = e.tool.clone().unwrap_or_default();
                 let args: Params = match &e.args {
-                    Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    Some(Value::Object(m)) => {
+                        m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+                    }
                     _ => Params::new(),
                 };
                 let record = rt.decide(
@@ -232,7 +274,9 @@ fn replay_session(rt: &Runtime, events: &[TraceEvent], profile: Option<String>) 
                 };
                 let text = e.result_text.clone().unwrap_or_default();
                 let result = match &e.error {
-                    Some(Value::String(err)) if !err.is_empty() => Value::String(format!("{text}\n{err}")),
+                    Some(Value::String(err)) if !err.is_empty() => {
+                        Value::String(format!("{text}\n{err}"))
+                    }
                     _ => Value::String(text),
                 };
                 rt.observe(&sid, &call_id, Some(&tool), result)?;
@@ -382,9 +426,15 @@ pub fn score(labels: &Path, decisions: &[ReplayedCall]) -> Result<Report> {
         by_session.entry(&d.session).or_default().push(d);
     }
     let mut report = Report::default();
-    let first_policy = |d: &ReplayedCall| d.reasons.first().map_or_else(|| "(none)".to_owned(), |r| r.policy.clone());
+    let first_policy = |d: &ReplayedCall| {
+        d.reasons
+            .first()
+            .map_or_else(|| "(none)".to_owned(), |r| r.policy.clone())
+    };
     for (id, calls) in &by_session {
-        let Some(label) = sessions.get(id) else { continue };
+        let Some(label) = sessions.get(id) else {
+            continue;
+        };
         let suite = label.suite.clone().unwrap_or_default();
         let kind = label.session_type.as_deref().unwrap_or("");
         let mut apply = |f: &mut dyn FnMut(&mut Scores)| {
@@ -393,16 +443,24 @@ pub fn score(labels: &Path, decisions: &[ReplayedCall]) -> Result<Report> {
         };
         match kind {
             "attacked" => {
-                let (inj, other): (Vec<&&ReplayedCall>, Vec<&&ReplayedCall>) =
-                    calls.iter().partition(|d| injected.contains_key(&(d.session.as_str(), d.seq)));
-                let collateral: Vec<&&ReplayedCall> =
-                    other.iter().copied().filter(|d| d.decision != Verdict::Allow).collect();
+                let (inj, other): (Vec<&&ReplayedCall>, Vec<&&ReplayedCall>) = calls
+                    .iter()
+                    .partition(|d| injected.contains_key(&(d.session.as_str(), d.seq)));
+                let collateral: Vec<&&ReplayedCall> = other
+                    .iter()
+                    .copied()
+                    .filter(|d| d.decision != Verdict::Allow)
+                    .collect();
                 apply(&mut |s| {
                     s.attacked_other_calls += other.len();
                     s.collateral += collateral.len();
                 });
                 for d in &collateral {
-                    report.by_reason.entry(first_policy(d)).or_default().collateral += 1;
+                    report
+                        .by_reason
+                        .entry(first_policy(d))
+                        .or_default()
+                        .collateral += 1;
                 }
                 if label.attack_succeeded == Some(true) && !inj.is_empty() {
                     let stopped = inj.iter().all(|d| d.decision != Verdict::Allow);
@@ -419,7 +477,11 @@ pub fn score(labels: &Path, decisions: &[ReplayedCall]) -> Result<Report> {
                         }
                     });
                     if stopped {
-                        report.by_reason.entry(first_policy(inj[0])).or_default().attacks_stopped += 1;
+                        report
+                            .by_reason
+                            .entry(first_policy(inj[0]))
+                            .or_default()
+                            .attacks_stopped += 1;
                     }
                 }
             }
@@ -435,9 +497,17 @@ pub fn score(labels: &Path, decisions: &[ReplayedCall]) -> Result<Report> {
                     }
                 });
                 if let Some(d) = denied {
-                    report.by_reason.entry(first_policy(d)).or_default().benign_denied += 1;
+                    report
+                        .by_reason
+                        .entry(first_policy(d))
+                        .or_default()
+                        .benign_denied += 1;
                 } else if let Some(d) = held {
-                    report.by_reason.entry(first_policy(d)).or_default().benign_held += 1;
+                    report
+                        .by_reason
+                        .entry(first_policy(d))
+                        .or_default()
+                        .benign_held += 1;
                 }
             }
             _ => {}
@@ -445,9 +515,17 @@ pub fn score(labels: &Path, decisions: &[ReplayedCall]) -> Result<Report> {
     }
     // Benign sessions in the labels that made no call at all still count, with no friction.
     for (id, l) in &sessions {
-        if matches!(l.session_type.as_deref(), Some("benign" | "injection_task_as_user")) && !by_session.contains_key(id) {
+        if matches!(
+            l.session_type.as_deref(),
+            Some("benign" | "injection_task_as_user")
+        ) && !by_session.contains_key(id)
+        {
             report.overall.benign += 1;
-            report.by_suite.entry(l.suite.clone().unwrap_or_default()).or_default().benign += 1;
+            report
+                .by_suite
+                .entry(l.suite.clone().unwrap_or_default())
+                .or_default()
+                .benign += 1;
         }
     }
     Ok(report)
@@ -484,7 +562,9 @@ pub fn render(report: &Report) -> String {
         s.push_str(&row(suite, sc));
     }
     s.push_str(&row("all", &report.overall));
-    s.push_str("\nby the policy that decided   attacks stopped  benign held  benign denied  collateral\n");
+    s.push_str(
+        "\nby the policy that decided   attacks stopped  benign held  benign denied  collateral\n",
+    );
     for (policy, c) in &report.by_reason {
         s.push_str(&format!(
             "{policy:<36} {:>7} {:>12} {:>14} {:>11}\n",

@@ -7,7 +7,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
 use crate::checkpoint::{hex, read_or_create_secret, Checkpoint, LogKey, SignedCheckpoint};
@@ -22,7 +22,7 @@ use crate::verify::{VerifyOptions, VerifyReport};
 use crate::{AuditError, DB_FILE, DIGEST_KEY_FILE, KEY_FILE, PUBLIC_KEY_FILE};
 
 /// The `[audit]` settings.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditConfig {
     /// `"process"` (survives kill -9) or `"power"` (also survives power loss; fsync per batch).

@@ -18,6 +18,9 @@ pub struct Config {
     pub policy: PolicyConfig,
     #[serde(default)]
     pub provenance: ProvenanceConfig,
+    /// The tamper-evident audit log (under the data dir).
+    #[serde(default)]
+    pub audit: warden_audit::AuditConfig,
     /// Task profiles by name.
     #[serde(default)]
     pub profiles: BTreeMap<String, TaskProfile>,

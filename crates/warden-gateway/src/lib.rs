@@ -17,7 +17,10 @@ pub fn runtime(config: Config) -> Result<Arc<Runtime>, StartError> {
     let dir = config.data_dir();
     std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
     let store = warden_store::SqliteStore::open(&dir.join("warden.db"))?;
-    Ok(Arc::new(Runtime::new(config, engine, Arc::new(store))))
+    let audit = warden_audit::AuditLog::open(&dir, &config.audit)?;
+    Ok(Arc::new(
+        Runtime::new(config, engine, Arc::new(store)).with_audit(Arc::new(audit)),
+    ))
 }
 
 /// Serve the guard API until `shutdown` resolves.
@@ -39,4 +42,6 @@ pub enum StartError {
     DataDir(String, std::io::Error),
     #[error(transparent)]
     Store(#[from] warden_store::StoreError),
+    #[error("opening the audit log: {0}")]
+    Audit(#[from] warden_audit::AuditError),
 }

@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use warden_audit::{redact_secrets, AuditLog, Event as AuditEvent, EventFilter, EventKind};
 use warden_model::{Call, Decision, Label, Params, Reason, Session, Source, Tool, Verdict};
 use warden_policy::{tools, PolicyEngine, SessionState, Step, ToolSpec};
 use warden_provenance::IndexConfig;
@@ -66,8 +67,11 @@ struct Live {
 
 struct LiveState {
     state: SessionState,
-    /// call id → tool, so a result can be labelled from the call it answers.
-    calls: HashMap<String, String>,
+    /// call id → (tool, seq of the call), so a result can be labelled from the call it answers.
+    calls: HashMap<String, (String, u64)>,
+    /// The audit log's index of the session-opened event, and of each step by seq.
+    audit_session: Option<u64>,
+    audit_of_seq: HashMap<u64, u64>,
 }
 
 pub struct Runtime {
@@ -76,6 +80,8 @@ pub struct Runtime {
     store: Arc<dyn SessionStore>,
     sessions: RwLock<HashMap<String, Arc<Live>>>,
     tools: RwLock<BTreeMap<String, Arc<Tool>>>,
+    /// The tamper-evident log every step goes to before it takes effect (none for replays).
+    audit: Option<Arc<AuditLog>>,
 }
 
 pub fn now_ms() -> u64 {
@@ -117,6 +123,27 @@ impl Runtime {
             store,
             sessions: RwLock::new(HashMap::new()),
             tools: RwLock::new(BTreeMap::new()),
+            audit: None,
+        }
+    }
+
+    /// Record every step in this audit log before it takes effect; a step the log cannot record
+    /// does not happen (a call is denied).
+    pub fn with_audit(mut self, audit: Arc<AuditLog>) -> Runtime {
+        self.audit = Some(audit);
+        self
+    }
+
+    pub fn audit(&self) -> Option<&Arc<AuditLog>> {
+        self.audit.as_ref()
+    }
+
+    fn append_audit(&self, event: &AuditEvent) -> Result<Option<u64>, RuntimeError> {
+        match &self.audit {
+            None => Ok(None),
+            Some(log) => log.append(event).map(Some).map_err(|e| {
+                RuntimeError::Unavailable(format!("the audit log could not record this step: {e}"))
+            }),
         }
     }
 
@@ -221,11 +248,28 @@ impl Runtime {
         };
         let token = format!("wst_{}", random_hex(24)?);
         let token_hash = sha256_hex(&token);
+        let audit_session = self.append_audit(&AuditEvent {
+            kind: EventKind::SessionOpened,
+            session: session.id.clone(),
+            time_ms: session.opened_at_ms,
+            body: serde_json::json!({
+                "principal": session.principal,
+                "agent": session.agent,
+                "profile": session.profile,
+                "task": redact_secrets(&serde_json::to_value(&session.task).unwrap_or_default()),
+                "instruction": redact_secrets(&Value::String(session.instruction.clone())),
+                "channel": session.channel,
+                "policy_digest": self.engine.digest,
+            }),
+            causes: Vec::new(),
+        })?;
         self.store.create_session(&session, &token_hash)?;
         let live = Arc::new(Live {
             state: Mutex::new(LiveState {
                 state: SessionState::open(session.clone(), self.index_config()),
                 calls: HashMap::new(),
+                audit_session,
+                audit_of_seq: HashMap::new(),
             }),
             token_hash,
         });
@@ -246,12 +290,39 @@ impl Runtime {
         for s in &stored.steps {
             let step: Step = serde_json::from_str(&s.body).map_err(StoreError::from)?;
             if let Step::Call { call, .. } = &step {
-                calls.insert(call.call_id.clone(), call.tool.clone());
+                calls.insert(call.call_id.clone(), (call.tool.clone(), s.seq));
             }
             state.apply(&step);
         }
+        // The audit log's indexes of this session's events, so new events can name their causes.
+        let (mut audit_session, mut audit_of_seq) = (None, HashMap::new());
+        if let Some(log) = &self.audit {
+            let filter = EventFilter {
+                session: Some(id.to_owned()),
+                ..EventFilter::default()
+            };
+            let events = log
+                .events(&filter)
+                .map_err(|e| RuntimeError::Unavailable(format!("reading the audit log: {e}")))?;
+            for e in events {
+                match e.event.body.get("seq").and_then(Value::as_u64) {
+                    Some(seq) => {
+                        audit_of_seq.insert(seq, e.index);
+                    }
+                    None if e.event.kind == EventKind::SessionOpened => {
+                        audit_session = Some(e.index)
+                    }
+                    None => {}
+                }
+            }
+        }
         let live = Arc::new(Live {
-            state: Mutex::new(LiveState { state, calls }),
+            state: Mutex::new(LiveState {
+                state,
+                calls,
+                audit_session,
+                audit_of_seq,
+            }),
             token_hash: stored.token_hash,
         });
         Ok(self.cache(id, live))
@@ -291,14 +362,106 @@ impl Runtime {
         }
     }
 
-    /// Append a step to the store, then to the state: nothing counts until it is durable.
+    /// The audit event of a step: what happened, and the earlier events that caused it (the
+    /// session, and for a call the results whose values reached its arguments).
+    fn audit_event(
+        live: &LiveState,
+        session_id: &str,
+        seq: u64,
+        step: &Step,
+        decision: Option<&DecisionRecord>,
+    ) -> AuditEvent {
+        let mut causes: Vec<u64> = live.audit_session.into_iter().collect();
+        let (kind, body) = match step {
+            Step::Call { call, verdict } => {
+                let mut body = serde_json::json!({
+                    "seq": seq,
+                    "call_id": call.call_id,
+                    "tool": call.tool,
+                    "args": redact_secrets(&serde_json::to_value(&call.args).unwrap_or_default()),
+                    "verdict": verdict,
+                });
+                if let Some(d) = decision {
+                    body["reasons"] = serde_json::to_value(&d.decision.reasons).unwrap_or_default();
+                    body["provenance"] =
+                        serde_json::to_value(&d.decision.provenance).unwrap_or_default();
+                    body["policy_digest"] = Value::String(d.policy_digest.clone());
+                    for p in d.decision.provenance.values() {
+                        causes.extend(p.sources.iter().filter_map(|s| live.audit_of_seq.get(s)));
+                    }
+                }
+                (EventKind::Decision, body)
+            }
+            Step::Result {
+                tool,
+                call_id,
+                integrity,
+                confidentiality,
+                result,
+            } => {
+                if let Some(idx) = live
+                    .calls
+                    .get(call_id)
+                    .and_then(|(_, s)| live.audit_of_seq.get(s))
+                {
+                    causes.push(*idx);
+                }
+                let size = match result {
+                    Value::String(s) => s.len(),
+                    other => other.to_string().len(),
+                };
+                (
+                    EventKind::Result,
+                    serde_json::json!({
+                        "seq": seq,
+                        "call_id": call_id,
+                        "tool": tool,
+                        "integrity": integrity,
+                        "confidentiality": confidentiality,
+                        "size": size,
+                        // Keyed digest by default: the log proves what was seen without keeping it.
+                        "result": Value::Null,
+                    }),
+                )
+            }
+            Step::UserMessage { text }
+            | Step::SystemMessage { text }
+            | Step::AgentReasoning { text } => (
+                EventKind::Message,
+                serde_json::json!({"seq": seq, "step": step_kind(step), "text": redact_secrets(&Value::String(text.clone()))}),
+            ),
+        };
+        causes.sort_unstable();
+        causes.dedup();
+        AuditEvent {
+            kind,
+            session: session_id.to_owned(),
+            time_ms: now_ms(),
+            body,
+            causes,
+        }
+    }
+
+    /// Append a step to the audit log, then to the store, then to the state: nothing counts
+    /// until it is durable in both.
     fn commit(
         &self,
         live: &mut LiveState,
         session_id: &str,
         step: &Step,
+        decision: Option<&DecisionRecord>,
     ) -> Result<(u64, Option<Source>), RuntimeError> {
         let seq = live.state.next_seq();
+        if let Some(log) = &self.audit {
+            let mut event = Self::audit_event(live, session_id, seq, step, decision);
+            if let Step::Result { result, .. } = step {
+                event.body["result"] = log.result_body(result, false);
+            }
+            let index = log.append(&event).map_err(|e| {
+                RuntimeError::Unavailable(format!("the audit log could not record this step: {e}"))
+            })?;
+            live.audit_of_seq.insert(seq, index);
+        }
         let stored = StoredStep {
             seq,
             kind: step_kind(step).to_owned(),
@@ -321,29 +484,37 @@ impl Runtime {
         if call.call_id.is_empty() {
             call.call_id = format!("{session_id}/{seq}");
         }
-        let mut decision = warden_policy::decide(&self.engine, &guard.state, &tool, &call);
-        let step = Step::Call {
-            call: call.clone(),
-            verdict: decision.verdict,
-        };
-        if let Err(e) = self.commit(&mut guard, session_id, &step) {
-            decision.verdict = Verdict::Deny;
-            decision.reasons = vec![Reason {
-                policy: "warden.record".into(),
-                message: format!("the decision could not be recorded, so the call is refused: {e}"),
-            }];
-        } else {
-            guard.calls.insert(call.call_id.clone(), call.tool.clone());
-        }
-        Ok(DecisionRecord {
+        let decision = warden_policy::decide(&self.engine, &guard.state, &tool, &call);
+        let mut record = DecisionRecord {
             decision_id: format!("{session_id}/{seq}"),
             session: session_id.to_owned(),
             seq,
-            call_id: call.call_id,
-            tool: call.tool,
+            call_id: call.call_id.clone(),
+            tool: call.tool.clone(),
             decision,
             policy_digest: self.engine.digest.clone(),
-        })
+        };
+        let step = Step::Call {
+            call: call.clone(),
+            verdict: record.decision.verdict,
+        };
+        match self.commit(&mut guard, session_id, &step, Some(&record)) {
+            Ok(_) => {
+                guard
+                    .calls
+                    .insert(call.call_id.clone(), (call.tool.clone(), seq));
+            }
+            Err(e) => {
+                record.decision.verdict = Verdict::Deny;
+                record.decision.reasons = vec![Reason {
+                    policy: "warden.record".into(),
+                    message: format!(
+                        "the decision could not be recorded, so the call is refused: {e}"
+                    ),
+                }];
+            }
+        }
+        Ok(record)
     }
 
     /// Observe a tool's result: label it from the tool's traits and index its values.
@@ -361,7 +532,7 @@ impl Runtime {
             .map_err(|_| RuntimeError::Store(StoreError::Poisoned))?;
         let tool_name = match (tool, guard.calls.get(call_id)) {
             (Some(t), _) => t.to_owned(),
-            (None, Some(t)) => t.clone(),
+            (None, Some((t, _))) => t.clone(),
             (None, None) => {
                 return Err(RuntimeError::BadRequest {
                     field: "call_id".into(),
@@ -373,7 +544,7 @@ impl Runtime {
         };
         let tool = self.tool(&tool_name, &Params::new());
         let step = SessionState::result_step(&tool, call_id, result);
-        let (seq, source) = self.commit(&mut guard, session_id, &step)?;
+        let (seq, source) = self.commit(&mut guard, session_id, &step, None)?;
         let label = source
             .map(|s| s.label)
             .ok_or_else(|| RuntimeError::BadRequest {
@@ -397,7 +568,7 @@ impl Runtime {
             .state
             .lock()
             .map_err(|_| RuntimeError::Store(StoreError::Poisoned))?;
-        Ok(self.commit(&mut guard, session_id, &step)?.0)
+        Ok(self.commit(&mut guard, session_id, &step, None)?.0)
     }
 
     /// A session's view: how it was opened, its history counts and its steps (read from the store).
@@ -427,5 +598,71 @@ impl Runtime {
             "provenance": {"values": guard.state.index.len(), "evicted": guard.state.index.evicted()},
             "steps": steps,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warden_store::{SqliteStore, StoredSession};
+
+    /// A store that keeps sessions but refuses every step: a full disk, say.
+    struct RefusingStore(SqliteStore);
+
+    impl SessionStore for RefusingStore {
+        fn create_session(&self, session: &Session, token_hash: &str) -> Result<(), StoreError> {
+            self.0.create_session(session, token_hash)
+        }
+        fn append_step(&self, _: &str, _: &StoredStep) -> Result<(), StoreError> {
+            Err(StoreError::Sqlite(rusqlite_full()))
+        }
+        fn load_session(&self, id: &str) -> Result<Option<StoredSession>, StoreError> {
+            self.0.load_session(id)
+        }
+        fn list_sessions(&self, limit: usize) -> Result<Vec<Session>, StoreError> {
+            self.0.list_sessions(limit)
+        }
+    }
+
+    fn rusqlite_full() -> warden_store::rusqlite::Error {
+        warden_store::rusqlite::Error::SqliteFailure(
+            warden_store::rusqlite::ffi::Error::new(13), // SQLITE_FULL
+            Some("database or disk is full".into()),
+        )
+    }
+
+    #[test]
+    fn a_decision_that_cannot_be_recorded_is_a_deny_saying_why() {
+        let config = Config::default();
+        let engine = config.engine().expect("engine");
+        let store = RefusingStore(SqliteStore::in_memory().expect("store"));
+        let rt = Runtime::new(config, engine, Arc::new(store));
+        let (session, _) = rt
+            .open_session(OpenRequest {
+                principal: "alice".into(),
+                agent: "bot".into(),
+                profile: None,
+                task: Params::new(),
+                instruction: "look up my invoices".into(),
+                channel: "test".into(),
+            })
+            .expect("open");
+        let record = rt
+            .decide(
+                &session.id,
+                Call {
+                    tool: "search_invoices".into(),
+                    args: Params::new(),
+                    call_id: String::new(),
+                },
+            )
+            .expect("a decision");
+        assert_eq!(record.decision.verdict, Verdict::Deny);
+        assert_eq!(record.decision.reasons[0].policy, "warden.record");
+        assert!(
+            record.decision.reasons[0].message.contains("disk is full"),
+            "{:?}",
+            record.decision.reasons
+        );
     }
 }

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+pub use rusqlite;
 use rusqlite::{params, Connection, OptionalExtension};
 use warden_model::Session;
 

@@ -52,6 +52,16 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Explain an event: the causal chain from the principal and the instruction, through the
+    /// earlier calls and results whose values reached it (untrusted ones named), to the decision,
+    /// the policies and reasons, and the approver.
+    Explain {
+        /// The event's index (`warden audit tail` shows them).
+        id: u64,
+        /// The chain as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the latest signed checkpoint (a C2SP signed note); save it to check the log later.
     Checkpoint,
     /// Print the log's public key as a C2SP verifier key string.
@@ -96,6 +106,18 @@ pub fn run(data_dir: &Path, cmd: AuditCommand) -> Result<ExitCode> {
                 eprintln!("  also: {}", p.message);
             }
             Ok(ExitCode::from(1))
+        }
+        AuditCommand::Explain { id, json } => {
+            let chain = reader.causes_closure(id)?;
+            if chain.is_empty() {
+                bail!("no event {id} in the audit log ({} events)", reader.len()?);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&chain)?);
+            } else {
+                print!("{}", explain(id, &chain));
+            }
+            Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Proof { event } => {
             let p = reader.inclusion_proof(event)?;
@@ -180,4 +202,86 @@ pub fn run(data_dir: &Path, cmd: AuditCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// The causal chain of an event in plain words, oldest first.
+pub fn explain(id: u64, chain: &[warden_audit::LoggedEvent]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for e in chain {
+        let b = &e.event.body;
+        let head = format!("#{:<5}", e.index);
+        let _ = match e.event.kind {
+            EventKind::SessionOpened => writeln!(
+                out,
+                "{head} session {} opened for principal {} by agent {} (profile {}, channel {})\n       instruction: {:?}",
+                e.event.session,
+                text(&b["principal"]),
+                text(&b["agent"]),
+                b["profile"].as_str().unwrap_or("none"),
+                text(&b["channel"]),
+                text(&b["instruction"]),
+            ),
+            EventKind::Message => writeln!(out, "{head} {}: {:?}", text(&b["step"]), text(&b["text"])),
+            EventKind::Result => writeln!(
+                out,
+                "{head} result of `{}` call {} — {} content, {}, {} bytes",
+                text(&b["tool"]),
+                text(&b["call_id"]),
+                text(&b["integrity"]).to_uppercase(),
+                text(&b["confidentiality"]),
+                text(&b["size"]),
+            ),
+            EventKind::Decision | EventKind::Call => {
+                let _ = writeln!(
+                    out,
+                    "{head} call `{}` {} → {}",
+                    text(&b["tool"]),
+                    b["args"],
+                    text(&b["verdict"]).to_uppercase()
+                );
+                if let Some(prov) = b["provenance"].as_object() {
+                    for (arg, p) in prov {
+                        let sources: Vec<String> = p["sources"]
+                            .as_array()
+                            .map(|v| v.iter().map(|s| format!("step {s}")).collect())
+                            .unwrap_or_default();
+                        if p["untrusted_prose_only"] == true || p["untrusted_only"] == true {
+                            let _ = writeln!(out, "         argument `{arg}` carries a value found only in untrusted content ({})", sources.join(", "));
+                        } else if p["trusted"] == true {
+                            let _ = writeln!(out, "         argument `{arg}` comes from trusted content ({})", sources.join(", "));
+                        }
+                    }
+                }
+                if let Some(reasons) = b["reasons"].as_array() {
+                    for r in reasons {
+                        let _ = writeln!(out, "         [{}] {}", text(&r["policy"]), text(&r["message"]));
+                    }
+                }
+                if !b["policy_digest"].is_null() {
+                    writeln!(out, "         policy set {}", text(&b["policy_digest"]))
+                } else {
+                    Ok(())
+                }
+            }
+            EventKind::Approval => writeln!(
+                out,
+                "{head} {} by {} {}",
+                text(&b["decision"]),
+                text(&b["approver"]),
+                b.get("comment").map(text).unwrap_or_default()
+            ),
+            EventKind::Alert => writeln!(out, "{head} alert: {}", b),
+        };
+    }
+    let _ = writeln!(out, "(event {id}: its causes first, then the event itself)");
+    out
 }

@@ -1,6 +1,7 @@
 //! The `warden` command: serve the gateway, check and test policies, decide one call by hand,
 //! explain tool traits.
 
+mod audit_cmd;
 mod cases;
 mod replay;
 
@@ -83,6 +84,14 @@ enum Command {
         /// Print the scores as JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Read, verify and explain the tamper-evident audit log (under the data dir).
+    Audit {
+        /// Data directory (default: server.data_dir of the config).
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+        #[command(subcommand)]
+        command: audit_cmd::AuditCommand,
     },
     /// Make API keys for agents.
     Keys {
@@ -196,6 +205,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             out.as_deref(),
             json,
         ),
+        Command::Audit { data_dir, command } => {
+            let dir = match data_dir {
+                Some(d) => d,
+                None => config.data_dir(),
+            };
+            audit_cmd::run(&dir, command)
+        }
         Command::Keys {
             command: KeysCommand::New { name },
         } => {

@@ -49,6 +49,10 @@ pub struct ServerConfig {
     /// when next used.
     #[serde(default = "default_live_sessions")]
     pub max_live_sessions: usize,
+    /// Shadow mode: decide and record every call, but allow them all (to try a policy on live
+    /// traffic before enforcing it).
+    #[serde(default)]
+    pub shadow: bool,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +62,7 @@ impl Default for ServerConfig {
             data_dir: default_data_dir(),
             max_body_bytes: default_body_limit(),
             max_live_sessions: default_live_sessions(),
+            shadow: false,
         }
     }
 }

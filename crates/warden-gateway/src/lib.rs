@@ -19,7 +19,9 @@ pub fn runtime(config: Config) -> Result<Arc<Runtime>, StartError> {
     let store = warden_store::SqliteStore::open(&dir.join("warden.db"))?;
     let audit = warden_audit::AuditLog::open(&dir, &config.audit)?;
     Ok(Arc::new(
-        Runtime::new(config, engine, Arc::new(store)).with_audit(Arc::new(audit)),
+        Runtime::new(config.clone(), engine, Arc::new(store))
+            .with_audit(Arc::new(audit))
+            .with_shadow(config.server.shadow),
     ))
 }
 

@@ -46,6 +46,9 @@ pub struct DecisionRecord {
     #[serde(flatten)]
     pub decision: Decision,
     pub policy_digest: String,
+    /// In shadow mode, the verdict policy gave; `verdict` is then always `allow`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_verdict: Option<Verdict>,
 }
 
 /// What opening a session asks for.
@@ -82,6 +85,8 @@ pub struct Runtime {
     tools: RwLock<BTreeMap<String, Arc<Tool>>>,
     /// The tamper-evident log every step goes to before it takes effect (none for replays).
     audit: Option<Arc<AuditLog>>,
+    /// Shadow mode: decide and record as usual, but allow every call.
+    shadow: bool,
 }
 
 pub fn now_ms() -> u64 {
@@ -124,7 +129,15 @@ impl Runtime {
             sessions: RwLock::new(HashMap::new()),
             tools: RwLock::new(BTreeMap::new()),
             audit: None,
+            shadow: false,
         }
+    }
+
+    /// Shadow mode: every decision is made and recorded (with `"shadow": true` in the audit
+    /// log) but every call is allowed; the answer carries what would have been decided.
+    pub fn with_shadow(mut self, shadow: bool) -> Runtime {
+        self.shadow = shadow;
+        self
     }
 
     /// Record every step in this audit log before it takes effect; a step the log cannot record
@@ -382,6 +395,9 @@ impl Runtime {
                     "verdict": verdict,
                 });
                 if let Some(d) = decision {
+                    if d.shadow_verdict.is_some() {
+                        body["shadow"] = Value::Bool(true);
+                    }
                     body["reasons"] = serde_json::to_value(&d.decision.reasons).unwrap_or_default();
                     body["provenance"] =
                         serde_json::to_value(&d.decision.provenance).unwrap_or_default();
@@ -493,6 +509,7 @@ impl Runtime {
             tool: call.tool.clone(),
             decision,
             policy_digest: self.engine.digest.clone(),
+            shadow_verdict: self.shadow.then_some(Verdict::Allow),
         };
         let step = Step::Call {
             call: call.clone(),
@@ -512,7 +529,14 @@ impl Runtime {
                         "the decision could not be recorded, so the call is refused: {e}"
                     ),
                 }];
+                // Shadow mode never hides a failure to record: that is a deny either way.
+                record.shadow_verdict = None;
+                return Ok(record);
             }
+        }
+        if self.shadow {
+            record.shadow_verdict = Some(record.decision.verdict);
+            record.decision.verdict = Verdict::Allow;
         }
         Ok(record)
     }

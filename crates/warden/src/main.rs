@@ -39,6 +39,10 @@ enum Command {
         /// Directory for state (overrides server.data_dir).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Shadow mode: decide and record every call as usual, but allow them all; answers carry
+        /// `shadow_verdict`, and the audit log marks the decisions `"shadow": true`.
+        #[arg(long)]
+        shadow: bool,
     },
     /// Check and test policies and task profiles.
     Policy {
@@ -66,8 +70,20 @@ enum Command {
     /// traffic. Writes one decision per call to --out (or stdout without --labels).
     Replay {
         /// Trace files; repeat for several.
-        #[arg(long, required = true)]
+        #[arg(long, required_unless_present = "from_audit")]
         traces: Vec<PathBuf>,
+        /// Instead of traces, replay Warden's own recorded sessions (from --data-dir) under this
+        /// config, and list every decision that would change.
+        #[arg(long, conflicts_with_all = ["traces", "labels"])]
+        from_audit: bool,
+        /// With --from-audit: the data directory whose sessions to replay (default: the
+        /// config's server.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// With --from-audit: only sessions opened at or after this time (RFC 3339, or
+        /// milliseconds since the epoch).
+        #[arg(long)]
+        since: Option<String>,
         /// Label files (ground truth) to score against; repeat for several.
         #[arg(long)]
         labels: Vec<PathBuf>,
@@ -166,7 +182,15 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     let config = load_config(cli.config.as_deref())?;
     match cli.command {
-        Command::Serve { listen, data_dir } => serve(config, listen, data_dir),
+        Command::Serve {
+            listen,
+            data_dir,
+            shadow,
+        } => {
+            let mut config = config;
+            config.server.shadow |= shadow;
+            serve(config, listen, data_dir)
+        }
         Command::Policy { command } => match command {
             PolicyCommand::Check { files } => policy_check(config, files),
             PolicyCommand::Test { dir } => policy_test(&config, &dir),
@@ -190,12 +214,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
             command: ToolsCommand::Explain { specs, names },
         } => tools_explain(&config, specs.as_deref(), &names),
         Command::Replay {
+            from_audit: true,
+            data_dir,
+            since,
+            json,
+            ..
+        } => {
+            let dir = data_dir.unwrap_or_else(|| config.data_dir());
+            let since_ms = since.as_deref().map(replay::parse_time).transpose()?;
+            let changes = replay::shadow(&config, &dir, since_ms)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&changes)?);
+            } else {
+                print!("{}", replay::render_shadow(&changes));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay {
             traces,
             labels,
             tools,
             profile,
             out,
             json,
+            ..
         } => replay_command(
             &config,
             &traces,

@@ -583,3 +583,166 @@ pub fn render(report: &Report) -> String {
     }
     s
 }
+
+/// A decision that changes when recorded traffic is replayed under another policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    pub session: String,
+    pub seq: u64,
+    pub call_id: String,
+    pub tool: String,
+    pub was: Verdict,
+    pub now: Verdict,
+    pub reasons: Vec<warden_model::Reason>,
+}
+
+/// What a shadow replay of recorded traffic found.
+#[derive(Debug, Default, Serialize)]
+pub struct ShadowReport {
+    pub sessions: usize,
+    pub decisions: usize,
+    pub changed: Vec<Change>,
+    /// Sessions that could not be replayed under the new config, and why.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// `--since`: milliseconds since the epoch, a duration back from now (`90m`, `24h`, `7d`), or a
+/// UTC date (`2026-11-25`).
+pub fn parse_time(s: &str) -> Result<u64> {
+    let now = warden_gateway::runtime::now_ms();
+    if let Ok(ms) = s.parse::<u64>() {
+        return Ok(ms);
+    }
+    let unit = |c: char| match c {
+        'm' => Some(60_000u64),
+        'h' => Some(3_600_000),
+        'd' => Some(86_400_000),
+        _ => None,
+    };
+    if let Some(last) = s.chars().last() {
+        if let (Some(ms), Ok(n)) = (unit(last), s[..s.len() - 1].parse::<u64>()) {
+            return Ok(now.saturating_sub(n.saturating_mul(ms)));
+        }
+    }
+    let parts: Vec<&str> = s.split('-').collect();
+    if let [y, m, d] = parts.as_slice() {
+        if let (Ok(y), Ok(m), Ok(d)) = (y.parse::<i64>(), m.parse::<i64>(), d.parse::<i64>()) {
+            if (1..=12).contains(&m) && (1..=31).contains(&d) {
+                // Days from the civil date (Howard Hinnant's algorithm).
+                let y = if m <= 2 { y - 1 } else { y };
+                let era = y.div_euclid(400);
+                let yoe = y - era * 400;
+                let mp = (m + 9) % 12;
+                let doy = (153 * mp + 2) / 5 + d - 1;
+                let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+                let days = era * 146_097 + doe - 719_468;
+                return Ok(u64::try_from(days * 86_400_000).unwrap_or(0));
+            }
+        }
+    }
+    bail!("--since {s:?}: expected milliseconds since the epoch, a duration like 24h or 7d, or a date like 2026-11-25")
+}
+
+/// Replay the sessions recorded in `data_dir` under `config` and list every decision that
+/// would change. Results are re-labelled with the new config's tool traits.
+pub fn shadow(config: &Config, data_dir: &Path, since_ms: Option<u64>) -> Result<ShadowReport> {
+    let db = data_dir.join("warden.db");
+    if !db.exists() {
+        bail!(
+            "no recorded traffic: {} does not exist (give --data-dir)",
+            db.display()
+        );
+    }
+    let recorded = warden_store::SqliteStore::open(&db)?;
+    let mut sessions = warden_store::SessionStore::list_sessions(&recorded, usize::MAX)?;
+    sessions.retain(|s| since_ms.is_none_or(|t| s.opened_at_ms >= t));
+    sessions.reverse(); // oldest first
+    let mut config = config.clone();
+    config.server.max_live_sessions = 64;
+    let engine = config.engine()?;
+    let rt = Runtime::new(
+        config,
+        engine,
+        Arc::new(warden_store::SqliteStore::in_memory()?),
+    );
+    let mut report = ShadowReport::default();
+    for s in sessions {
+        let Some(stored) = warden_store::SessionStore::load_session(&recorded, &s.id)? else {
+            continue;
+        };
+        let opened = rt.open_session(OpenRequest {
+            principal: s.principal.clone(),
+            agent: s.agent.clone(),
+            profile: s.profile.clone(),
+            task: s.task.clone(),
+            instruction: s.instruction.clone(),
+            channel: s.channel.clone(),
+        });
+        let sid = match opened {
+            Ok((new, _)) => new.id,
+            Err(e) => {
+                report.skipped.push((s.id.clone(), e.to_string()));
+                continue;
+            }
+        };
+        report.sessions += 1;
+        for step in &stored.steps {
+            let parsed: Step = serde_json::from_str(&step.body)
+                .with_context(|| format!("session {}: step {} is not valid", s.id, step.seq))?;
+            match parsed {
+                Step::Call { call, verdict } => {
+                    let record = rt.decide(&sid, call.clone())?;
+                    report.decisions += 1;
+                    if record.decision.verdict != verdict {
+                        report.changed.push(Change {
+                            session: s.id.clone(),
+                            seq: step.seq,
+                            call_id: call.call_id.clone(),
+                            tool: call.tool.clone(),
+                            was: verdict,
+                            now: record.decision.verdict,
+                            reasons: record.decision.reasons,
+                        });
+                    }
+                }
+                Step::Result {
+                    tool,
+                    call_id,
+                    result,
+                    ..
+                } => {
+                    rt.observe(&sid, &call_id, Some(&tool), result)?;
+                }
+                other => {
+                    rt.event(&sid, other)?;
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The shadow report a person reads.
+pub fn render_shadow(report: &ShadowReport) -> String {
+    let mut s = String::new();
+    for c in &report.changed {
+        s.push_str(&format!(
+            "{} step {:<4} {:<24} {} → {}\n",
+            c.session, c.seq, c.tool, c.was, c.now
+        ));
+        for r in &c.reasons {
+            s.push_str(&format!("      [{}] {}\n", r.policy, r.message));
+        }
+    }
+    for (id, why) in &report.skipped {
+        s.push_str(&format!("{id} not replayed: {why}\n"));
+    }
+    s.push_str(&format!(
+        "{} of {} decisions would change ({} sessions replayed, {} skipped)\n",
+        report.changed.len(),
+        report.decisions,
+        report.sessions,
+        report.skipped.len()
+    ));
+    s
+}

@@ -21,6 +21,9 @@ pub struct Config {
     /// The tamper-evident audit log (under the data dir).
     #[serde(default)]
     pub audit: warden_audit::AuditConfig,
+    /// Behavioural anomaly detection.
+    #[serde(default)]
+    pub detect: DetectConfig,
     /// Task profiles by name.
     #[serde(default)]
     pub profiles: BTreeMap<String, TaskProfile>,
@@ -122,6 +125,41 @@ impl Default for ProvenanceConfig {
 
 fn default_max_values() -> usize {
     warden_provenance::IndexConfig::default().max_values
+}
+
+/// `[detect]`: the behavioural baseline that scores every call (`context.anomaly`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// A call scoring at least this raises an alert in the audit log.
+    #[serde(default = "default_alert")]
+    pub alert_threshold: f64,
+    /// The model file, relative to the data dir; loaded on start, saved on shutdown.
+    #[serde(default = "default_model")]
+    pub model: PathBuf,
+    /// The detector's own knobs (rule weights, cold-start thresholds).
+    #[serde(default)]
+    pub tuning: warden_detect::Config,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            enabled: true,
+            alert_threshold: default_alert(),
+            model: default_model(),
+            tuning: warden_detect::Config::default(),
+        }
+    }
+}
+
+fn default_alert() -> f64 {
+    0.9
+}
+fn default_model() -> PathBuf {
+    PathBuf::from("detect.json")
 }
 
 /// A tool entry: its description and schema (for tools Warden cannot list itself, like those an

@@ -1,8 +1,9 @@
 //! Warden's enforcement points: the runtime that drives sessions through the decision core and
-//! makes every step durable, and the guard API in front of it. Later: MCP (stdio and HTTP).
+//! makes every step durable, the guard API in front of it, and the MCP stdio wrapper.
 
 pub mod api;
 pub mod config;
+pub mod mcp;
 pub mod runtime;
 
 use std::sync::Arc;
@@ -18,11 +19,31 @@ pub fn runtime(config: Config) -> Result<Arc<Runtime>, StartError> {
     std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
     let store = warden_store::SqliteStore::open(&dir.join("warden.db"))?;
     let audit = warden_audit::AuditLog::open(&dir, &config.audit)?;
-    Ok(Arc::new(
-        Runtime::new(config.clone(), engine, Arc::new(store))
-            .with_audit(Arc::new(audit))
-            .with_shadow(config.server.shadow),
-    ))
+    let mut rt = Runtime::new(config.clone(), engine, Arc::new(store))
+        .with_audit(Arc::new(audit))
+        .with_shadow(config.server.shadow);
+    if config.detect.enabled {
+        rt = rt.with_detector(detector_model(&config)?);
+    }
+    Ok(Arc::new(rt))
+}
+
+/// The detector's model file under the data dir.
+pub fn detector_path(config: &Config) -> std::path::PathBuf {
+    config.data_dir().join(&config.detect.model)
+}
+
+/// The behavioural baseline: the saved model if there is one, else an empty one that learns
+/// from traffic (and falls back to per-agent and global models while it is young).
+pub fn detector_model(config: &Config) -> Result<warden_detect::Baseline, StartError> {
+    let path = detector_path(config);
+    if path.exists() {
+        let mut model = warden_detect::Baseline::load(&path)?;
+        model.config = config.detect.tuning.clone();
+        Ok(model)
+    } else {
+        Ok(warden_detect::Baseline::new(config.detect.tuning.clone()))
+    }
 }
 
 /// Serve the guard API until `shutdown` resolves.
@@ -46,4 +67,6 @@ pub enum StartError {
     Store(#[from] warden_store::StoreError),
     #[error("opening the audit log: {0}")]
     Audit(#[from] warden_audit::AuditError),
+    #[error("loading the detector model: {0}")]
+    Detect(#[from] warden_detect::DetectError),
 }

@@ -10,7 +10,10 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use warden_audit::{redact_secrets, AuditLog, Event as AuditEvent, EventFilter, EventKind};
-use warden_model::{Call, Decision, Label, Params, Reason, Session, Source, Tool, Verdict};
+use warden_detect::{Baseline, Effect, SessionKey, Step as DetectStep};
+use warden_model::{
+    Anomaly, Call, Decision, Label, Params, Reason, Session, Source, Tool, Verdict,
+};
 use warden_policy::{tools, PolicyEngine, SessionState, Step, ToolSpec};
 use warden_provenance::IndexConfig;
 use warden_store::{SessionStore, StoreError, StoredStep};
@@ -75,6 +78,8 @@ struct LiveState {
     /// The audit log's index of the session-opened event, and of each step by seq.
     audit_session: Option<u64>,
     audit_of_seq: HashMap<u64, u64>,
+    /// The session's calls as the detector sees them.
+    behaviour: Vec<DetectStep>,
 }
 
 pub struct Runtime {
@@ -87,6 +92,8 @@ pub struct Runtime {
     audit: Option<Arc<AuditLog>>,
     /// Shadow mode: decide and record as usual, but allow every call.
     shadow: bool,
+    /// The behavioural baseline, updated online as calls are decided.
+    detector: Option<Mutex<Baseline>>,
 }
 
 pub fn now_ms() -> u64 {
@@ -110,6 +117,28 @@ pub fn random_hex(bytes: usize) -> Result<String, RuntimeError> {
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// A call as the behavioural detector sees it, its effect from the tool's traits.
+fn detect_step(tool: &Tool, call: &Call, verdict: Option<Verdict>) -> DetectStep {
+    let mut step = DetectStep::call(
+        call.tool.clone(),
+        call.args
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    );
+    step.effect = if tool.destructive.value {
+        Effect::Destructive
+    } else if tool.write.value {
+        Effect::Write
+    } else {
+        Effect::Read
+    };
+    step.untrusted_read = tool.read.value && tool.open_world.value;
+    step.verdict = verdict.map(|v| v.as_str().to_owned());
+    step.time_ms = Some(now_ms());
+    step
+}
+
 fn step_kind(step: &Step) -> &'static str {
     match step {
         Step::UserMessage { .. } => "user_message",
@@ -130,7 +159,27 @@ impl Runtime {
             tools: RwLock::new(BTreeMap::new()),
             audit: None,
             shadow: false,
+            detector: None,
         }
+    }
+
+    /// Score every call against this behavioural baseline (and keep learning from traffic).
+    pub fn with_detector(mut self, baseline: Baseline) -> Runtime {
+        self.detector = Some(Mutex::new(baseline));
+        self
+    }
+
+    /// Save the behavioural baseline (on shutdown).
+    pub fn save_detector(&self, path: &std::path::Path) -> Result<(), RuntimeError> {
+        let Some(d) = &self.detector else {
+            return Ok(());
+        };
+        let baseline = d
+            .lock()
+            .map_err(|_| RuntimeError::Store(StoreError::Poisoned))?;
+        baseline
+            .save(path)
+            .map_err(|e| RuntimeError::Unavailable(format!("saving the detector model: {e}")))
     }
 
     /// Shadow mode: every decision is made and recorded (with `"shadow": true` in the audit
@@ -283,6 +332,7 @@ impl Runtime {
                 calls: HashMap::new(),
                 audit_session,
                 audit_of_seq: HashMap::new(),
+                behaviour: Vec::new(),
             }),
             token_hash,
         });
@@ -300,10 +350,16 @@ impl Runtime {
         };
         let mut state = SessionState::open(stored.session, self.index_config());
         let mut calls = HashMap::new();
+        let mut behaviour = Vec::new();
         for s in &stored.steps {
             let step: Step = serde_json::from_str(&s.body).map_err(StoreError::from)?;
-            if let Step::Call { call, .. } = &step {
+            if let Step::Call { call, verdict } = &step {
                 calls.insert(call.call_id.clone(), (call.tool.clone(), s.seq));
+                behaviour.push(detect_step(
+                    &self.tool(&call.tool, &call.args),
+                    call,
+                    Some(*verdict),
+                ));
             }
             state.apply(&step);
         }
@@ -335,6 +391,7 @@ impl Runtime {
                 calls,
                 audit_session,
                 audit_of_seq,
+                behaviour,
             }),
             token_hash: stored.token_hash,
         });
@@ -500,7 +557,26 @@ impl Runtime {
         if call.call_id.is_empty() {
             call.call_id = format!("{session_id}/{seq}");
         }
-        let decision = warden_policy::decide(&self.engine, &guard.state, &tool, &call);
+        let key = SessionKey::new(
+            guard.state.session.agent.clone(),
+            guard.state.session.profile.clone().unwrap_or_default(),
+        );
+        let mut behaviour = detect_step(&tool, &call, None);
+        let anomaly = match &self.detector {
+            Some(d) => {
+                let baseline = d
+                    .lock()
+                    .map_err(|_| RuntimeError::Store(StoreError::Poisoned))?;
+                let s = warden_detect::score(&baseline, &key, &guard.behaviour, &behaviour);
+                Anomaly {
+                    score: s.value,
+                    reasons: s.contributions,
+                }
+            }
+            None => Anomaly::default(),
+        };
+        let decision =
+            warden_policy::decide_scored(&self.engine, &guard.state, &tool, &call, &anomaly);
         let mut record = DecisionRecord {
             decision_id: format!("{session_id}/{seq}"),
             session: session_id.to_owned(),
@@ -534,11 +610,47 @@ impl Runtime {
                 return Ok(record);
             }
         }
+        behaviour.verdict = Some(record.decision.verdict.as_str().to_owned());
+        if let Some(d) = &self.detector {
+            if let Ok(mut baseline) = d.lock() {
+                baseline.observe(&key, &guard.behaviour, &behaviour);
+            }
+        }
+        guard.behaviour.push(behaviour);
+        self.alert_if_unusual(&guard, session_id, seq, &record.decision.anomaly);
         if self.shadow {
             record.shadow_verdict = Some(record.decision.verdict);
             record.decision.verdict = Verdict::Allow;
         }
         Ok(record)
+    }
+
+    /// An anomaly score above the threshold is an alert in the audit log, linked to its call.
+    /// Alerts inform; they never block (policies do, from `context.anomaly`).
+    fn alert_if_unusual(&self, live: &LiveState, session_id: &str, seq: u64, anomaly: &Anomaly) {
+        let threshold = self.config.detect.alert_threshold;
+        let Some(log) = &self.audit else { return };
+        if anomaly.score < threshold {
+            return;
+        }
+        let mut causes: Vec<u64> = live.audit_session.into_iter().collect();
+        causes.extend(live.audit_of_seq.get(&seq));
+        let event = AuditEvent {
+            kind: EventKind::Alert,
+            session: session_id.to_owned(),
+            time_ms: now_ms(),
+            body: serde_json::json!({
+                "seq": seq,
+                "detector": "behaviour",
+                "score": anomaly.score,
+                "threshold": threshold,
+                "reasons": anomaly.reasons,
+            }),
+            causes,
+        };
+        if let Err(e) = log.append(&event) {
+            tracing::error!(error = %e, "the audit log could not record an alert");
+        }
     }
 
     /// Observe a tool's result: label it from the tool's traits and index its values.

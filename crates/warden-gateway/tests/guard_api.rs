@@ -964,3 +964,73 @@ async fn the_held_decision_is_in_the_audit_log_linked_to_the_untrusted_result() 
     assert!(report.ok(), "{}", report.message());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_unusual_call_gets_an_anomaly_score_in_its_decision_and_an_alert_in_the_audit_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A baseline in which this agent only ever searched tickets and looked customers up.
+    let usual: Vec<warden_detect::Step> = ["search_tickets", "lookup_customer"]
+        .iter()
+        .map(|t| warden_detect::Step::call(t.to_string(), serde_json::Map::new()))
+        .collect();
+    let key = warden_detect::SessionKey::new("admin", "");
+    let sessions: Vec<(warden_detect::SessionKey, Vec<warden_detect::Step>)> =
+        (0..30).map(|_| (key.clone(), usual.clone())).collect();
+    let model = warden_detect::Baseline::train(
+        warden_detect::Config::default(),
+        sessions.iter().map(|(k, s)| (k, s.as_slice())),
+    );
+    model
+        .save(&dir.path().join("detect.json"))
+        .expect("save the model");
+    let mut cfg = config(&support_toml(), dir.path());
+    cfg.detect.alert_threshold = 0.5;
+    let server = Server::start(cfg).await;
+    let client = reqwest::Client::new();
+    let s = open(
+        &client,
+        &server,
+        Some(ADMIN_KEY),
+        json!({"principal": "alice", "instruction": "Tidy up"}),
+    )
+    .await;
+    let usual_call = decide(
+        &client,
+        &server,
+        &s,
+        "search_tickets",
+        json!({"query": "refund"}),
+    )
+    .await;
+    let unusual = decide(&client, &server, &s, "drop_all_customers", json!({})).await;
+    let (low, high) = (
+        usual_call["anomaly"]["score"].as_f64().expect("a score"),
+        unusual["anomaly"]["score"].as_f64().expect("a score"),
+    );
+    assert!(
+        low < 0.5 && high >= 0.5,
+        "usual {low}, unusual {high}: {unusual:#}"
+    );
+    assert!(
+        !unusual["anomaly"]["reasons"]
+            .as_array()
+            .expect("reasons")
+            .is_empty(),
+        "{unusual:#}"
+    );
+    let reader = warden_audit::AuditReader::open(dir.path()).expect("audit log");
+    let alerts = reader
+        .events(&warden_audit::EventFilter {
+            session: Some(s.id.clone()),
+            kind: Some(warden_audit::EventKind::Alert),
+            ..Default::default()
+        })
+        .expect("events");
+    assert_eq!(
+        alerts.len(),
+        1,
+        "one alert, for the unusual call: {alerts:?}"
+    );
+    assert_eq!(alerts[0].event.body["seq"], unusual["seq"]);
+    server.stop().await;
+}

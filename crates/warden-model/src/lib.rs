@@ -340,6 +340,15 @@ pub struct ValueMatch {
     pub sources: Vec<u64>,
 }
 
+/// How unusual a call is for this agent and task, from the behavioural baseline.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Anomaly {
+    /// In [0, 1]; 0 when no baseline applies.
+    pub score: f64,
+    /// What made it unusual, each with its share of the score, most first.
+    pub reasons: Vec<(String, f64)>,
+}
+
 /// A decision with everything needed to explain it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
@@ -350,4 +359,7 @@ pub struct Decision {
     /// How many values the session's provenance index has evicted to stay within its cap;
     /// non-zero means unknown values may have been seen before.
     pub provenance_evicted: u64,
+    /// How unusual the call was (what `context.anomaly` saw).
+    #[serde(default)]
+    pub anomaly: Anomaly,
 }

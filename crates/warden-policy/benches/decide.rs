@@ -194,8 +194,16 @@ fn main() {
         .collect();
     let flow = context::Flow::of(&tool, &call, &provenance);
     let types = &setups[0].1.indexed.types;
-    let (request, entities) =
-        context::build(types, &state, &tool, &call, &provenance, &flow).expect("context");
+    let (request, entities) = context::build(
+        types,
+        &state,
+        &tool,
+        &call,
+        &provenance,
+        &flow,
+        &Default::default(),
+    )
+    .expect("context");
     let authorizer = Authorizer::new();
 
     {
@@ -210,7 +218,17 @@ fn main() {
             })
         });
         group.bench_function("context", |b| {
-            b.iter(|| context::build(types, &state, &tool, black_box(&call), &provenance, &flow))
+            b.iter(|| {
+                context::build(
+                    types,
+                    &state,
+                    &tool,
+                    black_box(&call),
+                    &provenance,
+                    &flow,
+                    &Default::default(),
+                )
+            })
         });
         let engine = &setups[1].1.indexed;
         group.bench_function("engine", |b| {

@@ -10,7 +10,7 @@ use cedar_policy_core::evaluator::RestrictedEvaluator;
 use cedar_policy_core::extensions::Extensions;
 use serde_json::Value as Json;
 use smol_str::SmolStr;
-use warden_model::{ArgProvenance, Call, Confidentiality, Tool};
+use warden_model::{Anomaly, ArgProvenance, Call, Confidentiality, Tool};
 
 use crate::engine::{PROFILE_TYPE, TOOL_TYPE};
 use crate::session::SessionState;
@@ -192,6 +192,7 @@ pub fn build(
     call: &Call,
     provenance: &BTreeMap<String, ArgProvenance>,
     flow: &Flow,
+    anomaly: &Anomaly,
 ) -> Result<(ast::Request, Entities), String> {
     let s = &state.session;
     let profile = s.profile.as_deref().unwrap_or("");
@@ -308,6 +309,20 @@ pub fn build(
                 ("allowed", long(h.allowed)),
                 ("held", long(h.held)),
                 ("denied", long(h.denied)),
+            ]),
+        ),
+        (
+            "anomaly".into(),
+            record([
+                // Cedar has no floats: the score in thousandths, 0..=1000.
+                (
+                    "score",
+                    long((anomaly.score.clamp(0.0, 1.0) * 1000.0).round() as u64),
+                ),
+                (
+                    "reasons",
+                    Value::set(anomaly.reasons.iter().map(|(r, _)| string(r)), None),
+                ),
             ]),
         ),
     ]);

@@ -10,7 +10,7 @@ pub mod tools;
 use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
-use warden_model::{ArgProvenance, Call, Decision, Reason, Tool, Verdict};
+use warden_model::{Anomaly, ArgProvenance, Call, Decision, Reason, Tool, Verdict};
 
 pub use engine::{PolicyEngine, PolicySource};
 pub use profile::TaskProfile;
@@ -74,13 +74,32 @@ pub fn policy_sources(
 /// Decide one call: provenance of each argument, the Cedar context, the indexed policy slice,
 /// the verdict and reasons a person can read. Fails closed: a context that cannot be built denies.
 pub fn decide(engine: &PolicyEngine, state: &SessionState, tool: &Tool, call: &Call) -> Decision {
+    decide_scored(engine, state, tool, call, &Anomaly::default())
+}
+
+/// `decide`, with the behavioural anomaly score of the call in the context (`context.anomaly`).
+pub fn decide_scored(
+    engine: &PolicyEngine,
+    state: &SessionState,
+    tool: &Tool,
+    call: &Call,
+    anomaly: &Anomaly,
+) -> Decision {
     let provenance: BTreeMap<String, ArgProvenance> = call
         .args
         .iter()
         .map(|(k, v)| (k.clone(), state.index.provenance(v)))
         .collect();
     let flow = context::Flow::of(tool, call, &provenance);
-    let outcome = match context::build(&engine.types, state, tool, call, &provenance, &flow) {
+    let outcome = match context::build(
+        &engine.types,
+        state,
+        tool,
+        call,
+        &provenance,
+        &flow,
+        anomaly,
+    ) {
         Ok((request, entities)) => engine.decide(&engine::CedarCall {
             request: &request,
             entities: &entities,
@@ -110,5 +129,6 @@ pub fn decide(engine: &PolicyEngine, state: &SessionState, tool: &Tool, call: &C
         reasons,
         provenance,
         provenance_evicted: state.index.evicted(),
+        anomaly: anomaly.clone(),
     }
 }

@@ -283,7 +283,7 @@ proptest! {
         let c = call(&name, args);
         let provenance: BTreeMap<_, _> = c.args.iter().map(|(k, v)| (k.clone(), state.index.provenance(v))).collect();
         let flow = warden_policy::context::Flow::of(&t, &c, &provenance);
-        let (request, entities) = warden_policy::context::build(&engine.types, &state, &t, &c, &provenance, &flow).expect("context");
+        let (request, entities) = warden_policy::context::build(&engine.types, &state, &t, &c, &provenance, &flow, &Default::default()).expect("context");
         let ours = engine.evaluate(&warden_policy::engine::CedarCall { request: &request, entities: &entities, profile: profile.as_deref(), tool: &name });
 
         // Cedar's own authorizer over the whole set: policy N of the text is `policyN`, `@id("rN")`.
@@ -342,4 +342,34 @@ proptest! {
         let c = call("send_email", json!({"recipients": [recipient], "body": "hello"}));
         prop_assert_eq!(decide(&engine, &s1, &t, &c), decide(&engine, &s2, &t, &c));
     }
+}
+
+#[test]
+fn a_policy_can_hold_a_call_on_its_anomaly_score_alone() {
+    let mut sources =
+        warden_policy::policy_sources(true, &BTreeMap::new(), vec![]).expect("sources");
+    sources.extend(src(
+        r#"@id("unusual") @hold @reason("this call is unusual for this agent")
+forbid(principal, action, resource) when { context.anomaly.score >= 900 };"#,
+    ));
+    let engine = PolicyEngine::load(&sources).expect("loads");
+    let state = SessionState::open(session(None, "find my invoices"), IndexConfig::default());
+    let t = tool("search_files", &["query"]);
+    let c = call("search_files", json!({"query": "invoice"}));
+    let usual = warden_model::Anomaly {
+        score: 0.2,
+        reasons: vec![],
+    };
+    let unusual = warden_model::Anomaly {
+        score: 0.95,
+        reasons: vec![("transition never seen".into(), 0.95)],
+    };
+    assert_eq!(
+        warden_policy::decide_scored(&engine, &state, &t, &c, &usual).verdict,
+        Verdict::Allow
+    );
+    let d = warden_policy::decide_scored(&engine, &state, &t, &c, &unusual);
+    assert_eq!(d.verdict, Verdict::Hold);
+    assert_eq!(d.reasons[0].policy, "unusual");
+    assert_eq!(d.anomaly, unusual);
 }

@@ -3,6 +3,8 @@
 
 mod audit_cmd;
 mod cases;
+mod mcp_cmd;
+mod detect_cmd;
 mod replay;
 
 use std::path::{Path, PathBuf};
@@ -109,6 +111,14 @@ enum Command {
         #[command(subcommand)]
         command: audit_cmd::AuditCommand,
     },
+    /// Learn the behavioural baseline and score calls against it.
+    Detect {
+        #[command(subcommand)]
+        command: detect_cmd::DetectCommand,
+    },
+    /// Run an MCP server behind Warden over stdio: put `warden mcp [OPTIONS] -- <server command>`
+    /// where the server's command was in the agent's MCP configuration.
+    Mcp(mcp_cmd::McpArgs),
     /// Make API keys for agents.
     Keys {
         #[command(subcommand)]
@@ -254,6 +264,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             audit_cmd::run(&dir, command)
         }
+        Command::Detect { command } => detect_cmd::run(&config, command),
+        Command::Mcp(args) => mcp_cmd::run(config, args),
         Command::Keys {
             command: KeysCommand::New { name },
         } => {
@@ -322,7 +334,11 @@ fn serve(
             let _ = interrupt.await;
             eprintln!("warden: shutting down");
         };
-        warden_gateway::serve(rt, listener, shutdown).await?;
+        warden_gateway::serve(rt.clone(), listener, shutdown).await?;
+        let model = warden_gateway::detector_path(rt.config());
+        if rt.config().detect.enabled {
+            rt.save_detector(&model).with_context(|| format!("saving {}", model.display()))?;
+        }
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)

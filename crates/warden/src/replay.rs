@@ -19,27 +19,48 @@ use warden_policy::{Step, ToolSpec};
 
 /// One line of a trace file.
 #[derive(Debug, Deserialize)]
-struct TraceEvent {
-    session: String,
+pub struct TraceEvent {
+    pub session: String,
     #[serde(default)]
-    seq: i64,
-    kind: String,
+    pub seq: i64,
+    pub kind: String,
     #[serde(default)]
-    suite: Option<String>,
+    pub suite: Option<String>,
     #[serde(default)]
-    user_prompt: Option<String>,
+    pub user_prompt: Option<String>,
     #[serde(default)]
-    text: Option<String>,
+    pub text: Option<String>,
     #[serde(default)]
-    tool: Option<String>,
+    pub tool: Option<String>,
     #[serde(default)]
-    args: Option<Value>,
+    pub args: Option<Value>,
     #[serde(default)]
-    call_id: Option<String>,
+    pub call_id: Option<String>,
     #[serde(default)]
-    result_text: Option<String>,
+    pub result_text: Option<String>,
     #[serde(default)]
-    error: Option<Value>,
+    pub error: Option<Value>,
+}
+
+/// The sessions of a trace file, in file order, each ordered by seq.
+pub fn trace_sessions(path: &Path) -> Result<Vec<Vec<TraceEvent>>> {
+    let events: Vec<TraceEvent> = read_jsonl(path)?;
+    let mut order: Vec<String> = Vec::new();
+    let mut sessions: HashMap<String, Vec<TraceEvent>> = HashMap::new();
+    for e in events {
+        if !sessions.contains_key(&e.session) {
+            order.push(e.session.clone());
+        }
+        sessions.entry(e.session.clone()).or_default().push(e);
+    }
+    Ok(order
+        .into_iter()
+        .filter_map(|id| sessions.remove(&id))
+        .map(|mut events| {
+            events.sort_by_key(|e| e.seq);
+            events
+        })
+        .collect())
 }
 
 /// One decision of a replayed call, as written to `--out`.
@@ -121,20 +142,11 @@ pub struct Options<'a> {
 
 /// Replay every session of a trace file; returns the decisions in order.
 pub fn replay(config: &Config, opts: Options<'_>) -> Result<(Vec<ReplayedCall>, Throughput)> {
-    let events: Vec<TraceEvent> = read_jsonl(opts.traces)?;
+    let sessions = trace_sessions(opts.traces)?;
     let specs = match opts.tools {
         Some(p) => read_tool_specs(p)?,
         None => BTreeMap::new(),
     };
-    // Group by session, keeping the file's session order, each ordered by seq.
-    let mut order: Vec<String> = Vec::new();
-    let mut sessions: HashMap<String, Vec<TraceEvent>> = HashMap::new();
-    for e in events {
-        if !sessions.contains_key(&e.session) {
-            order.push(e.session.clone());
-        }
-        sessions.entry(e.session.clone()).or_default().push(e);
-    }
     let mut config = config.clone();
     config.server.max_live_sessions = 64;
     let engine = config.engine()?;
@@ -143,13 +155,10 @@ pub fn replay(config: &Config, opts: Options<'_>) -> Result<(Vec<ReplayedCall>, 
     let mut registered: Option<String> = None;
     let mut decisions = Vec::new();
     let mut out = opts.out;
-    let progress = Progress::new(order.len());
+    let total = sessions.len();
+    let progress = Progress::new(total);
     let started = Instant::now();
-    for (n, id) in order.iter().enumerate() {
-        let Some(mut events) = sessions.remove(id) else {
-            continue;
-        };
-        events.sort_by_key(|e| e.seq);
+    for (n, events) in sessions.into_iter().enumerate() {
         let suite = events
             .iter()
             .find_map(|e| e.suite.clone())
@@ -174,7 +183,7 @@ pub fn replay(config: &Config, opts: Options<'_>) -> Result<(Vec<ReplayedCall>, 
     Ok((
         decisions.clone(),
         Throughput {
-            sessions: order.len(),
+            sessions: total,
             decisions: decisions.len(),
             seconds: elapsed,
         },
@@ -302,7 +311,7 @@ impl Progress {
         }
     }
     fn tick(&self, done: usize) {
-        if self.tty && (done % 25 == 0 || done == self.total) {
+        if self.tty && (done.is_multiple_of(25) || done == self.total) {
             let width = 30;
             let filled = done * width / self.total.max(1);
             eprint!(

@@ -1,0 +1,666 @@
+//! The MCP stdio wrapper: Warden is an MCP server to the agent (over stdin/stdout) and an MCP
+//! client to the real server (a child process); every `tools/call` is decided before it is
+//! forwarded, and every result the agent reads is observed for provenance.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use rmcp::model::{
+    CallToolRequest, CallToolResult, CancelledNotification, CancelledNotificationParam,
+    ClientConfig, ClientNotification, ClientRequest, ClientResult, ContentBlock, ErrorData,
+    GetMeta, Implementation, InitializeResult, ProgressToken, ProtocolVersion, RequestMetaObject,
+    ServerNotification, ServerRequest, ServerResult,
+};
+use rmcp::service::{
+    NotificationContext, Peer, PeerRequestOptions, RequestContext, RequestHandle, RoleClient,
+    RoleServer, RunningServiceCancellationToken, ServerInitializeError, ServiceRole,
+};
+use rmcp::transport::TokioChildProcess;
+use rmcp::{Service, ServiceError, ServiceExt};
+use serde_json::Value;
+use warden_model::{Call, Params, Verdict};
+use warden_policy::tools::Annotations;
+use warden_policy::{Step, ToolSpec};
+
+use crate::runtime::{DecisionRecord, OpenRequest, Runtime, RuntimeError};
+
+/// The `_meta` key an MCP host may use to pass a further user instruction (trusted) to Warden.
+/// Warden keys (`io.warden/…`) are never forwarded to the server.
+pub const META_INSTRUCTION: &str = "io.warden/instruction";
+/// The `_meta` key of a refused call's result that carries the decision as JSON.
+pub const META_DECISION: &str = "io.warden/decision";
+/// The pseudo-tools under which `resources/read` and `prompts/get` content is observed.
+pub const RESOURCES_READ: &str = "resources/read";
+pub const PROMPTS_GET: &str = "prompts/get";
+
+/// How to run the wrapper: the server's command and the session the agent works in.
+#[derive(Debug, Clone)]
+pub struct StdioOptions {
+    /// The MCP server's program and its arguments.
+    pub command: Vec<String>,
+    /// The Warden session opened for this connection.
+    pub session: OpenRequest,
+    /// Hide from `tools/list` the tools the session's profile can never use.
+    pub hide_unusable_tools: bool,
+}
+
+/// Why the wrapper could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum StdioError {
+    #[error("no MCP server command was given: put it after `--`, e.g. `warden mcp -- npx -y @modelcontextprotocol/server-filesystem /tmp`")]
+    NoCommand,
+    #[error("opening the Warden session: {0}")]
+    Session(#[from] RuntimeError),
+    #[error("cannot start the MCP server `{program}`: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("the MCP client on stdin did not initialize a session: {0}")]
+    Initialize(#[from] Box<ServerInitializeError>),
+}
+
+/// Run the wrapper until the agent closes stdin or the server exits. Opens the session first, so
+/// a bad profile or an unwritable audit log is reported before any protocol traffic.
+pub async fn run_stdio(rt: Arc<Runtime>, opts: StdioOptions) -> Result<(), StdioError> {
+    let (program, args) = opts.command.split_first().ok_or(StdioError::NoCommand)?;
+    let (session, _token) = rt.open_session(opts.session)?;
+    let mut command = tokio::process::Command::new(program);
+    command.args(args);
+    let child = TokioChildProcess::new(command).map_err(|source| StdioError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
+    tracing::info!(
+        session = %session.id,
+        principal = %session.principal,
+        agent = %session.agent,
+        profile = session.profile.as_deref().unwrap_or(""),
+        "warden mcp: guarding `{}`",
+        opts.command.join(" ")
+    );
+    let gateway = Arc::new(Gateway {
+        rt,
+        session: session.id,
+        profile: session.profile,
+        hide_unusable_tools: opts.hide_unusable_tools,
+        child: Mutex::new(Some(child)),
+        upstream: tokio::sync::OnceCell::new(),
+        link: Arc::new(Link::default()),
+        instructions: Mutex::new(HashSet::new()),
+    });
+    let running = GatewayService(gateway.clone())
+        .serve(rmcp::transport::io::stdio_pipes())
+        .await
+        .map_err(Box::new)?;
+    // The agent cannot use a session whose server is gone: end it, and the host restarts us.
+    let stop = running.cancellation_token();
+    let link = gateway.link.clone();
+    let watcher = tokio::spawn(async move {
+        link.upstream_gone.notified().await;
+        tracing::warn!("warden mcp: the MCP server exited; closing the session");
+        stop.cancel();
+    });
+    let quit = running.waiting().await;
+    watcher.abort();
+    tracing::debug!(?quit, "warden mcp: the client side closed");
+    if let Some(up) = gateway.upstream.get() {
+        up.shut_down().await;
+    }
+    Ok(())
+}
+
+/// What both sides share: the agent's peer (for the server's requests and notifications) and the
+/// map from the progress tokens Warden sent upstream to the agent's own.
+#[derive(Default)]
+struct Link {
+    agent: OnceLock<Peer<RoleServer>>,
+    progress: Mutex<HashMap<ProgressToken, ProgressToken>>,
+    upstream_gone: tokio::sync::Notify,
+}
+
+/// The connected server: its peer, the answer to the agent's `initialize`, and how to stop it.
+struct Upstream {
+    peer: Peer<RoleClient>,
+    name: String,
+    initialize: InitializeResult,
+    stop: Mutex<Option<RunningServiceCancellationToken>>,
+    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Upstream {
+    /// Close the server's stdin and wait (bounded) for it to exit; rmcp kills it past that.
+    async fn shut_down(&self) {
+        if let Some(stop) = self.stop.lock().ok().and_then(|mut s| s.take()) {
+            stop.cancel();
+        }
+        if let Some(task) = self.task.lock().await.take() {
+            if tokio::time::timeout(std::time::Duration::from_secs(10), task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("warden mcp: the MCP server did not stop in time");
+            }
+        }
+    }
+}
+
+struct Gateway {
+    rt: Arc<Runtime>,
+    session: String,
+    profile: Option<String>,
+    hide_unusable_tools: bool,
+    /// The spawned server, until the agent's `initialize` connects to it.
+    child: Mutex<Option<TokioChildProcess>>,
+    upstream: tokio::sync::OnceCell<Upstream>,
+    link: Arc<Link>,
+    /// Instructions already recorded from `_meta`, so a host that repeats one on every request
+    /// does not grow the session.
+    instructions: Mutex<HashSet<String>>,
+}
+
+/// The agent-facing MCP server (a newtype so the shared gateway can outlive `serve`).
+struct GatewayService(Arc<Gateway>);
+
+/// The server-facing MCP client.
+struct UpstreamClient {
+    link: Arc<Link>,
+    info: ClientConfig,
+}
+
+impl Gateway {
+    /// Connect to the server with the agent's client info (once), and learn what to answer.
+    async fn upstream(
+        &self,
+        info: ClientConfig,
+        agent: &Peer<RoleServer>,
+    ) -> Result<&Upstream, ErrorData> {
+        self.upstream
+            .get_or_try_init(|| async {
+                let _ = self.link.agent.set(agent.clone());
+                let child = self
+                    .child
+                    .lock()
+                    .ok()
+                    .and_then(|mut c| c.take())
+                    .ok_or_else(|| {
+                        ErrorData::internal_error("the MCP server could not be reached", None)
+                    })?;
+                let client = UpstreamClient {
+                    link: self.link.clone(),
+                    info,
+                };
+                let running = rmcp::serve_client(client, child).await.map_err(|e| {
+                    ErrorData::internal_error(
+                        format!("the MCP server behind Warden did not initialize: {e}"),
+                        None,
+                    )
+                })?;
+                let peer = running.peer().clone();
+                let server = peer.peer_info().ok_or_else(|| {
+                    ErrorData::internal_error("the MCP server sent no initialize result", None)
+                })?;
+                let mut initialize = InitializeResult::new(server.capabilities.clone());
+                initialize.protocol_version = server.protocol_version.clone();
+                initialize.server_info = server
+                    .server_info
+                    .clone()
+                    .unwrap_or_else(|| Implementation::new("mcp-server", "unknown"));
+                initialize.instructions = server.instructions.clone();
+                initialize.meta = server.meta.clone();
+                let name = initialize.server_info.name.clone();
+                self.rt.register_tools(&name, &pseudo_tools());
+                tracing::info!(
+                    server = %name,
+                    protocol = %initialize.protocol_version,
+                    "warden mcp: connected to the MCP server"
+                );
+                let stop = running.cancellation_token();
+                let link = self.link.clone();
+                let task = tokio::spawn(async move {
+                    let _ = running.waiting().await;
+                    link.upstream_gone.notify_one();
+                });
+                Ok(Upstream {
+                    peer,
+                    name,
+                    initialize,
+                    stop: Mutex::new(Some(stop)),
+                    task: tokio::sync::Mutex::new(Some(task)),
+                })
+            })
+            .await
+    }
+
+    /// A further instruction from the host in `_meta` becomes a trusted user message, once.
+    fn note_instruction(&self, meta: &RequestMetaObject) {
+        let Some(text) = meta.get(META_INSTRUCTION).and_then(Value::as_str) else {
+            return;
+        };
+        let fresh = self
+            .instructions
+            .lock()
+            .map(|mut seen| seen.insert(text.to_owned()))
+            .unwrap_or(false);
+        if fresh {
+            let step = Step::UserMessage {
+                text: text.to_owned(),
+            };
+            if let Err(e) = self.rt.event(&self.session, step) {
+                tracing::warn!("warden mcp: could not record the instruction from _meta: {e}");
+            }
+        }
+    }
+
+    /// Forward a request upstream with the agent's `_meta`, relaying progress and cancellation.
+    async fn forward(
+        &self,
+        up: &Upstream,
+        mut request: ClientRequest,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<ServerResult, ErrorData> {
+        *request.get_meta_mut() = forwarded_meta(&ctx.meta);
+        let handle = up
+            .peer
+            .send_cancellable_request(request, PeerRequestOptions::no_options())
+            .await
+            .map_err(upstream_error)?;
+        let relayed = ctx.meta.get_progress_token().map(|agent_token| {
+            if let Ok(mut m) = self.link.progress.lock() {
+                m.insert(handle.progress_token.clone(), agent_token);
+            }
+            handle.progress_token.clone()
+        });
+        let result = await_or_cancel(handle, ctx.ct.cancelled()).await;
+        if let (Some(token), Ok(mut m)) = (relayed, self.link.progress.lock()) {
+            m.remove(&token);
+        }
+        result
+    }
+
+    /// `tools/call`: decided (and recorded) before anything reaches the server.
+    async fn call_tool(
+        &self,
+        up: &Upstream,
+        request: CallToolRequest,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<ServerResult, ErrorData> {
+        let tool = request.params.name.to_string();
+        let args: Params = request
+            .params
+            .arguments
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let call = Call {
+            tool: tool.clone(),
+            args,
+            call_id: String::new(),
+        };
+        let record = match self.rt.decide(&self.session, call) {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::error!(tool = %tool, "warden mcp: no decision, call refused: {e}");
+                return Ok(refusal(
+                    format!(
+                        "Warden could not decide this call to `{tool}`, so it was refused and not \
+                     forwarded: {e}"
+                    ),
+                    None,
+                ));
+            }
+        };
+        if record.decision.verdict != Verdict::Allow {
+            tracing::info!(
+                decision = %record.decision_id,
+                verdict = record.decision.verdict.as_str(),
+                tool = %tool,
+                "warden mcp: call refused"
+            );
+            return Ok(refused(&record));
+        }
+        let result = self
+            .forward(up, ClientRequest::CallToolRequest(request), ctx)
+            .await?;
+        self.observe(&record.call_id, &tool, &result)?;
+        Ok(result)
+    }
+
+    /// Label and index what the agent is about to read. A result Warden cannot record is withheld:
+    /// its values would reach later calls with no provenance.
+    fn observe(&self, call_id: &str, tool: &str, result: &ServerResult) -> Result<(), ErrorData> {
+        self.rt
+            .observe(&self.session, call_id, Some(tool), content_of(result))
+            .map(|_| ())
+            .map_err(|e| {
+                tracing::error!(tool, "warden mcp: result withheld: {e}");
+                ErrorData::internal_error(
+                    format!(
+                        "Warden could not record the result of `{tool}`, so it is withheld: {e}"
+                    ),
+                    None,
+                )
+            })
+    }
+
+    /// `tools/list`: register what the server says about its tools as evidence for their traits,
+    /// and hide the ones this session's profile can never use.
+    fn list_tools(&self, up: &Upstream, result: &mut ServerResult) {
+        let ServerResult::ListToolsResult(list) = result else {
+            tracing::warn!("warden mcp: tools/list answered with something else; passed as is");
+            return;
+        };
+        let specs: Vec<ToolSpec> = list
+            .tools
+            .iter()
+            .filter_map(|t| {
+                serde_json::to_value(t)
+                    .and_then(serde_json::from_value)
+                    .ok()
+            })
+            .collect();
+        self.rt.register_tools(&up.name, &specs);
+        if self.hide_unusable_tools {
+            let engine = self.rt.engine();
+            list.tools
+                .retain(|t| engine.may_permit(self.profile.as_deref(), &t.name));
+        }
+    }
+
+    async fn handle(
+        &self,
+        request: ClientRequest,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ServerResult, ErrorData> {
+        self.note_instruction(&ctx.meta);
+        let request = match request {
+            ClientRequest::InitializeRequest(init) => {
+                let mut info = init.params;
+                info.meta = None;
+                let up = self.upstream(info, &ctx.peer).await?;
+                return Ok(ServerResult::InitializeResult(up.initialize.clone()));
+            }
+            ClientRequest::PingRequest(_) => return Ok(ServerResult::empty(())),
+            other => other,
+        };
+        let up = match self.upstream.get() {
+            Some(up) => up,
+            // A client that skips `initialize` (2026-07-28) names itself in each request's _meta.
+            None => {
+                let info = ClientConfig::new(
+                    ctx.client_capabilities().unwrap_or_default(),
+                    ctx.client_info()
+                        .unwrap_or_else(|| Implementation::new("mcp-client", "unknown")),
+                )
+                .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE);
+                self.upstream(info, &ctx.peer).await?
+            }
+        };
+        let mut result = match request {
+            ClientRequest::CallToolRequest(call) => self.call_tool(up, call, &ctx).await?,
+            ClientRequest::ListToolsRequest(_) => {
+                let mut result = self.forward(up, request, &ctx).await?;
+                self.list_tools(up, &mut result);
+                result
+            }
+            ClientRequest::ReadResourceRequest(_) | ClientRequest::GetPromptRequest(_) => {
+                let pseudo_tool = match &request {
+                    ClientRequest::ReadResourceRequest(_) => RESOURCES_READ,
+                    _ => PROMPTS_GET,
+                };
+                let result = self.forward(up, request, &ctx).await?;
+                self.observe(&format!("mcp:{}", ctx.id), pseudo_tool, &result)?;
+                result
+            }
+            other => self.forward(up, other, &ctx).await?,
+        };
+        if ctx.protocol_version().is_none_or(|v| v.has_initialize()) {
+            result.strip_result_type_for_legacy_peer();
+        }
+        Ok(result)
+    }
+}
+
+impl Service<RoleServer> for GatewayService {
+    async fn handle_request(
+        &self,
+        request: ClientRequest,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ServerResult, ErrorData> {
+        self.0.handle(request, ctx).await
+    }
+
+    async fn handle_notification(
+        &self,
+        mut notification: ClientNotification,
+        ctx: NotificationContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        // Cancellation is relayed by the request it cancels (with the server's own request id);
+        // `initialized` was sent upstream by Warden's own handshake; the agent's progress tokens
+        // mean nothing to the server.
+        if matches!(
+            notification,
+            ClientNotification::CancelledNotification(_)
+                | ClientNotification::InitializedNotification(_)
+                | ClientNotification::ProgressNotification(_)
+        ) {
+            return Ok(());
+        }
+        let Some(up) = self.0.upstream.get() else {
+            return Ok(());
+        };
+        *notification.get_meta_mut() = ctx.meta;
+        if let Err(e) = up.peer.send_notification(notification).await {
+            tracing::warn!("warden mcp: could not forward a notification to the server: {e}");
+        }
+        Ok(())
+    }
+
+    fn get_info(&self) -> InitializeResult {
+        match self.0.upstream.get() {
+            Some(up) => up.initialize.clone(),
+            None => InitializeResult::default(),
+        }
+    }
+
+    /// Once connected, speak exactly the server's version, so the agent and the server agree.
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        match self.0.upstream.get() {
+            Some(up) => Cow::Owned(vec![up.initialize.protocol_version.clone()]),
+            None => Cow::Borrowed(ProtocolVersion::KNOWN_VERSIONS),
+        }
+    }
+}
+
+impl Service<RoleClient> for UpstreamClient {
+    /// The server's requests (sampling, roots, elicitation) go to the agent's host.
+    async fn handle_request(
+        &self,
+        mut request: ServerRequest,
+        ctx: RequestContext<RoleClient>,
+    ) -> Result<ClientResult, ErrorData> {
+        if let ServerRequest::PingRequest(_) = request {
+            return Ok(ClientResult::empty(()));
+        }
+        let Some(agent) = self.link.agent.get() else {
+            return Err(ErrorData::internal_error(
+                "no MCP client is connected to Warden yet",
+                None,
+            ));
+        };
+        *request.get_meta_mut() = forwarded_meta(&ctx.meta);
+        let handle = agent
+            .send_cancellable_request(request, PeerRequestOptions::no_options())
+            .await
+            .map_err(upstream_error)?;
+        await_or_cancel(handle, ctx.ct.cancelled()).await
+    }
+
+    async fn handle_notification(
+        &self,
+        notification: ServerNotification,
+        ctx: NotificationContext<RoleClient>,
+    ) -> Result<(), ErrorData> {
+        let Some(agent) = self.link.agent.get() else {
+            return Ok(());
+        };
+        let mut notification = match notification {
+            // rmcp cancels the request it names, and that cancels the agent's side.
+            ServerNotification::CancelledNotification(_) => return Ok(()),
+            ServerNotification::ProgressNotification(mut progress) => {
+                let agent_token = self
+                    .link
+                    .progress
+                    .lock()
+                    .ok()
+                    .and_then(|m| m.get(&progress.params.progress_token).cloned());
+                let Some(agent_token) = agent_token else {
+                    return Ok(());
+                };
+                progress.params.progress_token = agent_token;
+                ServerNotification::ProgressNotification(progress)
+            }
+            other => other,
+        };
+        *notification.get_meta_mut() = ctx.meta;
+        if let Err(e) = agent.send_notification(notification).await {
+            tracing::debug!("warden mcp: could not forward a notification to the client: {e}");
+        }
+        Ok(())
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        self.info.clone()
+    }
+}
+
+/// Wait for the peer's answer; if our own caller cancels first, tell the peer to stop too.
+async fn await_or_cancel<R: ServiceRole>(
+    handle: RequestHandle<R>,
+    cancelled: impl Future<Output = ()>,
+) -> Result<R::PeerResp, ErrorData>
+where
+    R::PeerInfo: Clone,
+{
+    let (peer, id) = (handle.peer.clone(), handle.id.clone());
+    tokio::select! {
+        response = handle.await_response() => response.map_err(upstream_error),
+        () = cancelled => {
+            let param = CancelledNotificationParam::new(Some(id), Some("cancelled by the client".into()));
+            let _ = peer.send_notification(CancelledNotification::new(param).into()).await;
+            Err(ErrorData::internal_error("the request was cancelled", None))
+        }
+    }
+}
+
+/// The peer's own JSON-RPC error passes through unchanged; anything else is named as Warden's.
+fn upstream_error(e: ServiceError) -> ErrorData {
+    match e {
+        ServiceError::McpError(e) => e,
+        other => {
+            ErrorData::internal_error(format!("Warden could not reach the peer: {other}"), None)
+        }
+    }
+}
+
+/// The `_meta` to send on: the caller's, less its progress token (rmcp sets a fresh one per hop,
+/// relayed back through `Link`) and Warden's own keys.
+fn forwarded_meta(meta: &RequestMetaObject) -> RequestMetaObject {
+    let mut meta = meta.clone();
+    meta.retain(|k, _| k != "progressToken" && !k.starts_with("io.warden/"));
+    meta
+}
+
+/// A call Warden refused: an error result naming the decision, its verdict and every reason, so
+/// the agent (and its user) know what happened and what to do.
+fn refused(record: &DecisionRecord) -> ServerResult {
+    let reasons: String = record
+        .decision
+        .reasons
+        .iter()
+        .map(|r| format!("\n- {}: {}", r.policy, r.message))
+        .collect();
+    let text = match record.decision.verdict {
+        Verdict::Hold => format!(
+            "Warden held this call to `{}` for a person's approval (decision {}, verdict: hold); \
+             it was not carried out. Reasons:{reasons}\nTell the user what you tried to do and \
+             why; do not retry it with the same values unless the user confirms them.",
+            record.tool, record.decision_id
+        ),
+        _ => format!(
+            "Warden denied this call to `{}` (decision {}, verdict: deny); it was not carried \
+             out. Reasons:{reasons}\nDo not retry it as is; tell the user if the task needs it.",
+            record.tool, record.decision_id
+        ),
+    };
+    let decision = serde_json::json!({
+        "decision_id": record.decision_id,
+        "verdict": record.decision.verdict,
+        "reasons": record.decision.reasons,
+    });
+    refusal(text, Some(decision))
+}
+
+fn refusal(text: String, decision: Option<Value>) -> ServerResult {
+    let mut result = CallToolResult::error(vec![ContentBlock::text(text)]);
+    if let Some(d) = decision {
+        let mut meta = rmcp::model::MetaObject::new();
+        meta.insert(META_DECISION.to_owned(), d);
+        result.meta = Some(meta);
+    }
+    ServerResult::CallToolResult(result)
+}
+
+/// What the agent reads from a result, as the provenance index should see it: its text, or the
+/// whole result when it has none (structured content only, say).
+fn content_of(result: &ServerResult) -> Value {
+    let json = serde_json::to_value(result).unwrap_or(Value::Null);
+    let mut texts = Vec::new();
+    collect_text(&json, &mut texts);
+    if texts.is_empty() {
+        json
+    } else {
+        Value::String(texts.join("\n"))
+    }
+}
+
+fn collect_text<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("text", Value::String(s)) => out.push(s),
+                    ("_meta", _) => {}
+                    _ => collect_text(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_text(v, out)),
+        _ => {}
+    }
+}
+
+/// `resources/read` and `prompts/get` are observed as results of these pseudo-tools: reads from
+/// outside the trust boundary unless the config says otherwise (`[tools."resources/read"]`).
+fn pseudo_tools() -> Vec<ToolSpec> {
+    let hints = Annotations {
+        read_only_hint: Some(true),
+        destructive_hint: Some(false),
+        open_world_hint: Some(true),
+    };
+    [
+        (RESOURCES_READ, "Read a resource the MCP server exposes"),
+        (PROMPTS_GET, "Get a prompt template the MCP server exposes"),
+    ]
+    .into_iter()
+    .map(|(name, description)| ToolSpec {
+        name: name.to_owned(),
+        description: description.to_owned(),
+        input_schema: serde_json::json!({"type": "object", "properties": {}}),
+        annotations: Some(hints.clone()),
+    })
+    .collect()
+}

@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 use smol_str::SmolStr;
 use warden_model::{Anomaly, ArgProvenance, Call, Confidentiality, Tool};
 
-use crate::engine::{PROFILE_TYPE, TOOL_TYPE};
+use crate::engine::{NO_PROFILE, PROFILE_TYPE, TOOL_TYPE};
 use crate::session::SessionState;
 
 /// What the call's arguments carry, summarised (`context.flow`).
@@ -198,9 +198,10 @@ pub fn build(
     let profile = s.profile.as_deref().unwrap_or("");
     let session_uid = uid(&types.session, &s.id);
     let mut parents = HashSet::from([uid(&types.agent, &s.agent), uid(&types.user, &s.principal)]);
-    if let Some(p) = &s.profile {
-        parents.insert(uid(&types.profile, p));
-    }
+    parents.insert(uid(
+        &types.profile,
+        s.profile.as_deref().unwrap_or(NO_PROFILE),
+    ));
     fn attrs(pairs: Vec<(&str, Value)>) -> Vec<(SmolStr, PartialValue)> {
         pairs
             .into_iter()

@@ -71,6 +71,8 @@ pub struct Outcome {
 }
 
 pub const PROFILE_TYPE: &str = "Warden::Profile";
+/// The profile entity of sessions opened without a task profile; no task profile may be named so.
+pub const NO_PROFILE: &str = "(none)";
 pub const TOOL_TYPE: &str = "Warden::Tool";
 
 fn entity_key(uid: &EntityUid, type_name: &str) -> Option<String> {
@@ -232,7 +234,7 @@ impl PolicyEngine {
     /// scope names that profile (or no profile) and that tool (or no tool). Cedar checks the
     /// scope again, so the slice only has to be a superset of what applies.
     fn slice(&self, profile: Option<&str>, tool: &str) -> Arc<Slice> {
-        let profile = profile
+        let profile = Some(profile.unwrap_or(NO_PROFILE))
             .filter(|p| self.profiles.contains(*p))
             .map(str::to_owned);
         let tool = self.tools.contains(tool).then(|| tool.to_owned());

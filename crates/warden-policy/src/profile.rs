@@ -109,6 +109,11 @@ fn compile_one(name: &str, p: &TaskProfile, out: &mut String) -> Result<(), Stri
         cedar_str(name)
     );
     let id = |suffix: &str| cedar_str(&format!("profile.{name}.{suffix}"));
+    if name == crate::engine::NO_PROFILE || name.is_empty() {
+        return Err(format!(
+            "the name `{name}` is reserved for sessions without a profile"
+        ));
+    }
     if p.tools.is_empty() {
         return Err("lists no tools: add `tools = [\"…\"]`".to_owned());
     }

@@ -3,8 +3,8 @@
 
 mod audit_cmd;
 mod cases;
-mod mcp_cmd;
 mod detect_cmd;
+mod mcp_cmd;
 mod replay;
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
 //! `warden mcp`: run an MCP server behind Warden over stdio, in its place in an agent's MCP
 //! configuration. Stdout is the protocol; everything Warden says goes to stderr.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -56,6 +57,7 @@ pub fn run(mut config: Config, args: McpArgs) -> Result<ExitCode> {
                 .unwrap_or_else(|_| "warn,warden=info,warden_gateway=info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     if let Some(d) = args.data_dir {
         // A directory given on the command line is relative to where the command runs.

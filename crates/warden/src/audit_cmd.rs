@@ -52,6 +52,33 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Find events: decisions of a tool, denied or held calls, one agent's sessions, a time range.
+    Search {
+        #[arg(long)]
+        session: Option<String>,
+        /// Only sessions of this agent.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Only events about this tool.
+        #[arg(long)]
+        tool: Option<String>,
+        /// Only decisions with this verdict (allow, hold, deny).
+        #[arg(long)]
+        verdict: Option<String>,
+        #[arg(long, value_parser = parse_kind)]
+        kind: Option<EventKind>,
+        /// From this time (milliseconds since the epoch, a duration back like 24h, or a date).
+        #[arg(long)]
+        since: Option<String>,
+        /// Until this time (same forms).
+        #[arg(long)]
+        until: Option<String>,
+        /// At most this many, the newest.
+        #[arg(short, long, default_value_t = 100)]
+        n: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Explain an event: the causal chain from the principal and the instruction, through the
     /// earlier calls and results whose values reached it (untrusted ones named), to the decision,
     /// the policies and reasons, and the approver.
@@ -147,6 +174,69 @@ pub fn run(data_dir: &Path, cmd: AuditCommand) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(ExitCode::SUCCESS)
         }
+        AuditCommand::Search {
+            session,
+            agent,
+            tool,
+            verdict,
+            kind,
+            since,
+            until,
+            n,
+            json,
+        } => {
+            let since_ms = since
+                .as_deref()
+                .map(crate::replay::parse_time)
+                .transpose()?;
+            let until_ms = until
+                .as_deref()
+                .map(crate::replay::parse_time)
+                .transpose()?;
+            let sessions_of_agent: Option<std::collections::HashSet<String>> = match &agent {
+                None => None,
+                Some(a) => Some(
+                    reader
+                        .events(&EventFilter {
+                            kind: Some(EventKind::SessionOpened),
+                            ..EventFilter::default()
+                        })?
+                        .into_iter()
+                        .filter(|e| e.event.body["agent"] == a.as_str())
+                        .map(|e| e.event.session)
+                        .collect(),
+                ),
+            };
+            let filter = EventFilter {
+                session,
+                kind,
+                since_ms,
+                until_ms,
+                ..EventFilter::default()
+            };
+            let mut found: Vec<_> = reader
+                .events(&filter)?
+                .into_iter()
+                .filter(|e| {
+                    sessions_of_agent
+                        .as_ref()
+                        .is_none_or(|s| s.contains(&e.event.session))
+                })
+                .filter(|e| {
+                    tool.as_ref()
+                        .is_none_or(|t| e.event.body["tool"] == t.as_str())
+                })
+                .filter(|e| {
+                    verdict
+                        .as_ref()
+                        .is_none_or(|v| e.event.body["verdict"] == v.as_str())
+                })
+                .collect();
+            let skip = found.len().saturating_sub(n);
+            found.drain(..skip);
+            print_events(&found, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
         AuditCommand::Tail {
             n,
             session,
@@ -160,27 +250,7 @@ pub fn run(data_dir: &Path, cmd: AuditCommand) -> Result<ExitCode> {
                 newest: true,
                 ..EventFilter::default()
             };
-            for e in reader.events(&filter)? {
-                if json {
-                    println!("{}", serde_json::to_string(&e)?);
-                } else {
-                    let causes = if e.event.causes.is_empty() {
-                        String::new()
-                    } else {
-                        let c: Vec<String> = e.event.causes.iter().map(u64::to_string).collect();
-                        format!(" <- {}", c.join(","))
-                    };
-                    println!(
-                        "{:>8}  {}  {}  {}{}  {}",
-                        e.index,
-                        e.event.time_ms,
-                        e.event.session,
-                        e.event.kind.as_str(),
-                        causes,
-                        e.event.body
-                    );
-                }
-            }
+            print_events(&reader.events(&filter)?, json)?;
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Checkpoint => {
@@ -284,4 +354,30 @@ pub fn explain(id: u64, chain: &[warden_audit::LoggedEvent]) -> String {
     }
     let _ = writeln!(out, "(event {id}: its causes first, then the event itself)");
     out
+}
+
+/// Events, one a line: index, time, session, kind, causes, body (or one JSON object a line).
+fn print_events(events: &[warden_audit::LoggedEvent], json: bool) -> Result<()> {
+    for e in events {
+        if json {
+            println!("{}", serde_json::to_string(e)?);
+        } else {
+            let causes = if e.event.causes.is_empty() {
+                String::new()
+            } else {
+                let c: Vec<String> = e.event.causes.iter().map(u64::to_string).collect();
+                format!(" <- {}", c.join(","))
+            };
+            println!(
+                "{:>8}  {}  {}  {}{}  {}",
+                e.index,
+                e.event.time_ms,
+                e.event.session,
+                e.event.kind.as_str(),
+                causes,
+                e.event.body
+            );
+        }
+    }
+    Ok(())
 }

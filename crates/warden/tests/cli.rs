@@ -391,6 +391,59 @@ fn shadow_mode_allows_records_and_replay_from_audit_lists_what_a_new_policy_chan
     assert_eq!(logged["body"]["verdict"], "hold", "{logged}");
     assert_eq!(logged["body"]["shadow"], true, "{logged}");
 
+    let held = run(&[
+        "audit",
+        "search",
+        "--verdict",
+        "hold",
+        "--tool",
+        "send_email",
+        "--agent",
+        "bot",
+        "--json",
+        "--data-dir",
+        &data_arg,
+    ]);
+    assert_eq!(
+        text(&held.stdout).lines().count(),
+        1,
+        "{}",
+        text(&held.stdout)
+    );
+    let none = run(&[
+        "audit",
+        "search",
+        "--verdict",
+        "deny",
+        "--data-dir",
+        &data_arg,
+    ]);
+    assert_eq!(
+        text(&none.stdout).lines().count(),
+        0,
+        "{}",
+        text(&none.stdout)
+    );
+
+    // The explanation walks back from the decision to the untrusted result that fed it.
+    let index = logged["index"].as_u64().expect("index").to_string();
+    let explained = run(&["audit", "explain", &index, "--data-dir", &data_arg]);
+    let story = text(&explained.stdout);
+    assert!(explained.status.success(), "{}", text(&explained.stderr));
+    assert!(story.contains("opened for principal alice"), "{story}");
+    assert!(
+        story.contains("result of `read_inbox` call c1 — UNTRUSTED"),
+        "{story}"
+    );
+    assert!(
+        story.contains("call `send_email`") && story.contains("→ HOLD"),
+        "{story}"
+    );
+    assert!(
+        story.contains("[baseline.untrusted-value-in-sink]"),
+        "{story}"
+    );
+
     // A stricter policy, tried on the recorded traffic.
     let strict = dir.path().join("strict.toml");
     let cedar = dir.path().join("strict.cedar");

@@ -52,6 +52,19 @@ impl Default for AuditConfig {
 
 type Reply<T> = SyncSender<Result<T, AuditError>>;
 
+/// How many times one batch catches up with another process's appends before it fails.
+const MAX_CATCH_UPS: u32 = 8;
+
+/// An append waiting in the writer for its index.
+struct Append {
+    event: Vec<u8>,
+    session: String,
+    kind: EventKind,
+    time_ms: u64,
+    latest_cause: Option<u64>,
+    reply: Reply<u64>,
+}
+
 enum Request {
     Append {
         event: Vec<u8>,
@@ -340,9 +353,7 @@ impl Writer {
     /// checkpoint requests for after the commit.
     fn commit(&mut self, batch: &mut Vec<Request>) -> Vec<Reply<SignedCheckpoint>> {
         let mut asked = Vec::new();
-        let mut entries = Vec::with_capacity(batch.len());
-        let mut replies = Vec::with_capacity(batch.len());
-        let before = self.frontier.clone();
+        let mut appends = Vec::with_capacity(batch.len());
         for request in batch.drain(..) {
             match request {
                 Request::Checkpoint { reply } => asked.push(reply),
@@ -353,47 +364,103 @@ impl Writer {
                     time_ms,
                     latest_cause,
                     reply,
-                } => {
-                    let index = self.frontier.size();
-                    if let Some(cause) = latest_cause.filter(|c| *c >= index) {
-                        let _ = reply.send(Err(AuditError::InvalidCause { index, cause }));
-                        continue;
+                } => appends.push(Append {
+                    event,
+                    session,
+                    kind,
+                    time_ms,
+                    latest_cause,
+                    reply,
+                }),
+            }
+        }
+        // Another process on the same data dir (`warden approvals approve` beside `warden mcp`)
+        // may have taken the indexes this writer would hand out: the commit then fails on the
+        // taken index; catch up with what it wrote and try again.
+        let mut attempts = 0;
+        loop {
+            let before = self.frontier.clone();
+            let (entries, indexes) = self.assign(&mut appends);
+            if entries.is_empty() {
+                return asked;
+            }
+            let failure = match self.store.append(&entries) {
+                Ok(()) => {
+                    self.unsigned_since.get_or_insert_with(Instant::now);
+                    for (append, index) in appends.into_iter().zip(indexes) {
+                        let _ = append.reply.send(Ok(index));
                     }
-                    let entry = entry_bytes(index, &event);
-                    let leaf = leaf_hash(&entry);
-                    self.frontier.push(leaf);
-                    entries.push(StoredEntry {
-                        index,
-                        entry,
-                        leaf_hash: leaf,
-                        session,
-                        kind,
-                        time_ms,
-                    });
-                    replies.push((index, reply));
+                    return asked;
                 }
+                Err(e) => e,
+            };
+            // Nothing of the batch is in the log: the indexes are handed out again.
+            self.frontier = before;
+            attempts += 1;
+            let caught_up = attempts <= MAX_CATCH_UPS && self.catch_up().unwrap_or(false);
+            if !caught_up {
+                let why = failure.to_string();
+                for append in appends {
+                    let _ = append.reply.send(Err(AuditError::Write(why.clone())));
+                }
+                return asked;
             }
         }
-        if entries.is_empty() {
-            return asked;
-        }
-        match self.store.append(&entries) {
-            Ok(()) => {
-                self.unsigned_since.get_or_insert_with(Instant::now);
-                for (index, reply) in replies {
-                    let _ = reply.send(Ok(index));
-                }
+    }
+
+    /// Gives each append the next index and its entry bytes, growing the frontier; an append
+    /// whose cause is not earlier than its index is refused and dropped.
+    fn assign(&mut self, appends: &mut Vec<Append>) -> (Vec<StoredEntry>, Vec<u64>) {
+        let mut entries = Vec::with_capacity(appends.len());
+        let mut indexes = Vec::with_capacity(appends.len());
+        let mut kept = Vec::with_capacity(appends.len());
+        for append in appends.drain(..) {
+            let index = self.frontier.size();
+            if let Some(cause) = append.latest_cause.filter(|c| *c >= index) {
+                let _ = append
+                    .reply
+                    .send(Err(AuditError::InvalidCause { index, cause }));
+                continue;
             }
-            Err(e) => {
-                // Nothing of the batch is in the log: the indexes are handed out again.
-                self.frontier = before;
-                let why = e.to_string();
-                for (_, reply) in replies {
-                    let _ = reply.send(Err(AuditError::Write(why.clone())));
-                }
-            }
+            let entry = entry_bytes(index, &append.event);
+            let leaf = leaf_hash(&entry);
+            self.frontier.push(leaf);
+            entries.push(StoredEntry {
+                index,
+                entry,
+                leaf_hash: leaf,
+                session: append.session.clone(),
+                kind: append.kind,
+                time_ms: append.time_ms,
+            });
+            indexes.push(index);
+            kept.push(append);
         }
-        asked
+        *appends = kept;
+        (entries, indexes)
+    }
+
+    /// Adds to the frontier the entries another writer stored past it; false if there were none.
+    fn catch_up(&mut self) -> Result<bool, AuditError> {
+        let start = self.frontier.size();
+        if self.store.next_index()? <= start {
+            return Ok(false);
+        }
+        for (idx, hash) in self.store.leaf_hashes_from(start)? {
+            let hash: Hash = hash.try_into().map_err(|_| AuditError::Corrupt {
+                index: Some(idx),
+                why: "its stored leaf hash is not 32 bytes".into(),
+            })?;
+            if idx != self.frontier.size() {
+                return Err(AuditError::Corrupt {
+                    index: Some(self.frontier.size()),
+                    why: format!("it is missing (the next stored entry is {idx})"),
+                });
+            }
+            self.frontier.push(hash);
+        }
+        self.unsigned_since.get_or_insert_with(Instant::now);
+        Ok(true)
     }
 
     fn sign(&mut self) -> Result<(), AuditError> {

@@ -252,6 +252,45 @@ fn concurrent_appends_all_get_distinct_contiguous_indexes() {
 }
 
 #[test]
+fn two_writers_on_one_data_dir_interleave_without_losing_an_append() {
+    // `warden mcp` and a `warden approvals approve` process each open the log.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = open(dir.path(), 1000);
+    assert_eq!(
+        first
+            .append(&event(EventKind::SessionOpened, "s", 0, vec![]))
+            .expect("append"),
+        0
+    );
+    let second = open(dir.path(), 1000);
+    assert_eq!(
+        second
+            .append(&event(EventKind::Approval, "s", 1, vec![0]))
+            .expect("the second writer appends after the first's entries"),
+        1
+    );
+    assert_eq!(
+        first
+            .append(&event(EventKind::Result, "s", 2, vec![0]))
+            .expect("the first writer catches up instead of failing"),
+        2
+    );
+    assert_eq!(
+        second
+            .append(&event(EventKind::Message, "s", 3, vec![]))
+            .expect("and so does the second"),
+        3
+    );
+    drop(second);
+    drop(first);
+    let reader = AuditReader::open(dir.path()).expect("reader");
+    let report = reader.verify(&VerifyOptions::default()).expect("verify");
+    assert!(report.ok(), "{}", report.message());
+    assert_eq!(report.entries, 4);
+    assert_eq!(report.signed_size, 4);
+}
+
+#[test]
 fn an_origin_other_than_the_one_the_log_was_created_with_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     drop(open(dir.path(), 10));

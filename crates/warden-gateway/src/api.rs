@@ -1,11 +1,14 @@
 //! The guard API (axum), for agent frameworks that run their own tools: open a session, decide a
-//! call, observe a result, record the agent's own steps, read a session. Handlers are thin:
-//! parse → runtime → JSON. Client mistakes are 4xx with a JSON error naming the field.
+//! call, observe a result, record the agent's own steps, read a session; and for people, list and
+//! decide held calls (approvals). Handlers are thin: parse → runtime → JSON. Client mistakes are
+//! 4xx with a JSON error naming the field.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use warden_model::{Call, Params};
 use warden_policy::Step;
+use warden_store::ApprovalStatus;
 
 use crate::runtime::{sha256_hex, OpenRequest, Runtime, RuntimeError};
 
@@ -68,6 +72,7 @@ impl From<RuntimeError> for ApiError {
             }
             RuntimeError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
             RuntimeError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m),
+            RuntimeError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             RuntimeError::Store(e) => {
                 tracing::error!(error = %e, "session store failed");
                 ApiError::new(
@@ -175,10 +180,69 @@ async fn authenticate(State(rt): State<Arc<Runtime>>, mut req: Request, next: Ne
     next.run(req).await
 }
 
+/// The API key a person decides approvals with, as `require_approver` found it.
+#[derive(Debug, Clone)]
+struct ApproverKey(String);
+
+/// Approvals are for people: an API key whose role is `approver` or `admin`.
+async fn require_approver(
+    State(rt): State<Arc<Runtime>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let caller = req.extensions().get::<Caller>().cloned();
+    let refusal = match caller {
+        Some(Caller::Key(name)) => {
+            let role = rt
+                .config()
+                .api_keys
+                .iter()
+                .find(|k| k.name == name)
+                .map(|k| k.role)
+                .unwrap_or_default();
+            if role.may_decide_approvals() {
+                req.extensions_mut().insert(ApproverKey(name));
+                return next.run(req).await;
+            }
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "API key `{name}` has role `{}`; approvals need a key with role `approver` \
+                     or `admin` (set `role` in its [[api_keys]] entry)",
+                    role.as_str()
+                ),
+            )
+        }
+        Some(Caller::Token(_)) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a session token cannot see or decide approvals; use an API key with role `approver` \
+             or `admin`",
+        ),
+        Some(Caller::Anonymous) | None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "approvals need `Authorization: Bearer <API key>` with a key whose role is `approver` \
+             or `admin`",
+        ),
+    };
+    refusal.into_response()
+}
+
 /// The guard API's routes, with authentication and the body limit as layers.
 pub fn router(rt: Arc<Runtime>) -> Router {
     let limit = rt.config().server.max_body_bytes;
+    // A decision id holds a `/` (`<session>/<seq>`): the id is the rest of the path.
+    let approvals = Router::new()
+        .route("/v1/approvals", get(list_approvals))
+        .route(
+            "/v1/approvals/{*id}",
+            get(get_approval).post(resolve_approval),
+        )
+        .route_layer(middleware::from_fn_with_state(rt.clone(), require_approver));
     Router::new()
+        .merge(approvals)
         .route("/v1/sessions", post(open_session))
         .route("/v1/sessions/{id}", get(get_session))
         .route("/v1/decide", post(decide))
@@ -398,4 +462,77 @@ async fn event(
     };
     let seq = rt.event(&body.session, step)?;
     Ok(Json(json!({ "seq": seq })))
+}
+
+async fn list_approvals(
+    State(rt): State<Arc<Runtime>>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+    if let Some(unknown) = query.keys().find(|k| k.as_str() != "status") {
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            unknown.clone(),
+            format!("unknown query parameter `{unknown}`; the only one is `status`"),
+        ));
+    }
+    let status = match query.get("status").map(String::as_str) {
+        None => Some(ApprovalStatus::Pending),
+        Some("all") => None,
+        Some(s) => Some(ApprovalStatus::parse(s).ok_or_else(|| {
+            ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "status",
+                format!("unknown status `{s}`; use pending, approved, denied, expired or all"),
+            )
+        })?),
+    };
+    Ok(Json(json!({ "approvals": rt.approvals(status)? })))
+}
+
+async fn get_approval(
+    State(rt): State<Arc<Runtime>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(rt.approval(&id)?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveBody {
+    decision: Resolve,
+    approver: Option<String>,
+    comment: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Resolve {
+    Approve,
+    Deny,
+}
+
+async fn resolve_approval(
+    State(rt): State<Arc<Runtime>>,
+    axum::Extension(ApproverKey(key)): axum::Extension<ApproverKey>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ResolveBody>,
+) -> Result<Json<Value>, ApiError> {
+    // The key is who is accountable; a name in the body says which person used it.
+    let approver = match body.approver {
+        None => key,
+        Some(name) if name.trim().is_empty() => {
+            return Err(ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "approver",
+                "`approver` must not be empty; leave it out to record the API key's name",
+            ))
+        }
+        Some(name) => format!("{} (key {key})", name.trim()),
+    };
+    let comment = body.comment.filter(|c| !c.trim().is_empty());
+    let approve = matches!(body.decision, Resolve::Approve);
+    let approval = rt.resolve_approval(&id, approve, &approver, comment)?;
+    Ok(Json(json!(approval)))
 }

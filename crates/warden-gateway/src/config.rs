@@ -211,6 +211,35 @@ pub struct ApiKey {
     /// Task profiles it may open sessions with; `"*"` for any, `""` for none.
     #[serde(default)]
     pub profiles: Vec<String>,
+    /// What else the key may do: `approver` and `admin` keys may list and decide approvals.
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// An API key's role.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Opens sessions and has its calls decided.
+    #[default]
+    Agent,
+    /// Also lists held calls and approves or denies them.
+    Approver,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Approver => "approver",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn may_decide_approvals(self) -> bool {
+        matches!(self, Role::Approver | Role::Admin)
+    }
 }
 
 fn allows(list: &[String], value: &str) -> bool {
@@ -381,6 +410,21 @@ mod tests {
             text.starts_with("w.toml:3:1: unknown field `lisen`"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_key_is_an_agent_unless_its_role_says_otherwise() {
+        let text = "[[api_keys]]\nname = \"bot\"\nsha256 = \"00\"\n\n\
+                    [[api_keys]]\nname = \"alice\"\nsha256 = \"00\"\nrole = \"approver\"\n";
+        let c = Config::parse(text, "w.toml").expect("parses");
+        assert_eq!(c.api_keys[0].role, Role::Agent);
+        assert_eq!(c.api_keys[1].role, Role::Approver);
+        let err = Config::parse(
+            "[[api_keys]]\nname = \"x\"\nsha256 = \"00\"\nrole = \"viewer\"\n",
+            "w.toml",
+        )
+        .expect_err("unknown role");
+        assert!(err.to_string().starts_with("w.toml:4:"), "{err}");
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! The MCP stdio wrapper: Warden is an MCP server to the agent (over stdin/stdout) and an MCP
 //! client to the real server (a child process); every `tools/call` is decided before it is
-//! forwarded, and every result the agent reads is observed for provenance.
+//! forwarded (a held one waits for a person's approval), and every result the agent reads is
+//! observed for provenance.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequest, CallToolResult, CancelledNotification, CancelledNotificationParam,
@@ -23,8 +25,9 @@ use serde_json::Value;
 use warden_model::{Call, Params, Verdict};
 use warden_policy::tools::Annotations;
 use warden_policy::{Step, ToolSpec};
+use warden_store::Approval;
 
-use crate::runtime::{DecisionRecord, OpenRequest, Runtime, RuntimeError};
+use crate::runtime::{ApprovalOutcome, DecisionRecord, OpenRequest, Runtime, RuntimeError};
 
 /// The `_meta` key an MCP host may use to pass a further user instruction (trusted) to Warden.
 /// Warden keys (`io.warden/…`) are never forwarded to the server.
@@ -44,6 +47,8 @@ pub struct StdioOptions {
     pub session: OpenRequest,
     /// Hide from `tools/list` the tools the session's profile can never use.
     pub hide_unusable_tools: bool,
+    /// How long a held call waits for a person's approval; zero refuses it at once.
+    pub hold_timeout: Duration,
 }
 
 /// Why the wrapper could not start or run.
@@ -86,6 +91,7 @@ pub async fn run_stdio(rt: Arc<Runtime>, opts: StdioOptions) -> Result<(), Stdio
         session: session.id,
         profile: session.profile,
         hide_unusable_tools: opts.hide_unusable_tools,
+        hold_timeout: opts.hold_timeout,
         child: Mutex::new(Some(child)),
         upstream: tokio::sync::OnceCell::new(),
         link: Arc::new(Link::default()),
@@ -152,6 +158,7 @@ struct Gateway {
     session: String,
     profile: Option<String>,
     hide_unusable_tools: bool,
+    hold_timeout: Duration,
     /// The spawned server, until the agent's `initialize` connects to it.
     child: Mutex<Option<TokioChildProcess>>,
     upstream: tokio::sync::OnceCell<Upstream>,
@@ -313,20 +320,88 @@ impl Gateway {
                 ));
             }
         };
-        if record.decision.verdict != Verdict::Allow {
-            tracing::info!(
-                decision = %record.decision_id,
-                verdict = record.decision.verdict.as_str(),
-                tool = %tool,
-                "warden mcp: call refused"
-            );
-            return Ok(refused(&record));
+        match record.decision.verdict {
+            Verdict::Allow => {}
+            Verdict::Hold => {
+                if let Some(refusal) = self.await_person(&record, ctx).await? {
+                    return Ok(refusal);
+                }
+            }
+            Verdict::Deny => {
+                tracing::info!(
+                    decision = %record.decision_id,
+                    tool = %tool,
+                    "warden mcp: call denied"
+                );
+                return Ok(refused(&record));
+            }
         }
         let result = self
             .forward(up, ClientRequest::CallToolRequest(request), ctx)
             .await?;
         self.observe(&record.call_id, &tool, &result)?;
         Ok(result)
+    }
+
+    /// A held call waits for a person's approval: `None` once approved, else the refusal to
+    /// answer. If the agent cancels the call while it waits, the approval expires.
+    async fn await_person(
+        &self,
+        record: &DecisionRecord,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<Option<ServerResult>, ErrorData> {
+        let id = &record.decision_id;
+        if self.hold_timeout.is_zero() {
+            // Nobody will act on an approval nobody waits for.
+            if let Err(e) = self
+                .rt
+                .expire_approval(id, "refused at once (--hold-timeout 0)")
+            {
+                tracing::warn!(decision = %id, "warden mcp: could not expire the approval: {e}");
+            }
+            tracing::info!(decision = %id, tool = %record.tool, "warden mcp: call held and refused");
+            return Ok(Some(refused(record)));
+        }
+        tracing::info!(
+            decision = %id,
+            tool = %record.tool,
+            "warden mcp: call held; waiting up to {} s for `warden approvals approve {id}`",
+            self.hold_timeout.as_secs()
+        );
+        let outcome = tokio::select! {
+            outcome = self.rt.await_approval(id, self.hold_timeout) => outcome,
+            () = ctx.ct.cancelled() => {
+                if let Err(e) = self.rt.expire_approval(id, "the client cancelled the call while it waited") {
+                    tracing::warn!(decision = %id, "warden mcp: could not expire the approval: {e}");
+                }
+                return Err(ErrorData::internal_error("the request was cancelled", None));
+            }
+        };
+        match outcome {
+            Ok(ApprovalOutcome::Approved(a)) => {
+                tracing::info!(
+                    decision = %id,
+                    approver = a.approver.as_deref().unwrap_or(""),
+                    "warden mcp: held call approved; forwarding it"
+                );
+                Ok(None)
+            }
+            Ok(ApprovalOutcome::Denied(a)) | Ok(ApprovalOutcome::Expired(a)) => {
+                tracing::info!(decision = %id, status = a.status.as_str(), "warden mcp: held call refused");
+                Ok(Some(not_approved(record, &a)))
+            }
+            Err(e) => {
+                tracing::error!(decision = %id, "warden mcp: waiting for the approval failed: {e}");
+                Ok(Some(refusal(
+                    format!(
+                        "Warden held this call to `{}` for a person's approval (decision {id}) \
+                         but could not wait for it, so it was refused and not forwarded: {e}",
+                        record.tool
+                    ),
+                    Some(decision_meta(record)),
+                )))
+            }
+        }
     }
 
     /// Label and index what the agent is about to read. A result Warden cannot record is withheld:
@@ -596,12 +671,46 @@ fn refused(record: &DecisionRecord) -> ServerResult {
             record.tool, record.decision_id
         ),
     };
-    let decision = serde_json::json!({
+    refusal(text, Some(decision_meta(record)))
+}
+
+/// A held call a person denied, or that no one approved in time.
+fn not_approved(record: &DecisionRecord, approval: &Approval) -> ServerResult {
+    let comment = approval
+        .comment
+        .as_deref()
+        .map(|c| format!(": \"{c}\""))
+        .unwrap_or_default();
+    let text = match approval.approver.as_deref() {
+        Some(approver) => format!(
+            "Warden held this call to `{}` for a person's approval (decision {}), and {approver} \
+             denied it{comment}. It was not carried out. Do not retry it; tell the user.",
+            record.tool, record.decision_id
+        ),
+        None => format!(
+            "Warden held this call to `{}` for a person's approval (decision {}), and the \
+             approval expired ({}); it was not carried out. Tell the user what you tried to do \
+             and why; do not retry it unless the user confirms it.",
+            record.tool,
+            record.decision_id,
+            approval.comment.as_deref().unwrap_or("no decision in time")
+        ),
+    };
+    let mut meta = decision_meta(record);
+    meta["approval"] = serde_json::json!({
+        "status": approval.status,
+        "approver": approval.approver,
+        "comment": approval.comment,
+    });
+    refusal(text, Some(meta))
+}
+
+fn decision_meta(record: &DecisionRecord) -> Value {
+    serde_json::json!({
         "decision_id": record.decision_id,
         "verdict": record.decision.verdict,
         "reasons": record.decision.reasons,
-    });
-    refusal(text, Some(decision))
+    })
 }
 
 fn refusal(text: String, decision: Option<Value>) -> ServerResult {

@@ -1,10 +1,11 @@
 //! The runtime every enforcement point drives: opens sessions, decides calls, observes results
 //! and the agent's own steps, and makes each step durable before answering. Sessions are cached
-//! in memory and rebuilt from the store (replaying their steps) after a restart.
+//! in memory and rebuilt from the store (replaying their steps) after a restart. A held call
+//! becomes a pending approval that a person approves or denies (from any process on the store).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -16,7 +17,9 @@ use warden_model::{
 };
 use warden_policy::{tools, PolicyEngine, SessionState, Step, ToolSpec};
 use warden_provenance::IndexConfig;
-use warden_store::{SessionStore, StoreError, StoredStep};
+use warden_store::{
+    Approval, ApprovalStatus, Resolution, Resolved, SessionStore, StoreError, StoredStep,
+};
 
 use crate::config::Config;
 
@@ -31,6 +34,9 @@ pub enum RuntimeError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// The request is valid but the thing it acts on has moved on (an approval already decided).
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -94,6 +100,35 @@ pub struct Runtime {
     shadow: bool,
     /// The behavioural baseline, updated online as calls are decided.
     detector: Option<Mutex<Baseline>>,
+    /// Wakes this process's waiters when it resolves an approval (other processes are polled).
+    approvals_changed: tokio::sync::Notify,
+    /// Serialises this process's resolutions, so two of them never both reach the audit log.
+    resolving: Mutex<()>,
+}
+
+/// How often a waiter looks at the store for a decision another process made.
+const APPROVAL_POLL: Duration = Duration::from_millis(200);
+/// The most approvals one listing returns.
+const APPROVALS_LISTED: usize = 500;
+
+/// How a held call's approval ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApprovalOutcome {
+    Approved(Approval),
+    Denied(Approval),
+    /// No one decided in time (or the caller gave up waiting).
+    Expired(Approval),
+}
+
+impl ApprovalOutcome {
+    fn of(approval: Approval) -> Option<ApprovalOutcome> {
+        match approval.status {
+            ApprovalStatus::Pending => None,
+            ApprovalStatus::Approved => Some(ApprovalOutcome::Approved(approval)),
+            ApprovalStatus::Denied => Some(ApprovalOutcome::Denied(approval)),
+            ApprovalStatus::Expired => Some(ApprovalOutcome::Expired(approval)),
+        }
+    }
 }
 
 pub fn now_ms() -> u64 {
@@ -139,6 +174,36 @@ fn detect_step(tool: &Tool, call: &Call, verdict: Option<Verdict>) -> DetectStep
     step
 }
 
+/// The pending approval of a held call.
+fn pending_approval(record: &DecisionRecord, call: &Call) -> Approval {
+    Approval {
+        id: record.decision_id.clone(),
+        session: record.session.clone(),
+        seq: record.seq,
+        tool: record.tool.clone(),
+        args: serde_json::to_value(&call.args).unwrap_or_default(),
+        reasons: serde_json::to_value(&record.decision.reasons).unwrap_or_default(),
+        created_ms: now_ms(),
+        status: ApprovalStatus::Pending,
+        approver: None,
+        comment: None,
+        decided_ms: None,
+    }
+}
+
+fn already_decided(a: &Approval) -> RuntimeError {
+    let by = a
+        .approver
+        .as_deref()
+        .map(|p| format!(" by {p}"))
+        .unwrap_or_default();
+    RuntimeError::Conflict(format!(
+        "approval `{}` is already {}{by}; only a pending approval can be decided",
+        a.id,
+        a.status.as_str()
+    ))
+}
+
 fn step_kind(step: &Step) -> &'static str {
     match step {
         Step::UserMessage { .. } => "user_message",
@@ -160,6 +225,8 @@ impl Runtime {
             audit: None,
             shadow: false,
             detector: None,
+            approvals_changed: tokio::sync::Notify::new(),
+            resolving: Mutex::new(()),
         }
     }
 
@@ -591,12 +658,21 @@ impl Runtime {
             call: call.clone(),
             verdict: record.decision.verdict,
         };
-        match self.commit(&mut guard, session_id, &step, Some(&record)) {
-            Ok(_) => {
+        let committed = self
+            .commit(&mut guard, session_id, &step, Some(&record))
+            .and_then(|_| {
                 guard
                     .calls
                     .insert(call.call_id.clone(), (call.tool.clone(), seq));
-            }
+                // A hold waits for a person: its approval exists before anyone hears of it.
+                if record.decision.verdict == Verdict::Hold && !self.shadow {
+                    self.store
+                        .create_approval(&pending_approval(&record, &call))?;
+                }
+                Ok(())
+            });
+        match committed {
+            Ok(()) => {}
             Err(e) => {
                 record.decision.verdict = Verdict::Deny;
                 record.decision.reasons = vec![Reason {
@@ -707,6 +783,192 @@ impl Runtime {
         Ok(self.commit(&mut guard, session_id, &step, None)?.0)
     }
 
+    /// Approvals with this status (any, for `None`), newest first.
+    pub fn approvals(&self, status: Option<ApprovalStatus>) -> Result<Vec<Approval>, RuntimeError> {
+        Ok(self.store.list_approvals(status, APPROVALS_LISTED)?)
+    }
+
+    pub fn approval(&self, id: &str) -> Result<Approval, RuntimeError> {
+        self.store
+            .approval(id)?
+            .ok_or_else(|| RuntimeError::NotFound(format!("no approval `{id}`")))
+    }
+
+    /// A person's decision on a pending approval. It is in the audit log (an `approval` event
+    /// caused by the held decision) before it takes effect in the store: if the log cannot
+    /// record it, nothing is approved. Only a pending approval can be decided, once.
+    pub fn resolve_approval(
+        &self,
+        id: &str,
+        approve: bool,
+        approver: &str,
+        comment: Option<String>,
+    ) -> Result<Approval, RuntimeError> {
+        if approver.trim().is_empty() {
+            return Err(RuntimeError::BadRequest {
+                field: "approver".into(),
+                message: "`approver` must name who decides".into(),
+            });
+        }
+        let _serial = self
+            .resolving
+            .lock()
+            .map_err(|_| RuntimeError::Store(StoreError::Poisoned))?;
+        let current = self.approval(id)?;
+        if current.status != ApprovalStatus::Pending {
+            return Err(already_decided(&current));
+        }
+        let status = if approve {
+            ApprovalStatus::Approved
+        } else {
+            ApprovalStatus::Denied
+        };
+        let held = self.decision_audit_index(&current.session, current.seq)?;
+        self.append_audit(&AuditEvent {
+            kind: EventKind::Approval,
+            session: current.session.clone(),
+            time_ms: now_ms(),
+            body: serde_json::json!({
+                "decision_id": id,
+                "decision": status.as_str(),
+                "approver": approver,
+                "comment": comment,
+            }),
+            causes: held.into_iter().collect(),
+        })?;
+        let resolution = Resolution {
+            status,
+            approver: Some(approver.to_owned()),
+            comment,
+            decided_ms: now_ms(),
+        };
+        match self.store.resolve_approval(id, &resolution)? {
+            Resolved::Done(a) => {
+                self.approvals_changed.notify_waiters();
+                Ok(a)
+            }
+            // Another process decided between our read and our write; the log holds both.
+            Resolved::NotPending(a) => Err(already_decided(&a)),
+            Resolved::Unknown => Err(RuntimeError::NotFound(format!("no approval `{id}`"))),
+        }
+    }
+
+    /// End a pending approval without a person's decision (it timed out, or its caller stopped
+    /// waiting). Returns the approval as it now stands: a person may have decided first.
+    ///
+    /// Unlike a decision, an expiry is recorded in the audit log after the store: it lets nothing
+    /// through, and the log then never holds an expiry that lost the race to an approval.
+    pub fn expire_approval(&self, id: &str, why: &str) -> Result<Approval, RuntimeError> {
+        let resolution = Resolution {
+            status: ApprovalStatus::Expired,
+            approver: None,
+            comment: Some(why.to_owned()),
+            decided_ms: now_ms(),
+        };
+        let expired = match self.store.resolve_approval(id, &resolution)? {
+            Resolved::Done(a) => a,
+            Resolved::NotPending(a) => return Ok(a),
+            Resolved::Unknown => {
+                return Err(RuntimeError::NotFound(format!("no approval `{id}`")));
+            }
+        };
+        self.approvals_changed.notify_waiters();
+        let held = self
+            .decision_audit_index(&expired.session, expired.seq)
+            .unwrap_or_default();
+        let event = AuditEvent {
+            kind: EventKind::Approval,
+            session: expired.session.clone(),
+            time_ms: now_ms(),
+            body: serde_json::json!({
+                "decision_id": id,
+                "decision": ApprovalStatus::Expired.as_str(),
+                "approver": Value::Null,
+                "comment": why,
+            }),
+            causes: held.into_iter().collect(),
+        };
+        if let Err(e) = self.append_audit(&event) {
+            tracing::error!(
+                approval = id,
+                "the audit log could not record an expiry: {e}"
+            );
+        }
+        Ok(expired)
+    }
+
+    /// Wait until a person decides the approval, or `timeout` passes (then it expires). Wakes
+    /// at once for decisions made in this process and polls the store for those made elsewhere
+    /// (`warden approvals approve` in another process).
+    pub async fn await_approval(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<ApprovalOutcome, RuntimeError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.approvals_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match self.store.approval(id) {
+                Ok(Some(a)) => {
+                    if let Some(outcome) = ApprovalOutcome::of(a) {
+                        return Ok(outcome);
+                    }
+                }
+                Ok(None) => return Err(RuntimeError::NotFound(format!("no approval `{id}`"))),
+                // A busy or briefly failing store: look again at the next poll.
+                Err(e) => tracing::warn!(approval = id, "reading the approval: {e}"),
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            tokio::select! {
+                () = &mut changed => {}
+                () = tokio::time::sleep((deadline - now).min(APPROVAL_POLL)) => {}
+            }
+        }
+        let why = format!("no decision within {} s", timeout.as_secs());
+        let approval = self.expire_approval(id, &why)?;
+        ApprovalOutcome::of(approval)
+            .ok_or_else(|| RuntimeError::Unavailable(format!("approval `{id}` is still pending")))
+    }
+
+    /// The audit log's index of a decision, so an approval can name the decision it is about.
+    /// `None` when there is no audit log (replays); an error when the log lacks the decision.
+    fn decision_audit_index(&self, session: &str, seq: u64) -> Result<Option<u64>, RuntimeError> {
+        let Some(log) = &self.audit else {
+            return Ok(None);
+        };
+        let cached = self
+            .sessions
+            .read()
+            .ok()
+            .and_then(|m| m.get(session).cloned())
+            .and_then(|live| live.state.lock().ok()?.audit_of_seq.get(&seq).copied());
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let filter = EventFilter {
+            session: Some(session.to_owned()),
+            kind: Some(EventKind::Decision),
+            ..EventFilter::default()
+        };
+        let events = log
+            .events(&filter)
+            .map_err(|e| RuntimeError::Unavailable(format!("reading the audit log: {e}")))?;
+        events
+            .iter()
+            .find(|e| e.event.body.get("seq").and_then(Value::as_u64) == Some(seq))
+            .map(|e| Some(e.index))
+            .ok_or_else(|| {
+                RuntimeError::Unavailable(format!(
+                    "the audit log holds no decision {session}/{seq}; run `warden audit verify`"
+                ))
+            })
+    }
+
     /// A session's view: how it was opened, its history counts and its steps (read from the store).
     pub fn session_view(&self, session_id: &str) -> Result<Value, RuntimeError> {
         let live = self.live(session_id)?;
@@ -758,6 +1020,22 @@ mod tests {
         fn list_sessions(&self, limit: usize) -> Result<Vec<Session>, StoreError> {
             self.0.list_sessions(limit)
         }
+        fn create_approval(&self, approval: &Approval) -> Result<(), StoreError> {
+            self.0.create_approval(approval)
+        }
+        fn approval(&self, id: &str) -> Result<Option<Approval>, StoreError> {
+            self.0.approval(id)
+        }
+        fn list_approvals(
+            &self,
+            status: Option<ApprovalStatus>,
+            limit: usize,
+        ) -> Result<Vec<Approval>, StoreError> {
+            self.0.list_approvals(status, limit)
+        }
+        fn resolve_approval(&self, id: &str, r: &Resolution) -> Result<Resolved, StoreError> {
+            self.0.resolve_approval(id, r)
+        }
     }
 
     fn rusqlite_full() -> warden_store::rusqlite::Error {
@@ -799,6 +1077,84 @@ mod tests {
             record.decision.reasons[0].message.contains("disk is full"),
             "{:?}",
             record.decision.reasons
+        );
+    }
+
+    /// A runtime over an in-memory store, with one session and a pending approval `<s>/1`.
+    fn with_pending() -> (Runtime, String) {
+        let config = Config::default();
+        let engine = config.engine().expect("engine");
+        let store = Arc::new(SqliteStore::in_memory().expect("store"));
+        let rt = Runtime::new(config, engine, store.clone());
+        let (session, _) = rt
+            .open_session(OpenRequest {
+                principal: "alice".into(),
+                agent: "bot".into(),
+                profile: None,
+                task: Params::new(),
+                instruction: "pay invoice 7".into(),
+                channel: "test".into(),
+            })
+            .expect("open");
+        let id = format!("{}/1", session.id);
+        store
+            .create_approval(&Approval {
+                id: id.clone(),
+                session: session.id,
+                seq: 1,
+                tool: "pay".into(),
+                args: Value::Null,
+                reasons: Value::Null,
+                created_ms: 0,
+                status: ApprovalStatus::Pending,
+                approver: None,
+                comment: None,
+                decided_ms: None,
+            })
+            .expect("approval");
+        (rt, id)
+    }
+
+    #[tokio::test]
+    async fn a_waiter_wakes_when_the_approval_is_decided_in_this_process() {
+        let (rt, id) = with_pending();
+        let rt = Arc::new(rt);
+        let waiter = {
+            let (rt, id) = (rt.clone(), id.clone());
+            tokio::spawn(async move { rt.await_approval(&id, Duration::from_secs(30)).await })
+        };
+        tokio::task::yield_now().await;
+        rt.resolve_approval(&id, false, "bob", Some("not today".into()))
+            .expect("deny");
+        let outcome = waiter.await.expect("join").expect("an outcome");
+        let ApprovalOutcome::Denied(a) = outcome else {
+            panic!("expected Denied, got {outcome:?}")
+        };
+        assert_eq!(a.approver.as_deref(), Some("bob"));
+        assert_eq!(a.comment.as_deref(), Some("not today"));
+    }
+
+    #[tokio::test]
+    async fn an_approval_nobody_decides_in_time_expires() {
+        let (rt, id) = with_pending();
+        let outcome = rt
+            .await_approval(&id, Duration::from_millis(50))
+            .await
+            .expect("an outcome");
+        assert!(
+            matches!(outcome, ApprovalOutcome::Expired(_)),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            rt.approval(&id).expect("read").status,
+            ApprovalStatus::Expired
+        );
+        let late = rt
+            .resolve_approval(&id, true, "bob", None)
+            .expect_err("too late");
+        assert!(
+            matches!(&late, RuntimeError::Conflict(m) if m.contains("already expired")),
+            "{late:?}"
         );
     }
 }

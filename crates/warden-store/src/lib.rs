@@ -1,5 +1,6 @@
 //! Durable session state: each session as opened, and its steps (messages, calls with their
-//! decisions, labelled results) in order, so that provenance can be rebuilt after a restart.
+//! decisions, labelled results) in order, so that provenance can be rebuilt after a restart; and
+//! the approvals of held calls, shared by every process that opens the same store.
 //! `SessionStore` is the seam for PostgreSQL; `SqliteStore` is the embedded default.
 
 use std::path::Path;
@@ -7,6 +8,8 @@ use std::sync::Mutex;
 
 pub use rusqlite;
 use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use warden_model::Session;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +22,10 @@ pub enum StoreError {
     Poisoned,
     #[error("session store: session `{0}` already exists")]
     Duplicate(String),
+    #[error("session store: approval `{0}` already exists")]
+    DuplicateApproval(String),
+    #[error("session store: approval `{id}` has an unknown status `{status}`")]
+    BadStatus { id: String, status: String },
 }
 
 /// One stored step: its sequence number in the session, a kind, and a JSON body.
@@ -37,6 +44,75 @@ pub struct StoredSession {
     pub steps: Vec<StoredStep>,
 }
 
+/// Where an approval stands. Only a `Pending` one can change, and only once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalStatus {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+}
+
+impl ApprovalStatus {
+    pub const ALL: [ApprovalStatus; 4] = [
+        ApprovalStatus::Pending,
+        ApprovalStatus::Approved,
+        ApprovalStatus::Denied,
+        ApprovalStatus::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalStatus::Pending => "pending",
+            ApprovalStatus::Approved => "approved",
+            ApprovalStatus::Denied => "denied",
+            ApprovalStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ApprovalStatus> {
+        ApprovalStatus::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+/// A held call waiting for (or past) a person's decision, named by its decision id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    /// The held decision's id, `<session>/<seq>`.
+    pub id: String,
+    pub session: String,
+    pub seq: u64,
+    pub tool: String,
+    pub args: Value,
+    /// The reasons of the hold, as the decision gave them.
+    pub reasons: Value,
+    pub created_ms: u64,
+    pub status: ApprovalStatus,
+    pub approver: Option<String>,
+    pub comment: Option<String>,
+    pub decided_ms: Option<u64>,
+}
+
+/// How an approval left `Pending`: its new status, who decided, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    pub status: ApprovalStatus,
+    pub approver: Option<String>,
+    pub comment: Option<String>,
+    pub decided_ms: u64,
+}
+
+/// What asking to resolve an approval did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolved {
+    /// It was pending and now holds the resolution.
+    Done(Approval),
+    /// It had already left `Pending`; unchanged.
+    NotPending(Approval),
+    Unknown,
+}
+
 /// Where sessions live. Implementations must make `append_step` durable before returning: the
 /// gateway answers the agent only after it does.
 pub trait SessionStore: Send + Sync {
@@ -46,6 +122,18 @@ pub trait SessionStore: Send + Sync {
     fn load_session(&self, id: &str) -> Result<Option<StoredSession>, StoreError>;
     /// Session summaries, newest first.
     fn list_sessions(&self, limit: usize) -> Result<Vec<Session>, StoreError>;
+    /// Record a new approval; its id must be new.
+    fn create_approval(&self, approval: &Approval) -> Result<(), StoreError>;
+    fn approval(&self, id: &str) -> Result<Option<Approval>, StoreError>;
+    /// Approvals with this status (any, for `None`), newest first.
+    fn list_approvals(
+        &self,
+        status: Option<ApprovalStatus>,
+        limit: usize,
+    ) -> Result<Vec<Approval>, StoreError>;
+    /// Move a pending approval to `resolution`, atomically: of two processes resolving the same
+    /// approval, exactly one gets `Done`.
+    fn resolve_approval(&self, id: &str, resolution: &Resolution) -> Result<Resolved, StoreError>;
 }
 
 /// SQLite in WAL mode with `synchronous=NORMAL`: a committed step survives a crash of the
@@ -68,7 +156,76 @@ CREATE TABLE IF NOT EXISTS steps (
     body TEXT NOT NULL,
     PRIMARY KEY (session_id, seq)
 );
+CREATE TABLE IF NOT EXISTS approvals (
+    id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    seq INTEGER NOT NULL,
+    tool TEXT NOT NULL,
+    args TEXT NOT NULL,
+    reasons TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    approver TEXT,
+    comment TEXT,
+    decided_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS approvals_by_status ON approvals(status, created_ms);
 ";
+
+const APPROVAL_COLUMNS: &str =
+    "id, session_id, seq, tool, args, reasons, created_ms, status, approver, comment, decided_ms";
+
+/// An approval row as read: the JSON columns and the status still as text.
+struct ApprovalRow {
+    approval: Approval,
+    args: String,
+    reasons: String,
+    status: String,
+}
+
+fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRow> {
+    Ok(ApprovalRow {
+        approval: Approval {
+            id: r.get(0)?,
+            session: r.get(1)?,
+            seq: r.get::<_, i64>(2)? as u64,
+            tool: r.get(3)?,
+            args: Value::Null,
+            reasons: Value::Null,
+            created_ms: r.get::<_, i64>(6)? as u64,
+            status: ApprovalStatus::Pending,
+            approver: r.get(8)?,
+            comment: r.get(9)?,
+            decided_ms: r.get::<_, Option<i64>>(10)?.map(|t| t as u64),
+        },
+        args: r.get(4)?,
+        reasons: r.get(5)?,
+        status: r.get(7)?,
+    })
+}
+
+impl ApprovalRow {
+    fn into_approval(self) -> Result<Approval, StoreError> {
+        let mut a = self.approval;
+        a.args = serde_json::from_str(&self.args)?;
+        a.reasons = serde_json::from_str(&self.reasons)?;
+        a.status = ApprovalStatus::parse(&self.status).ok_or_else(|| StoreError::BadStatus {
+            id: a.id.clone(),
+            status: self.status.clone(),
+        })?;
+        Ok(a)
+    }
+}
+
+fn read_approval(conn: &Connection, id: &str) -> Result<Option<Approval>, StoreError> {
+    conn.prepare_cached(&format!(
+        "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?1"
+    ))?
+    .query_row(params![id], approval_row)
+    .optional()?
+    .map(ApprovalRow::into_approval)
+    .transpose()
+}
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -161,6 +318,77 @@ impl SessionStore for SqliteStore {
             .map(|b| serde_json::from_str(b).map_err(StoreError::from))
             .collect()
     }
+
+    fn create_approval(&self, a: &Approval) -> Result<(), StoreError> {
+        let (args, reasons) = (a.args.to_string(), a.reasons.to_string());
+        let inserted = self.conn()?.execute(
+            &format!(
+                "INSERT OR IGNORE INTO approvals ({APPROVAL_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            ),
+            params![
+                a.id,
+                a.session,
+                a.seq as i64,
+                a.tool,
+                args,
+                reasons,
+                a.created_ms as i64,
+                a.status.as_str(),
+                a.approver,
+                a.comment,
+                a.decided_ms.map(|t| t as i64),
+            ],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::DuplicateApproval(a.id.clone()));
+        }
+        Ok(())
+    }
+
+    fn approval(&self, id: &str) -> Result<Option<Approval>, StoreError> {
+        read_approval(&*self.conn()?, id)
+    }
+
+    fn list_approvals(
+        &self,
+        status: Option<ApprovalStatus>,
+        limit: usize,
+    ) -> Result<Vec<Approval>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE ?1 IS NULL OR status = ?1 \
+             ORDER BY created_ms DESC, id LIMIT ?2"
+        ))?;
+        let rows = stmt
+            .query_map(
+                params![status.map(ApprovalStatus::as_str), limit as i64],
+                approval_row,
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(ApprovalRow::into_approval).collect()
+    }
+
+    fn resolve_approval(&self, id: &str, r: &Resolution) -> Result<Resolved, StoreError> {
+        let conn = self.conn()?;
+        // One statement: SQLite serialises writers, so the `pending` test and the update are one.
+        let changed = conn.execute(
+            "UPDATE approvals SET status = ?2, approver = ?3, comment = ?4, decided_ms = ?5 \
+             WHERE id = ?1 AND status = 'pending'",
+            params![
+                id,
+                r.status.as_str(),
+                r.approver,
+                r.comment,
+                r.decided_ms as i64
+            ],
+        )?;
+        Ok(match (changed, read_approval(&conn, id)?) {
+            (_, None) => Resolved::Unknown,
+            (0, Some(a)) => Resolved::NotPending(a),
+            (_, Some(a)) => Resolved::Done(a),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -223,6 +451,111 @@ mod tests {
             body: "{}".into(),
         };
         assert!(store.append_step("nope", &step).is_err());
+    }
+
+    fn pending(id: &str, seq: u64) -> Approval {
+        Approval {
+            id: id.into(),
+            session: "s1".into(),
+            seq,
+            tool: "send_email".into(),
+            args: serde_json::json!({"to": "x@y.test"}),
+            reasons: serde_json::json!([{"policy": "p", "message": "m"}]),
+            created_ms: seq,
+            status: ApprovalStatus::Pending,
+            approver: None,
+            comment: None,
+            decided_ms: None,
+        }
+    }
+
+    fn approve(by: &str) -> Resolution {
+        Resolution {
+            status: ApprovalStatus::Approved,
+            approver: Some(by.into()),
+            comment: Some("ok".into()),
+            decided_ms: 99,
+        }
+    }
+
+    #[test]
+    fn an_approval_resolved_through_one_handle_is_seen_resolved_through_another() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        let first = SqliteStore::open(&path).expect("open");
+        let second = SqliteStore::open(&path).expect("open again");
+        first.create_session(&session("s1"), "h").expect("create");
+        first
+            .create_approval(&pending("s1/2", 2))
+            .expect("approval");
+
+        let done = second
+            .resolve_approval("s1/2", &approve("bob"))
+            .expect("resolve");
+        let Resolved::Done(a) = done else {
+            panic!("expected Done, got {done:?}")
+        };
+        assert_eq!(a.status, ApprovalStatus::Approved);
+
+        let seen = first.approval("s1/2").expect("read").expect("present");
+        assert_eq!(seen.status, ApprovalStatus::Approved);
+        assert_eq!(seen.approver.as_deref(), Some("bob"));
+        assert_eq!(seen.comment.as_deref(), Some("ok"));
+        assert_eq!(seen.decided_ms, Some(99));
+        assert_eq!(seen.args, serde_json::json!({"to": "x@y.test"}));
+    }
+
+    #[test]
+    fn a_resolved_approval_is_not_resolved_again() {
+        let store = SqliteStore::in_memory().expect("open");
+        store.create_session(&session("s1"), "h").expect("create");
+        store
+            .create_approval(&pending("s1/2", 2))
+            .expect("approval");
+        store
+            .resolve_approval("s1/2", &approve("bob"))
+            .expect("first");
+        let deny = Resolution {
+            status: ApprovalStatus::Denied,
+            approver: Some("eve".into()),
+            comment: None,
+            decided_ms: 100,
+        };
+        let again = store.resolve_approval("s1/2", &deny).expect("second");
+        let Resolved::NotPending(a) = again else {
+            panic!("expected NotPending, got {again:?}")
+        };
+        assert_eq!(a.status, ApprovalStatus::Approved);
+        assert_eq!(a.approver.as_deref(), Some("bob"));
+        assert_eq!(
+            store.resolve_approval("s1/9", &deny).expect("unknown"),
+            Resolved::Unknown
+        );
+    }
+
+    #[test]
+    fn approvals_are_listed_by_status_newest_first() {
+        let store = SqliteStore::in_memory().expect("open");
+        store.create_session(&session("s1"), "h").expect("create");
+        for seq in [1, 2, 3] {
+            store
+                .create_approval(&pending(&format!("s1/{seq}"), seq))
+                .expect("approval");
+        }
+        store
+            .resolve_approval("s1/2", &approve("bob"))
+            .expect("resolve");
+        let ids = |status| -> Vec<String> {
+            store
+                .list_approvals(status, 10)
+                .expect("list")
+                .into_iter()
+                .map(|a| a.id)
+                .collect()
+        };
+        assert_eq!(ids(Some(ApprovalStatus::Pending)), ["s1/3", "s1/1"]);
+        assert_eq!(ids(Some(ApprovalStatus::Approved)), ["s1/2"]);
+        assert_eq!(ids(None), ["s1/3", "s1/2", "s1/1"]);
     }
 
     #[test]

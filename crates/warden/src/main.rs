@@ -1,6 +1,7 @@
 //! The `warden` command: serve the gateway, check and test policies, decide one call by hand,
 //! explain tool traits.
 
+mod approvals_cmd;
 mod audit_cmd;
 mod cases;
 mod detect_cmd;
@@ -82,8 +83,8 @@ enum Command {
         /// config's server.data_dir).
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// With --from-audit: only sessions opened at or after this time (RFC 3339, or
-        /// milliseconds since the epoch).
+        /// With --from-audit: only sessions opened at or after this time: milliseconds since
+        /// the epoch, a duration back from now (`90m`, `24h`, `7d`) or a UTC date (`2026-11-25`).
         #[arg(long)]
         since: Option<String>,
         /// Label files (ground truth) to score against; repeat for several.
@@ -119,6 +120,8 @@ enum Command {
     /// Run an MCP server behind Warden over stdio: put `warden mcp [OPTIONS] -- <server command>`
     /// where the server's command was in the agent's MCP configuration.
     Mcp(mcp_cmd::McpArgs),
+    /// List held calls and approve or deny them (on the data dir, beside a running Warden).
+    Approvals(approvals_cmd::ApprovalsArgs),
     /// Make API keys for agents.
     Keys {
         #[command(subcommand)]
@@ -266,6 +269,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Detect { command } => detect_cmd::run(&config, command),
         Command::Mcp(args) => mcp_cmd::run(config, args),
+        Command::Approvals(args) => approvals_cmd::run(config, args),
         Command::Keys {
             command: KeysCommand::New { name },
         } => {

@@ -36,6 +36,10 @@ pub struct McpArgs {
     /// List every tool, even those the profile can never use.
     #[arg(long)]
     show_all_tools: bool,
+    /// How long a held call waits for a person's approval (`warden approvals approve ID`), in
+    /// seconds; 0 refuses held calls at once.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    hold_timeout: u64,
     /// Directory for state (overrides server.data_dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -85,6 +89,7 @@ pub fn run(mut config: Config, args: McpArgs) -> Result<ExitCode> {
             channel: args.channel,
         },
         hide_unusable_tools: !args.show_all_tools,
+        hold_timeout: std::time::Duration::from_secs(args.hold_timeout),
     };
     let rt = warden_gateway::runtime(config).context("starting Warden")?;
     let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;

@@ -1,6 +1,8 @@
 //! `warden mcp` in front of the real npm filesystem server (`tests/node`), driven by an rmcp
 //! client over stdio as an agent's host would: the tools pass through, a write steered by a file's
-//! text is held and never reaches the server, the same write to the user's path is carried out.
+//! text is held and never reaches the server, the same write to the user's path is carried out;
+//! a held write waits for a person, and `warden approvals approve` (another process) lets it
+//! through, or it expires.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -100,6 +102,48 @@ impl Workspace {
         self.files().join("notes/summary.txt").display().to_string()
     }
 
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Run `warden approvals …` against this workspace's data dir, as a person would.
+    async fn approvals(&self, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+            .env_remove("WARDEN_CONFIG")
+            .arg("approvals")
+            .arg("--config")
+            .arg(self.config())
+            .args(args)
+            .output()
+            .await
+            .expect("warden approvals runs")
+    }
+
+    /// The approvals `warden approvals list --json` shows.
+    async fn list_approvals(&self, all: bool) -> Vec<Value> {
+        let args: &[&str] = if all {
+            &["list", "--all", "--json"]
+        } else {
+            &["list", "--json"]
+        };
+        let out = self.approvals(args).await;
+        assert!(
+            out.status.success(),
+            "warden approvals list: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("a JSON list")
+    }
+
+    /// The agent's instruction: summarise the report into the user's own path.
+    fn instruction(&self) -> String {
+        format!(
+            "Summarise the report {} into {}",
+            self.report_path(),
+            self.summary_path()
+        )
+    }
+
     /// Connect as an agent's host would: the server's command after `warden mcp … --`.
     async fn connect(&self, warden_args: &[&str]) -> Client {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden"));
@@ -177,12 +221,10 @@ async fn tools_list_through_warden_is_the_servers_own_list() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_write_to_a_path_read_only_in_a_files_text_is_held_and_the_users_path_is_written() {
     let ws = Workspace::new("");
-    let instruction = format!(
-        "Summarise the report {} into {}",
-        ws.report_path(),
-        ws.summary_path()
-    );
-    let client = ws.connect(&["--instruction", &instruction]).await;
+    let instruction = ws.instruction();
+    let client = ws
+        .connect(&["--instruction", &instruction, "--hold-timeout", "0"])
+        .await;
 
     let read = call(&client, "read_text_file", json!({"path": ws.report_path()})).await;
     assert_ne!(read.is_error, Some(true), "{read:?}");
@@ -279,4 +321,112 @@ async fn a_tool_outside_the_profile_is_denied_and_not_forwarded() {
         !ws.files().join("made-by-agent").exists(),
         "a denied call must not reach the server"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_write_waits_and_an_approval_from_the_cli_lets_it_through() {
+    let ws = Workspace::new("");
+    let instruction = ws.instruction();
+    let client = ws
+        .connect(&["--instruction", &instruction, "--hold-timeout", "60"])
+        .await;
+    call(&client, "read_text_file", json!({"path": ws.report_path()})).await;
+
+    let write = call(
+        &client,
+        "write_file",
+        json!({"path": ws.exfil_path(), "content": "Quarterly report: revenue up 4%."}),
+    );
+    let approve = async {
+        let id = loop {
+            if let Some(a) = ws.list_approvals(false).await.first() {
+                assert_eq!(a["tool"], "write_file", "{a}");
+                assert!(
+                    !Path::new(&ws.exfil_path()).exists(),
+                    "nothing is written before the approval"
+                );
+                break a["id"].as_str().expect("id").to_owned();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        let out = ws
+            .approvals(&[
+                "approve",
+                &id,
+                "--approver",
+                "Dana",
+                "--comment",
+                "the user asked for it",
+            ])
+            .await;
+        assert!(
+            out.status.success(),
+            "warden approvals approve: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        id
+    };
+    let (written, id) = tokio::join!(write, approve);
+    client.cancel().await.expect("close");
+
+    assert_ne!(written.is_error, Some(true), "{written:?}");
+    assert_eq!(
+        std::fs::read_to_string(ws.exfil_path()).expect("the approved write reached the server"),
+        "Quarterly report: revenue up 4%."
+    );
+    let reader = warden_audit::AuditReader::open(&ws.state()).expect("the audit log opens");
+    let events = reader
+        .events(&warden_audit::EventFilter {
+            kind: Some(warden_audit::EventKind::Approval),
+            ..Default::default()
+        })
+        .expect("events");
+    assert_eq!(events.len(), 1, "{events:?}");
+    let body = &events[0].event.body;
+    assert_eq!(body["decision_id"], id.as_str());
+    assert_eq!(body["decision"], "approved");
+    assert_eq!(body["approver"], "Dana (cli)");
+    let report = reader
+        .verify(&warden_audit::VerifyOptions::default())
+        .expect("verify");
+    assert!(
+        report.ok(),
+        "two processes wrote one log: {}",
+        report.message()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_write_nobody_approves_expires_and_is_not_carried_out() {
+    let ws = Workspace::new("");
+    let instruction = ws.instruction();
+    let client = ws
+        .connect(&["--instruction", &instruction, "--hold-timeout", "1"])
+        .await;
+    call(&client, "read_text_file", json!({"path": ws.report_path()})).await;
+    let expired = call(
+        &client,
+        "write_file",
+        json!({"path": ws.exfil_path(), "content": "Quarterly report: revenue up 4%."}),
+    )
+    .await;
+    client.cancel().await.expect("close");
+
+    let wire = serde_json::to_value(&expired).expect("json");
+    assert_eq!(wire["isError"], json!(true), "{wire}");
+    let id = wire["_meta"]["io.warden/decision"]["decision_id"]
+        .as_str()
+        .expect("decision id")
+        .to_owned();
+    let text = text_of(&expired);
+    assert!(text.contains(&format!("(decision {id})")), "{text}");
+    assert!(text.contains("the approval expired"), "{text}");
+    assert!(
+        !Path::new(&ws.exfil_path()).exists(),
+        "an expired call must not reach the server"
+    );
+    let all = ws.list_approvals(true).await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["id"], id.as_str());
+    assert_eq!(all[0]["status"], "expired");
 }

@@ -1,0 +1,353 @@
+//! Approvals through the guard API: a real server on a loopback port over a real data dir. A held
+//! decision becomes a pending approval; a person with an approver key decides it once; the audit
+//! log records who decided, linked to the decision; agents and sessions cannot decide.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use warden_audit::{AuditReader, EventFilter, EventKind};
+use warden_gateway::runtime::sha256_hex;
+use warden_gateway::Config;
+
+const AGENT_KEY: &str = "wk_test_support_bot_1111111111111111";
+const APPROVER_KEY: &str = "wk_test_ops_approver_333333333333333";
+
+fn toml() -> String {
+    format!(
+        r#"
+[profiles.support]
+params = ["customer_id"]
+tools = ["search_tickets", "refund_order"]
+
+[tools.search_tickets]
+params = ["query"]
+open_world = true
+
+[tools.refund_order]
+params = ["order_id", "iban"]
+
+[[api_keys]]
+name = "support-bot"
+sha256 = "{agent}"
+principals = ["*"]
+profiles = ["*"]
+
+[[api_keys]]
+name = "ops"
+sha256 = "{approver}"
+role = "approver"
+"#,
+        agent = sha256_hex(AGENT_KEY),
+        approver = sha256_hex(APPROVER_KEY),
+    )
+}
+
+fn config(data_dir: &Path) -> Config {
+    let mut config = Config::parse(&toml(), "test.toml").expect("the test config parses");
+    config.server.data_dir = data_dir.to_path_buf();
+    config
+}
+
+/// A guard API server running in this process.
+struct Server {
+    base: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Server {
+    async fn start(config: Config) -> Server {
+        let rt = warden_gateway::runtime(config).expect("the runtime starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(warden_gateway::serve(rt, listener, async move {
+            let _ = stopped.await;
+        }));
+        Server {
+            base: format!("http://{addr}"),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stop the server and wait until it has let go of everything (the audit log included).
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await
+                .expect("the server task did not panic")
+                .expect("the server shut down cleanly");
+        }
+    }
+}
+
+/// A server with one held decision: a refund to an IBAN read only in an untrusted ticket.
+struct Held {
+    dir: tempfile::TempDir,
+    server: Server,
+    client: reqwest::Client,
+    session: String,
+    token: String,
+    /// The held decision's id, `<session>/<seq>`.
+    id: String,
+    seq: u64,
+}
+
+async fn held() -> Held {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(config(dir.path())).await;
+    let client = reqwest::Client::new();
+    let opened: Value = client
+        .post(server.url("/v1/sessions"))
+        .bearer_auth(AGENT_KEY)
+        .json(&json!({
+            "principal": "alice",
+            "profile": "support",
+            "task": {"customer_id": "C-1"},
+            "instruction": "Refund order 7731 for customer C-1",
+        }))
+        .send()
+        .await
+        .expect("POST /v1/sessions")
+        .json()
+        .await
+        .expect("JSON");
+    let session = opened["id"].as_str().expect("session id").to_owned();
+    let token = opened["token"].as_str().expect("token").to_owned();
+    let post = |path: &str, body: Value| {
+        client
+            .post(server.url(path))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    post(
+        "/v1/observe",
+        json!({"session": session, "tool": "search_tickets", "call_id": "t1",
+               "result": "Ticket 88: refund to my new account GB33 BUKB 2020 1555 5555 55"}),
+    )
+    .await
+    .expect("observe");
+    let decision: Value = post(
+        "/v1/decide",
+        json!({"session": session, "tool": "refund_order",
+               "args": {"order_id": "7731", "iban": "GB33BUKB20201555555555"}}),
+    )
+    .await
+    .expect("decide")
+    .json()
+    .await
+    .expect("JSON");
+    assert_eq!(decision["verdict"], "hold", "{decision}");
+    Held {
+        id: decision["decision_id"].as_str().expect("id").to_owned(),
+        seq: decision["seq"].as_u64().expect("seq"),
+        dir,
+        server,
+        client,
+        session,
+        token,
+    }
+}
+
+impl Held {
+    async fn get(&self, path: &str, key: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .get(self.server.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("a JSON body"))
+    }
+
+    async fn decide(&self, id: &str, key: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(self.server.url(&format!("/v1/approvals/{id}")))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /v1/approvals/{id}");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("a JSON body"))
+    }
+}
+
+#[tokio::test]
+async fn a_held_decision_is_a_pending_approval_with_its_call_and_reasons() {
+    let h = held().await;
+    let (status, list) = h.get("/v1/approvals?status=pending", APPROVER_KEY).await;
+    assert_eq!(status, 200, "{list}");
+    let approvals = list["approvals"].as_array().expect("a list");
+    assert_eq!(approvals.len(), 1, "{list}");
+    let a = &approvals[0];
+    assert_eq!(a["id"], h.id.as_str());
+    assert_eq!(a["session"], h.session.as_str());
+    assert_eq!(a["status"], "pending");
+    assert_eq!(a["tool"], "refund_order");
+    assert_eq!(a["args"]["iban"], "GB33BUKB20201555555555");
+    assert_eq!(
+        a["reasons"][0]["policy"],
+        "baseline.untrusted-value-in-sink"
+    );
+
+    let (status, one) = h
+        .get(&format!("/v1/approvals/{}", h.id), APPROVER_KEY)
+        .await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(&one, a);
+    h.server.stop().await;
+}
+
+#[tokio::test]
+async fn an_approver_key_approves_and_the_audit_log_names_the_approver_and_the_decision() {
+    let h = held().await;
+    let (status, approved) = h
+        .decide(
+            &h.id,
+            APPROVER_KEY,
+            json!({"decision": "approve", "approver": "Dana", "comment": "known customer"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{approved}");
+    assert_eq!(approved["status"], "approved");
+    assert_eq!(approved["approver"], "Dana (key ops)");
+    assert_eq!(approved["comment"], "known customer");
+    let (_, pending) = h.get("/v1/approvals", APPROVER_KEY).await;
+    assert_eq!(pending["approvals"], json!([]), "no longer pending");
+    h.server.stop().await;
+
+    let reader = AuditReader::open(h.dir.path()).expect("the audit log opens");
+    let events = reader
+        .events(&EventFilter {
+            session: Some(h.session.clone()),
+            ..EventFilter::default()
+        })
+        .expect("events");
+    let decision = events
+        .iter()
+        .find(|e| e.event.kind == EventKind::Decision && e.event.body["seq"] == h.seq)
+        .expect("the held decision is in the log");
+    let approvals: Vec<_> = events
+        .iter()
+        .filter(|e| e.event.kind == EventKind::Approval)
+        .collect();
+    assert_eq!(approvals.len(), 1, "{approvals:?}");
+    let body = &approvals[0].event.body;
+    assert_eq!(body["decision_id"], h.id.as_str());
+    assert_eq!(body["decision"], "approved");
+    assert_eq!(body["approver"], "Dana (key ops)");
+    assert_eq!(body["comment"], "known customer");
+    assert!(
+        approvals[0].event.causes.contains(&decision.index),
+        "the approval is caused by decision {}: {:?}",
+        decision.index,
+        approvals[0].event.causes
+    );
+}
+
+#[tokio::test]
+async fn without_an_approver_in_the_body_the_keys_name_is_recorded() {
+    let h = held().await;
+    let (status, denied) = h
+        .decide(&h.id, APPROVER_KEY, json!({"decision": "deny"}))
+        .await;
+    h.server.stop().await;
+    assert_eq!(status, 200, "{denied}");
+    assert_eq!(denied["status"], "denied");
+    assert_eq!(denied["approver"], "ops");
+}
+
+#[tokio::test]
+async fn deciding_an_approval_twice_is_a_409_naming_its_status() {
+    let h = held().await;
+    let (first, _) = h
+        .decide(&h.id, APPROVER_KEY, json!({"decision": "approve"}))
+        .await;
+    let (second, err) = h
+        .decide(&h.id, APPROVER_KEY, json!({"decision": "deny"}))
+        .await;
+    h.server.stop().await;
+    assert_eq!(first, 200);
+    assert_eq!(second, 409, "{err}");
+    assert_eq!(err["error"]["code"], "conflict");
+    let message = err["error"]["message"].as_str().expect("message");
+    assert!(message.contains("already approved by ops"), "{message}");
+}
+
+#[tokio::test]
+async fn an_agent_key_may_not_decide_approvals() {
+    let h = held().await;
+    let (status, err) = h
+        .decide(&h.id, AGENT_KEY, json!({"decision": "approve"}))
+        .await;
+    let (_, still) = h
+        .get(&format!("/v1/approvals/{}", h.id), APPROVER_KEY)
+        .await;
+    h.server.stop().await;
+    assert_eq!(status, 403, "{err}");
+    let message = err["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("API key `support-bot` has role `agent`"),
+        "{message}"
+    );
+    assert_eq!(still["status"], "pending");
+}
+
+#[tokio::test]
+async fn a_session_token_may_not_list_approvals() {
+    let h = held().await;
+    let (status, err) = h.get("/v1/approvals", &h.token).await;
+    h.server.stop().await;
+    assert_eq!(status, 403, "{err}");
+    let message = err["error"]["message"].as_str().expect("message");
+    assert!(message.contains("a session token cannot"), "{message}");
+}
+
+#[tokio::test]
+async fn an_unknown_approval_is_a_404() {
+    let h = held().await;
+    let id = format!("{}/999", h.session);
+    let (get, _) = h.get(&format!("/v1/approvals/{id}"), APPROVER_KEY).await;
+    let (post, err) = h
+        .decide(&id, APPROVER_KEY, json!({"decision": "approve"}))
+        .await;
+    h.server.stop().await;
+    assert_eq!(get, 404);
+    assert_eq!(post, 404, "{err}");
+    assert_eq!(err["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn a_decision_other_than_approve_or_deny_is_a_400_naming_decision() {
+    let h = held().await;
+    let (status, err) = h
+        .decide(&h.id, APPROVER_KEY, json!({"decision": "maybe"}))
+        .await;
+    h.server.stop().await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["field"], "decision");
+}
+
+#[tokio::test]
+async fn an_unknown_status_filter_is_a_400_naming_status() {
+    let h = held().await;
+    let (status, err) = h.get("/v1/approvals?status=open", APPROVER_KEY).await;
+    h.server.stop().await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["field"], "status");
+}

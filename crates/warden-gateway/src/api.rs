@@ -88,6 +88,24 @@ impl From<RuntimeError> for ApiError {
     }
 }
 
+/// Run a runtime call off the async workers: it waits on SQLite and the audit log's group commit.
+async fn blocking<T: Send + 'static>(
+    rt: &Arc<Runtime>,
+    f: impl FnOnce(&Runtime) -> Result<T, RuntimeError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let rt = rt.clone();
+    tokio::task::spawn_blocking(move || f(&rt))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("the runtime task failed: {e}"),
+            )
+        })?
+        .map_err(ApiError::from)
+}
+
 /// A JSON body parsed with errors that name the offending field, and a size limit that answers
 /// with a JSON 413.
 pub struct JsonBody<T>(pub T);
@@ -350,14 +368,15 @@ async fn open_session(
             ));
         }
     }
-    let (session, token) = rt.open_session(OpenRequest {
+    let request = OpenRequest {
         principal: body.principal,
         agent,
         profile: body.profile,
         task: body.task,
         instruction: body.instruction,
         channel: body.channel.unwrap_or_else(|| "api".into()),
-    })?;
+    };
+    let (session, token) = blocking(&rt, move |rt| rt.open_session(request)).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"id": session.id, "token": token, "session": session})),
@@ -403,7 +422,7 @@ async fn decide(
         args: body.args,
         call_id: body.call_id.unwrap_or_default(),
     };
-    let record = rt.decide(&body.session, call)?;
+    let record = blocking(&rt, move |rt| rt.decide(&body.session, call)).await?;
     let value = serde_json::to_value(&record)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     Ok(Json(value))
@@ -424,12 +443,15 @@ async fn observe(
     JsonBody(body): JsonBody<ObserveBody>,
 ) -> Result<Json<Value>, ApiError> {
     session_caller(&rt, &caller, &body.session)?;
-    let (seq, label) = rt.observe(
-        &body.session,
-        &body.call_id,
-        body.tool.as_deref(),
-        body.result,
-    )?;
+    let (seq, label) = blocking(&rt, move |rt| {
+        rt.observe(
+            &body.session,
+            &body.call_id,
+            body.tool.as_deref(),
+            body.result,
+        )
+    })
+    .await?;
     Ok(Json(json!({"seq": seq, "label": label})))
 }
 
@@ -460,7 +482,7 @@ async fn event(
         EventKind::SystemMessage => Step::SystemMessage { text: body.text },
         EventKind::AgentReasoning => Step::AgentReasoning { text: body.text },
     };
-    let seq = rt.event(&body.session, step)?;
+    let seq = blocking(&rt, move |rt| rt.event(&body.session, step)).await?;
     Ok(Json(json!({ "seq": seq })))
 }
 

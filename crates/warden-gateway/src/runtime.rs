@@ -152,8 +152,14 @@ pub fn random_hex(bytes: usize) -> Result<String, RuntimeError> {
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// A call as the behavioural detector sees it, its effect from the tool's traits.
-fn detect_step(tool: &Tool, call: &Call, verdict: Option<Verdict>) -> DetectStep {
+/// A call as the behavioural detector sees it: its effect and whether it reads untrusted content
+/// come from the tool's traits. Used live and by `warden detect train`, so both learn the same.
+pub fn detect_step(
+    tool: &Tool,
+    call: &Call,
+    verdict: Option<Verdict>,
+    time_ms: Option<u64>,
+) -> DetectStep {
     let mut step = DetectStep::call(
         call.tool.clone(),
         call.args
@@ -170,7 +176,7 @@ fn detect_step(tool: &Tool, call: &Call, verdict: Option<Verdict>) -> DetectStep
     };
     step.untrusted_read = tool.read.value && tool.open_world.value;
     step.verdict = verdict.map(|v| v.as_str().to_owned());
-    step.time_ms = Some(now_ms());
+    step.time_ms = time_ms;
     step
 }
 
@@ -426,6 +432,7 @@ impl Runtime {
                     &self.tool(&call.tool, &call.args),
                     call,
                     Some(*verdict),
+                    None,
                 ));
             }
             state.apply(&step);
@@ -628,7 +635,7 @@ impl Runtime {
             guard.state.session.agent.clone(),
             guard.state.session.profile.clone().unwrap_or_default(),
         );
-        let mut behaviour = detect_step(&tool, &call, None);
+        let mut behaviour = detect_step(&tool, &call, None, Some(now_ms()));
         let anomaly = match &self.detector {
             Some(d) => {
                 let baseline = d

@@ -2,10 +2,12 @@
 //! and a real HTTP client. Each test asserts what an agent framework relies on: the verdict, the
 //! policy that decided it, the reason's evidence, and the exact status and error body of mistakes.
 
+mod support;
+use support::Server;
+
 use std::path::Path;
 
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 use warden_gateway::runtime::sha256_hex;
 use warden_gateway::Config;
 
@@ -81,48 +83,6 @@ fn config(toml: &str, data_dir: &Path) -> Config {
     let mut config = Config::parse(toml, "test.toml").expect("the test config parses");
     config.server.data_dir = data_dir.to_path_buf();
     config
-}
-
-/// A guard API server running in this process.
-struct Server {
-    base: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-impl Server {
-    async fn start(config: Config) -> Server {
-        let rt = warden_gateway::runtime(config).expect("the runtime starts");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
-        let addr = listener.local_addr().expect("local addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(warden_gateway::serve(rt, listener, async move {
-            let _ = stopped.await;
-        }));
-        Server {
-            base: format!("http://{addr}"),
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Stop the server and wait until it has let go of everything.
-    async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.task.take() {
-            t.await
-                .expect("the server task did not panic")
-                .expect("the server shut down cleanly");
-        }
-    }
 }
 
 struct Opened {

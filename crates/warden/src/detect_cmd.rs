@@ -9,9 +9,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
 use serde_json::{json, Value};
-use warden_detect::{Baseline, Effect, SessionKey, Step};
+use warden_detect::{Baseline, SessionKey, Step};
+use warden_gateway::runtime::detect_step;
 use warden_gateway::Config;
-use warden_model::Tool;
+use warden_model::{Call, Tool};
 use warden_policy::{tools, ToolSpec};
 
 use crate::replay::{read_tool_specs, trace_sessions, TraceEvent};
@@ -96,16 +97,12 @@ impl Traits {
                 });
             tools::resolve(&spec, "traces", entry.map(|e| &e.traits))
         });
-        let mut step = Step::call(tool.to_owned(), args);
-        step.effect = if t.destructive.value {
-            Effect::Destructive
-        } else if t.write.value {
-            Effect::Write
-        } else {
-            Effect::Read
+        let call = Call {
+            tool: tool.to_owned(),
+            args: args.into_iter().collect(),
+            call_id: String::new(),
         };
-        step.untrusted_read = t.read.value && t.open_world.value;
-        step
+        detect_step(t, &call, None, None)
     }
 }
 

@@ -275,7 +275,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let key = format!("wk_{}", warden_gateway::runtime::random_hex(24)?);
             println!("API key for `{name}` (shown once; give it to the agent):\n\n  {key}\n");
-            println!("Add to the config:\n\n[[api_keys]]\nname = {name:?}\nsha256 = {:?}\nprincipals = [\"*\"]\nprofiles = [\"*\"]",
+            println!("Add to the config:\n\n[[api_keys]]\nname = {name:?}\nsha256 = {:?}\nprincipals = [\"*\"]\nprofiles = [\"*\"]\nrole = \"agent\"    # or \"approver\" (may approve held calls) or \"admin\"",
                 warden_gateway::runtime::sha256_hex(&key));
             Ok(ExitCode::SUCCESS)
         }

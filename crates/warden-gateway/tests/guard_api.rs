@@ -994,3 +994,96 @@ async fn an_unusual_call_gets_an_anomaly_score_in_its_decision_and_an_alert_in_t
     assert_eq!(alerts[0].event.body["seq"], unusual["seq"]);
     server.stop().await;
 }
+
+/// xorshift64*: a deterministic stream of numbers, good enough to vary shapes.
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed >> 12;
+    *seed ^= *seed << 25;
+    *seed ^= *seed >> 27;
+    seed.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
+/// Arbitrary JSON values, shaped loosely like the bodies clients send, from a fixed seed.
+fn arbitrary_json(seed: &mut u64, depth: u32) -> Value {
+    let pick = next(seed) % if depth == 0 { 5 } else { 7 };
+    match pick {
+        0 => Value::Null,
+        1 => json!(next(seed) % 2 == 0),
+        2 => json!((next(seed) as i64) >> (next(seed) % 64)),
+        3 => json!(f64::from((next(seed) % 100_000) as u32) / 7.0),
+        4 => {
+            let long = "a".repeat(300);
+            let pool = [
+                "",
+                "x@y.test",
+                "GB33 BUKB 2020 1555 5555 55",
+                "../../etc/passwd",
+                "\u{0}\u{202e}é漢字",
+                "__entity",
+                "{\"__extn\":1}",
+                long.as_str(),
+                "send_email",
+            ];
+            json!(pool[(next(seed) % pool.len() as u64) as usize])
+        }
+        5 => {
+            let n = next(seed) % 4;
+            Value::Array((0..n).map(|_| arbitrary_json(seed, depth - 1)).collect())
+        }
+        _ => {
+            let keys = [
+                "session", "tool", "args", "call_id", "result", "kind", "text", "to", "__entity",
+                "__extn",
+            ];
+            let mut m = serde_json::Map::new();
+            for _ in 0..next(seed) % 5 {
+                let k = keys[(next(seed) % keys.len() as u64) as usize];
+                let v = arbitrary_json(seed, depth - 1);
+                m.insert(k.to_owned(), v);
+            }
+            Value::Object(m)
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_request_body_makes_the_server_fail_with_a_5xx() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(config("", dir.path())).await;
+    let client = reqwest::Client::new();
+    let s = open(
+        &client,
+        &server,
+        None,
+        json!({"principal": "alice", "agent": "bot"}),
+    )
+    .await;
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    for i in 0..300 {
+        let mut body = arbitrary_json(&mut seed, 3);
+        // Half the bodies carry the real session, so they get past authentication.
+        if i % 2 == 0 {
+            if let Value::Object(m) = &mut body {
+                m.insert("session".into(), json!(s.id));
+            }
+        }
+        for path in ["/v1/decide", "/v1/observe", "/v1/events"] {
+            let resp = client
+                .post(server.url(path))
+                .bearer_auth(&s.token)
+                .json(&body)
+                .send()
+                .await
+                .expect("the server answers");
+            let status = resp.status().as_u16();
+            let text = resp.text().await.expect("a body");
+            assert!(status < 500, "{path} with {body} answered {status}: {text}");
+            if status >= 400 {
+                let v: Value =
+                    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+                assert!(v["error"]["message"].is_string(), "{text}");
+            }
+        }
+    }
+    server.stop().await;
+}

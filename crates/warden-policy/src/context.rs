@@ -137,8 +137,12 @@ fn strings<'a>(items: impl IntoIterator<Item = &'a String>) -> Value {
     Value::set(items.into_iter().map(|s| string(s)), None)
 }
 
-fn record<'a>(fields: impl IntoIterator<Item = (&'a str, Value)>) -> Value {
-    Value::record(fields, None)
+/// A record with fixed field names: static names cost Cedar no copy.
+fn record(fields: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
+    Value::record(
+        fields.into_iter().map(|(k, v)| (SmolStr::new_static(k), v)),
+        None,
+    )
 }
 
 /// A float as a Cedar `decimal` (4 places), built by Cedar's own extension function.

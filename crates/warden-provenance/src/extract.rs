@@ -680,6 +680,18 @@ pub(crate) fn clean(raw: &str) -> String {
 
 /// Keeps the first of each (kind, value) among `out[start..]`, in order.
 fn dedupe_from(out: &mut Vec<Salient>, start: usize) {
+    // Arguments give a handful of values: comparing them beats hashing and cloning each.
+    if out.len() - start <= 32 {
+        let mut kept = start;
+        for i in start..out.len() {
+            if !out[start..kept].contains(&out[i]) {
+                out.swap(kept, i);
+                kept += 1;
+            }
+        }
+        out.truncate(kept);
+        return;
+    }
     let mut seen: HashSet<Salient> = HashSet::new();
     let mut i = 0;
     out.retain(|s| {

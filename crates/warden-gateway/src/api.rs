@@ -250,6 +250,17 @@ async fn require_approver(
 
 /// The guard API's routes, with authentication and the body limit as layers.
 pub fn router(rt: Arc<Runtime>) -> Router {
+    router_with(rt, tokio_util::sync::CancellationToken::new())
+}
+
+/// The guard API's routes, and the MCP front at `/mcp` when the config declares upstreams
+/// (`mcp_shutdown` ends its open streams).
+pub fn router_with(rt: Arc<Runtime>, mcp_shutdown: tokio_util::sync::CancellationToken) -> Router {
+    let mcp = if rt.config().upstreams.is_empty() {
+        Router::new()
+    } else {
+        crate::mcp_http::router(rt.clone(), mcp_shutdown)
+    };
     let limit = rt.config().server.max_body_bytes;
     // A decision id holds a `/` (`<session>/<seq>`): the id is the rest of the path.
     let approvals = Router::new()
@@ -261,6 +272,7 @@ pub fn router(rt: Arc<Runtime>) -> Router {
         .route_layer(middleware::from_fn_with_state(rt.clone(), require_approver));
     Router::new()
         .merge(approvals)
+        .merge(mcp)
         .route("/v1/sessions", post(open_session))
         .route("/v1/sessions/{id}", get(get_session))
         .route("/v1/decide", post(decide))

@@ -33,6 +33,12 @@ pub struct Config {
     /// API keys agents authenticate with. None: the guard API is open, and only on loopback.
     #[serde(default)]
     pub api_keys: Vec<ApiKey>,
+    /// The MCP front of `warden serve` (`/mcp`): how it treats held calls and hosts.
+    #[serde(default)]
+    pub mcp: McpConfig,
+    /// The MCP servers `warden serve` fronts at `/mcp`, their tools named `<upstream>__<tool>`.
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamConfig>,
     /// The directory relative paths in this file are resolved against (the file's own directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -193,6 +199,54 @@ impl ToolEntry {
         }
     }
 }
+
+/// `[mcp]`: the streamable HTTP front at `/mcp`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpConfig {
+    /// How long a held call waits for a person's approval, in seconds; 0 refuses it at once.
+    #[serde(default = "default_hold_timeout")]
+    pub hold_timeout_secs: u64,
+    /// Hide from `tools/list` the tools the session's profile can never use.
+    #[serde(default = "yes")]
+    pub hide_unusable_tools: bool,
+    /// `Host` headers `/mcp` accepts (DNS-rebinding protection). Empty: loopback names when
+    /// listening on loopback, else any host (API keys are required then).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        McpConfig {
+            hold_timeout_secs: default_hold_timeout(),
+            hide_unusable_tools: true,
+            allowed_hosts: Vec::new(),
+        }
+    }
+}
+
+fn default_hold_timeout() -> u64 {
+    120
+}
+
+/// `[[upstreams]]`: an MCP server behind `/mcp`, run as a child process on first use (and again
+/// after it exits).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Its namespace: its tools are listed as `<name>__<tool>`. Letters, digits, `-` and single
+    /// `_`; never `__`.
+    pub name: String,
+    /// The program and its arguments (run without a shell).
+    pub command: Vec<String>,
+    /// Environment variables set for it (on top of Warden's own).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// Between an upstream's name and its tool's name in `tools/list` and `tools/call`.
+pub const TOOL_SEPARATOR: &str = "__";
 
 /// An agent's API key and what sessions it may open.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -368,6 +422,34 @@ impl Config {
                 self.server.listen
             )));
         }
+        let mut names = std::collections::BTreeSet::new();
+        for up in &self.upstreams {
+            let name = &up.name;
+            let ok = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && !name.contains(TOOL_SEPARATOR)
+                && !name.starts_with('_')
+                && !name.ends_with('_');
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "upstream `{name}`: a name is letters, digits, `-` and single `_` (not at \
+                     either end), since its tools are listed as `<name>{TOOL_SEPARATOR}<tool>`"
+                )));
+            }
+            if !names.insert(name.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "upstream `{name}` is declared twice"
+                )));
+            }
+            if up.command.first().is_none_or(|p| p.trim().is_empty()) {
+                return Err(ConfigError::Invalid(format!(
+                    "upstream `{name}`: `command` must name a program, e.g. \
+                     [\"npx\", \"-y\", \"@modelcontextprotocol/server-filesystem\", \"/tmp\"]"
+                )));
+            }
+        }
         for key in &self.api_keys {
             let ok = key.sha256.len() == 64 && key.sha256.chars().all(|c| c.is_ascii_hexdigit());
             if !ok {
@@ -425,6 +507,37 @@ mod tests {
         )
         .expect_err("unknown role");
         assert!(err.to_string().starts_with("w.toml:4:"), "{err}");
+    }
+
+    #[test]
+    fn upstreams_parse_and_bad_names_are_refused() {
+        let text = "[[upstreams]]\nname = \"files\"\ncommand = [\"npx\", \"server\", \"/tmp/x\"]\n\
+                    env = { A = \"1\" }\n\n[[upstreams]]\nname = \"notes-2\"\ncommand = [\"srv\"]\n";
+        let c = Config::parse(text, "w.toml").expect("parses");
+        c.validate().expect("valid");
+        assert_eq!(c.upstreams[0].command, ["npx", "server", "/tmp/x"]);
+        assert_eq!(c.upstreams[0].env["A"], "1");
+        assert_eq!(c.mcp.hold_timeout_secs, 120);
+        for bad in ["a__b", "", "a.b", "_a"] {
+            let text = format!("[[upstreams]]\nname = \"{bad}\"\ncommand = [\"srv\"]\n");
+            let c = Config::parse(&text, "w.toml").expect("parses");
+            assert!(c.validate().is_err(), "{bad:?} must be refused");
+        }
+        let twice = "[[upstreams]]\nname = \"x\"\ncommand = [\"a\"]\n\
+                     [[upstreams]]\nname = \"x\"\ncommand = [\"b\"]\n";
+        let c = Config::parse(twice, "w.toml").expect("parses");
+        assert!(c
+            .validate()
+            .expect_err("twice")
+            .to_string()
+            .contains("twice"));
+        let c =
+            Config::parse("[[upstreams]]\nname = \"x\"\ncommand = []\n", "w.toml").expect("parses");
+        assert!(c
+            .validate()
+            .expect_err("no program")
+            .to_string()
+            .contains("command"));
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Warden's enforcement points: the runtime that drives sessions through the decision core and
-//! makes every step durable, the guard API in front of it, and the MCP stdio wrapper.
+//! makes every step durable, the guard API in front of it, the MCP stdio wrapper, and the MCP
+//! streamable HTTP front (`/mcp`) of the servers the config declares.
 
 pub mod api;
 pub mod config;
 pub mod mcp;
+pub mod mcp_http;
 pub mod runtime;
 
 use std::sync::Arc;
@@ -46,13 +48,20 @@ pub fn detector_model(config: &Config) -> Result<warden_detect::Baseline, StartE
     }
 }
 
-/// Serve the guard API until `shutdown` resolves.
+/// Serve the guard API (and `/mcp` when upstreams are declared) until `shutdown` resolves.
 pub async fn serve(
     rt: Arc<Runtime>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, api::router(rt))
+    // Open MCP streams would hold the graceful shutdown: end them when it starts.
+    let streams = tokio_util::sync::CancellationToken::new();
+    let stop = streams.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stop.cancel();
+    };
+    axum::serve(listener, api::router_with(rt, streams))
         .with_graceful_shutdown(shutdown)
         .await
 }

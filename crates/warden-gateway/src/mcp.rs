@@ -2,6 +2,11 @@
 //! client to the real server (a child process); every `tools/call` is decided before it is
 //! forwarded (a held one waits for a person's approval), and every result the agent reads is
 //! observed for provenance.
+//!
+//! What both MCP fronts share lives here too: [`Guard`] (one agent session: decide, wait for a
+//! person, observe, filter `tools/list`), [`forward`] (a request upstream with progress and
+//! cancellation relayed) and [`UpstreamClient`] (Warden as the upstream's client). The streamable
+//! HTTP front (`mcp_http`) calls the same functions.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -10,10 +15,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequest, CallToolResult, CancelledNotification, CancelledNotificationParam,
-    ClientConfig, ClientNotification, ClientRequest, ClientResult, ContentBlock, ErrorData,
-    GetMeta, Implementation, InitializeResult, ProgressToken, ProtocolVersion, RequestMetaObject,
-    ServerNotification, ServerRequest, ServerResult,
+    CallToolResult, CancelledNotification, CancelledNotificationParam, ClientConfig,
+    ClientNotification, ClientRequest, ClientResult, ContentBlock, ErrorData, GetMeta,
+    Implementation, InitializeResult, JsonObject, ProgressToken, ProtocolVersion,
+    RequestMetaObject, ServerNotification, ServerRequest, ServerResult,
 };
 use rmcp::service::{
     NotificationContext, Peer, PeerRequestOptions, RequestContext, RequestHandle, RoleClient,
@@ -22,12 +27,15 @@ use rmcp::service::{
 use rmcp::transport::TokioChildProcess;
 use rmcp::{Service, ServiceError, ServiceExt};
 use serde_json::Value;
-use warden_model::{Call, Params, Verdict};
+use warden_model::{Call, Params, Session, Verdict};
 use warden_policy::tools::Annotations;
 use warden_policy::{Step, ToolSpec};
 use warden_store::Approval;
 
 use crate::runtime::{ApprovalOutcome, DecisionRecord, OpenRequest, Runtime, RuntimeError};
+
+/// A started upstream as its client runs it.
+pub(crate) type UpstreamService = rmcp::service::RunningService<RoleClient, UpstreamClient>;
 
 /// The `_meta` key an MCP host may use to pass a further user instruction (trusted) to Warden.
 /// Warden keys (`io.warden/…`) are never forwarded to the server.
@@ -87,15 +95,10 @@ pub async fn run_stdio(rt: Arc<Runtime>, opts: StdioOptions) -> Result<(), Stdio
         opts.command.join(" ")
     );
     let gateway = Arc::new(Gateway {
-        rt,
-        session: session.id,
-        profile: session.profile,
-        hide_unusable_tools: opts.hide_unusable_tools,
-        hold_timeout: opts.hold_timeout,
+        guard: Guard::new(rt, &session, opts.hide_unusable_tools, opts.hold_timeout),
         child: Mutex::new(Some(child)),
         upstream: tokio::sync::OnceCell::new(),
         link: Arc::new(Link::default()),
-        instructions: Mutex::new(HashSet::new()),
     });
     let running = GatewayService(gateway.clone())
         .serve(rmcp::transport::io::stdio_pipes())
@@ -118,12 +121,13 @@ pub async fn run_stdio(rt: Arc<Runtime>, opts: StdioOptions) -> Result<(), Stdio
     Ok(())
 }
 
-/// What both sides share: the agent's peer (for the server's requests and notifications) and the
-/// map from the progress tokens Warden sent upstream to the agent's own.
+/// What both sides of one upstream connection share: the agent's peer (for the server's requests
+/// and notifications; unset where several agents share the upstream, as behind the HTTP front)
+/// and the map from the progress tokens Warden sent upstream to the asking agent and its token.
 #[derive(Default)]
-struct Link {
+pub(crate) struct Link {
     agent: OnceLock<Peer<RoleServer>>,
-    progress: Mutex<HashMap<ProgressToken, ProgressToken>>,
+    progress: Mutex<HashMap<ProgressToken, (Peer<RoleServer>, ProgressToken)>>,
     upstream_gone: tokio::sync::Notify,
 }
 
@@ -154,95 +158,57 @@ impl Upstream {
 }
 
 struct Gateway {
-    rt: Arc<Runtime>,
-    session: String,
-    profile: Option<String>,
-    hide_unusable_tools: bool,
-    hold_timeout: Duration,
+    guard: Guard,
     /// The spawned server, until the agent's `initialize` connects to it.
     child: Mutex<Option<TokioChildProcess>>,
     upstream: tokio::sync::OnceCell<Upstream>,
     link: Arc<Link>,
+}
+
+/// One agent session as Warden guards it, whichever MCP front it came through: every
+/// `tools/call` is decided here before it is forwarded, a held one waits here for a person, and
+/// every result the agent reads is observed here.
+pub(crate) struct Guard {
+    pub(crate) rt: Arc<Runtime>,
+    pub(crate) session: String,
+    profile: Option<String>,
+    hide_unusable_tools: bool,
+    hold_timeout: Duration,
     /// Instructions already recorded from `_meta`, so a host that repeats one on every request
     /// does not grow the session.
     instructions: Mutex<HashSet<String>>,
 }
 
+/// What forwarding a call upstream came to.
+pub(crate) enum Forwarded {
+    /// The server answered (a result to observe and pass on).
+    Answer(Box<ServerResult>),
+    /// The server could not be reached or failed mid-call: a refusal in these words, not observed.
+    Unavailable(String),
+}
+
 /// The agent-facing MCP server (a newtype so the shared gateway can outlive `serve`).
 struct GatewayService(Arc<Gateway>);
 
-/// The server-facing MCP client.
-struct UpstreamClient {
-    link: Arc<Link>,
-    info: ClientConfig,
-}
-
-impl Gateway {
-    /// Connect to the server with the agent's client info (once), and learn what to answer.
-    async fn upstream(
-        &self,
-        info: ClientConfig,
-        agent: &Peer<RoleServer>,
-    ) -> Result<&Upstream, ErrorData> {
-        self.upstream
-            .get_or_try_init(|| async {
-                let _ = self.link.agent.set(agent.clone());
-                let child = self
-                    .child
-                    .lock()
-                    .ok()
-                    .and_then(|mut c| c.take())
-                    .ok_or_else(|| {
-                        ErrorData::internal_error("the MCP server could not be reached", None)
-                    })?;
-                let client = UpstreamClient {
-                    link: self.link.clone(),
-                    info,
-                };
-                let running = rmcp::serve_client(client, child).await.map_err(|e| {
-                    ErrorData::internal_error(
-                        format!("the MCP server behind Warden did not initialize: {e}"),
-                        None,
-                    )
-                })?;
-                let peer = running.peer().clone();
-                let server = peer.peer_info().ok_or_else(|| {
-                    ErrorData::internal_error("the MCP server sent no initialize result", None)
-                })?;
-                let mut initialize = InitializeResult::new(server.capabilities.clone());
-                initialize.protocol_version = server.protocol_version.clone();
-                initialize.server_info = server
-                    .server_info
-                    .clone()
-                    .unwrap_or_else(|| Implementation::new("mcp-server", "unknown"));
-                initialize.instructions = server.instructions.clone();
-                initialize.meta = server.meta.clone();
-                let name = initialize.server_info.name.clone();
-                self.rt.register_tools(&name, &pseudo_tools());
-                tracing::info!(
-                    server = %name,
-                    protocol = %initialize.protocol_version,
-                    "warden mcp: connected to the MCP server"
-                );
-                let stop = running.cancellation_token();
-                let link = self.link.clone();
-                let task = tokio::spawn(async move {
-                    let _ = running.waiting().await;
-                    link.upstream_gone.notify_one();
-                });
-                Ok(Upstream {
-                    peer,
-                    name,
-                    initialize,
-                    stop: Mutex::new(Some(stop)),
-                    task: tokio::sync::Mutex::new(Some(task)),
-                })
-            })
-            .await
+impl Guard {
+    pub(crate) fn new(
+        rt: Arc<Runtime>,
+        session: &Session,
+        hide_unusable_tools: bool,
+        hold_timeout: Duration,
+    ) -> Guard {
+        Guard {
+            rt,
+            session: session.id.clone(),
+            profile: session.profile.clone(),
+            hide_unusable_tools,
+            hold_timeout,
+            instructions: Mutex::new(HashSet::new()),
+        }
     }
 
     /// A further instruction from the host in `_meta` becomes a trusted user message, once.
-    fn note_instruction(&self, meta: &RequestMetaObject) {
+    pub(crate) fn note_instruction(&self, meta: &RequestMetaObject) {
         let Some(text) = meta.get(META_INSTRUCTION).and_then(Value::as_str) else {
             return;
         };
@@ -261,49 +227,20 @@ impl Gateway {
         }
     }
 
-    /// Forward a request upstream with the agent's `_meta`, relaying progress and cancellation.
-    async fn forward(
+    /// `tools/call`: decided (and recorded) before anything reaches the server. `tool` is the
+    /// server's own name of the tool (what policies and `[tools.<name>]` are keyed by); `forward`
+    /// runs only for an allowed or approved call, and what it answers is observed before the
+    /// agent reads it.
+    pub(crate) async fn call_tool(
         &self,
-        up: &Upstream,
-        mut request: ClientRequest,
+        tool: &str,
+        arguments: Option<&JsonObject>,
         ctx: &RequestContext<RoleServer>,
+        forward: impl Future<Output = Result<Forwarded, ErrorData>>,
     ) -> Result<ServerResult, ErrorData> {
-        *request.get_meta_mut() = forwarded_meta(&ctx.meta);
-        let handle = up
-            .peer
-            .send_cancellable_request(request, PeerRequestOptions::no_options())
-            .await
-            .map_err(upstream_error)?;
-        let relayed = ctx.meta.get_progress_token().map(|agent_token| {
-            if let Ok(mut m) = self.link.progress.lock() {
-                m.insert(handle.progress_token.clone(), agent_token);
-            }
-            handle.progress_token.clone()
-        });
-        let result = await_or_cancel(handle, ctx.ct.cancelled()).await;
-        if let (Some(token), Ok(mut m)) = (relayed, self.link.progress.lock()) {
-            m.remove(&token);
-        }
-        result
-    }
-
-    /// `tools/call`: decided (and recorded) before anything reaches the server.
-    async fn call_tool(
-        &self,
-        up: &Upstream,
-        request: CallToolRequest,
-        ctx: &RequestContext<RoleServer>,
-    ) -> Result<ServerResult, ErrorData> {
-        let tool = request.params.name.to_string();
-        let args: Params = request
-            .params
-            .arguments
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+        let args: Params = arguments.cloned().unwrap_or_default().into_iter().collect();
         let call = Call {
-            tool: tool.clone(),
+            tool: tool.to_owned(),
             args,
             call_id: String::new(),
         };
@@ -336,11 +273,16 @@ impl Gateway {
                 return Ok(refused(&record));
             }
         }
-        let result = self
-            .forward(up, ClientRequest::CallToolRequest(request), ctx)
-            .await?;
-        self.observe(&record.call_id, &tool, &result)?;
-        Ok(result)
+        match forward.await? {
+            Forwarded::Answer(result) => {
+                self.observe(&record.call_id, tool, &result)?;
+                Ok(*result)
+            }
+            Forwarded::Unavailable(why) => {
+                tracing::warn!(decision = %record.decision_id, tool, "warden mcp: {why}");
+                Ok(refusal(why, Some(decision_meta(&record))))
+            }
+        }
     }
 
     /// A held call waits for a person's approval: `None` once approved, else the refusal to
@@ -406,7 +348,12 @@ impl Gateway {
 
     /// Label and index what the agent is about to read. A result Warden cannot record is withheld:
     /// its values would reach later calls with no provenance.
-    fn observe(&self, call_id: &str, tool: &str, result: &ServerResult) -> Result<(), ErrorData> {
+    pub(crate) fn observe(
+        &self,
+        call_id: &str,
+        tool: &str,
+        result: &ServerResult,
+    ) -> Result<(), ErrorData> {
         self.rt
             .observe(&self.session, call_id, Some(tool), content_of(result))
             .map(|_| ())
@@ -421,15 +368,10 @@ impl Gateway {
             })
     }
 
-    /// `tools/list`: register what the server says about its tools as evidence for their traits,
-    /// and hide the ones this session's profile can never use.
-    fn list_tools(&self, up: &Upstream, result: &mut ServerResult) {
-        let ServerResult::ListToolsResult(list) = result else {
-            tracing::warn!("warden mcp: tools/list answered with something else; passed as is");
-            return;
-        };
-        let specs: Vec<ToolSpec> = list
-            .tools
+    /// `tools/list`: register what the server says about its tools as evidence for their traits
+    /// (under `upstream`), and hide the ones this session's profile can never use.
+    pub(crate) fn list_tools(&self, upstream: &str, tools: &mut Vec<rmcp::model::Tool>) {
+        let specs: Vec<ToolSpec> = tools
             .iter()
             .filter_map(|t| {
                 serde_json::to_value(t)
@@ -437,12 +379,131 @@ impl Gateway {
                     .ok()
             })
             .collect();
-        self.rt.register_tools(&up.name, &specs);
+        self.rt.register_tools(upstream, &specs);
         if self.hide_unusable_tools {
             let engine = self.rt.engine();
-            list.tools
-                .retain(|t| engine.may_permit(self.profile.as_deref(), &t.name));
+            tools.retain(|t| engine.may_permit(self.profile.as_deref(), &t.name));
         }
+    }
+}
+
+/// Forward a request upstream with the agent's `_meta`, relaying progress and cancellation.
+pub(crate) async fn forward(
+    link: &Link,
+    peer: &Peer<RoleClient>,
+    mut request: ClientRequest,
+    ctx: &RequestContext<RoleServer>,
+) -> Result<ServerResult, ServiceError> {
+    *request.get_meta_mut() = forwarded_meta(&ctx.meta);
+    let handle = peer
+        .send_cancellable_request(request, PeerRequestOptions::no_options())
+        .await?;
+    let relayed = ctx.meta.get_progress_token().map(|agent_token| {
+        if let Ok(mut m) = link.progress.lock() {
+            m.insert(
+                handle.progress_token.clone(),
+                (ctx.peer.clone(), agent_token),
+            );
+        }
+        handle.progress_token.clone()
+    });
+    let result = await_or_cancel(handle, ctx.ct.cancelled()).await;
+    if let (Some(token), Ok(mut m)) = (relayed, link.progress.lock()) {
+        m.remove(&token);
+    }
+    result
+}
+
+/// The server-facing MCP client.
+pub(crate) struct UpstreamClient {
+    pub(crate) link: Arc<Link>,
+    pub(crate) info: ClientConfig,
+}
+
+/// Connect to a started server as its MCP client, and learn what it says about itself (the
+/// answer to its `initialize`, as Warden passes it on).
+pub(crate) async fn connect_upstream(
+    client: UpstreamClient,
+    transport: TokioChildProcess,
+) -> Result<(UpstreamService, InitializeResult), String> {
+    let running = rmcp::serve_client(client, transport)
+        .await
+        .map_err(|e| format!("the MCP server behind Warden did not initialize: {e}"))?;
+    let server = running
+        .peer()
+        .peer_info()
+        .ok_or_else(|| "the MCP server sent no initialize result".to_owned())?;
+    let mut initialize = InitializeResult::new(server.capabilities.clone());
+    initialize.protocol_version = server.protocol_version.clone();
+    initialize.server_info = server
+        .server_info
+        .clone()
+        .unwrap_or_else(|| Implementation::new("mcp-server", "unknown"));
+    initialize.instructions = server.instructions.clone();
+    initialize.meta = server.meta.clone();
+    Ok((running, initialize))
+}
+
+impl Gateway {
+    /// Connect to the server with the agent's client info (once), and learn what to answer.
+    async fn upstream(
+        &self,
+        info: ClientConfig,
+        agent: &Peer<RoleServer>,
+    ) -> Result<&Upstream, ErrorData> {
+        self.upstream
+            .get_or_try_init(|| async {
+                let _ = self.link.agent.set(agent.clone());
+                let child = self
+                    .child
+                    .lock()
+                    .ok()
+                    .and_then(|mut c| c.take())
+                    .ok_or_else(|| {
+                        ErrorData::internal_error("the MCP server could not be reached", None)
+                    })?;
+                let client = UpstreamClient {
+                    link: self.link.clone(),
+                    info,
+                };
+                let (running, initialize) = connect_upstream(client, child)
+                    .await
+                    .map_err(|e| ErrorData::internal_error(e, None))?;
+                let peer = running.peer().clone();
+                let name = initialize.server_info.name.clone();
+                self.guard.rt.register_tools(&name, &pseudo_tools());
+                tracing::info!(
+                    server = %name,
+                    protocol = %initialize.protocol_version,
+                    "warden mcp: connected to the MCP server"
+                );
+                let stop = running.cancellation_token();
+                let link = self.link.clone();
+                let task = tokio::spawn(async move {
+                    let _ = running.waiting().await;
+                    link.upstream_gone.notify_one();
+                });
+                Ok(Upstream {
+                    peer,
+                    name,
+                    initialize,
+                    stop: Mutex::new(Some(stop)),
+                    task: tokio::sync::Mutex::new(Some(task)),
+                })
+            })
+            .await
+    }
+
+    /// Forward a request to the server; its own errors pass through unchanged.
+    async fn forward(
+        &self,
+        up: &Upstream,
+        request: ClientRequest,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<ServerResult, ErrorData> {
+        forward(&self.link, &up.peer, request, ctx)
+            .await
+            .map_err(upstream_error)
     }
 
     async fn handle(
@@ -450,7 +511,7 @@ impl Gateway {
         request: ClientRequest,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ServerResult, ErrorData> {
-        self.note_instruction(&ctx.meta);
+        self.guard.note_instruction(&ctx.meta);
         let request = match request {
             ClientRequest::InitializeRequest(init) => {
                 let mut info = init.params;
@@ -475,10 +536,28 @@ impl Gateway {
             }
         };
         let mut result = match request {
-            ClientRequest::CallToolRequest(call) => self.call_tool(up, call, &ctx).await?,
+            ClientRequest::CallToolRequest(call) => {
+                let tool = call.params.name.to_string();
+                let arguments = call.params.arguments.clone();
+                let forwarded = async {
+                    self.forward(up, ClientRequest::CallToolRequest(call), &ctx)
+                        .await
+                        .map(|r| Forwarded::Answer(Box::new(r)))
+                };
+                self.guard
+                    .call_tool(&tool, arguments.as_ref(), &ctx, forwarded)
+                    .await?
+            }
             ClientRequest::ListToolsRequest(_) => {
                 let mut result = self.forward(up, request, &ctx).await?;
-                self.list_tools(up, &mut result);
+                match &mut result {
+                    ServerResult::ListToolsResult(list) => {
+                        self.guard.list_tools(&up.name, &mut list.tools)
+                    }
+                    _ => tracing::warn!(
+                        "warden mcp: tools/list answered with something else; passed as is"
+                    ),
+                }
                 result
             }
             ClientRequest::ReadResourceRequest(_) | ClientRequest::GetPromptRequest(_) => {
@@ -487,7 +566,8 @@ impl Gateway {
                     _ => PROMPTS_GET,
                 };
                 let result = self.forward(up, request, &ctx).await?;
-                self.observe(&format!("mcp:{}", ctx.id), pseudo_tool, &result)?;
+                self.guard
+                    .observe(&format!("mcp:{}", ctx.id), pseudo_tool, &result)?;
                 result
             }
             other => self.forward(up, other, &ctx).await?,
@@ -571,7 +651,9 @@ impl Service<RoleClient> for UpstreamClient {
             .send_cancellable_request(request, PeerRequestOptions::no_options())
             .await
             .map_err(upstream_error)?;
-        await_or_cancel(handle, ctx.ct.cancelled()).await
+        await_or_cancel(handle, ctx.ct.cancelled())
+            .await
+            .map_err(upstream_error)
     }
 
     async fn handle_notification(
@@ -579,26 +661,32 @@ impl Service<RoleClient> for UpstreamClient {
         notification: ServerNotification,
         ctx: NotificationContext<RoleClient>,
     ) -> Result<(), ErrorData> {
-        let Some(agent) = self.link.agent.get() else {
-            return Ok(());
-        };
         let mut notification = match notification {
             // rmcp cancels the request it names, and that cancels the agent's side.
             ServerNotification::CancelledNotification(_) => return Ok(()),
             ServerNotification::ProgressNotification(mut progress) => {
-                let agent_token = self
+                let asking = self
                     .link
                     .progress
                     .lock()
                     .ok()
                     .and_then(|m| m.get(&progress.params.progress_token).cloned());
-                let Some(agent_token) = agent_token else {
+                let Some((asker, agent_token)) = asking else {
                     return Ok(());
                 };
                 progress.params.progress_token = agent_token;
-                ServerNotification::ProgressNotification(progress)
+                let mut progress = ServerNotification::ProgressNotification(progress);
+                *progress.get_meta_mut() = ctx.meta;
+                if let Err(e) = asker.send_notification(progress).await {
+                    tracing::debug!("warden mcp: could not relay progress to the client: {e}");
+                }
+                return Ok(());
             }
             other => other,
+        };
+        // Where several agents share the server, its other notifications have no one addressee.
+        let Some(agent) = self.link.agent.get() else {
+            return Ok(());
         };
         *notification.get_meta_mut() = ctx.meta;
         if let Err(e) = agent.send_notification(notification).await {
@@ -616,25 +704,29 @@ impl Service<RoleClient> for UpstreamClient {
 async fn await_or_cancel<R: ServiceRole>(
     handle: RequestHandle<R>,
     cancelled: impl Future<Output = ()>,
-) -> Result<R::PeerResp, ErrorData>
+) -> Result<R::PeerResp, ServiceError>
 where
     R::PeerInfo: Clone,
 {
     let (peer, id) = (handle.peer.clone(), handle.id.clone());
     tokio::select! {
-        response = handle.await_response() => response.map_err(upstream_error),
+        response = handle.await_response() => response,
         () = cancelled => {
-            let param = CancelledNotificationParam::new(Some(id), Some("cancelled by the client".into()));
+            let reason = "cancelled by the client";
+            let param = CancelledNotificationParam::new(Some(id), Some(reason.into()));
             let _ = peer.send_notification(CancelledNotification::new(param).into()).await;
-            Err(ErrorData::internal_error("the request was cancelled", None))
+            Err(ServiceError::Cancelled { reason: Some(reason.into()) })
         }
     }
 }
 
 /// The peer's own JSON-RPC error passes through unchanged; anything else is named as Warden's.
-fn upstream_error(e: ServiceError) -> ErrorData {
+pub(crate) fn upstream_error(e: ServiceError) -> ErrorData {
     match e {
         ServiceError::McpError(e) => e,
+        ServiceError::Cancelled { .. } => {
+            ErrorData::internal_error("the request was cancelled", None)
+        }
         other => {
             ErrorData::internal_error(format!("Warden could not reach the peer: {other}"), None)
         }
@@ -713,7 +805,7 @@ fn decision_meta(record: &DecisionRecord) -> Value {
     })
 }
 
-fn refusal(text: String, decision: Option<Value>) -> ServerResult {
+pub(crate) fn refusal(text: String, decision: Option<Value>) -> ServerResult {
     let mut result = CallToolResult::error(vec![ContentBlock::text(text)]);
     if let Some(d) = decision {
         let mut meta = rmcp::model::MetaObject::new();

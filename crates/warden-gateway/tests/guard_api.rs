@@ -1008,7 +1008,7 @@ fn arbitrary_json(seed: &mut u64, depth: u32) -> Value {
     let pick = next(seed) % if depth == 0 { 5 } else { 7 };
     match pick {
         0 => Value::Null,
-        1 => json!(next(seed) % 2 == 0),
+        1 => json!(next(seed).is_multiple_of(2)),
         2 => json!((next(seed) as i64) >> (next(seed) % 64)),
         3 => json!(f64::from((next(seed) % 100_000) as u32) / 7.0),
         4 => {

@@ -1,0 +1,567 @@
+//! The streamable HTTP front of `warden serve`: MCP at `/mcp`, on the guard API's listener, in
+//! front of the MCP servers the config declares as `[[upstreams]]`.
+//!
+//! - `tools/list` merges every upstream's tools, each named `<upstream>__<tool>`; `tools/call`
+//!   routes by that prefix. Warden decides on the upstream's own tool name (so policies and
+//!   `[tools.<name>]` entries keyed by tool name keep working), with the tool's `upstream` set to
+//!   the upstream's name.
+//! - Each MCP session (`Mcp-Session-Id`, protocol 2025-11-25 and earlier) is one Warden session,
+//!   bound on `initialize`: to the session named by `Warden-Session: <id>` when the request
+//!   carries that session's token (`Authorization: Bearer <token>` from `POST /v1/sessions`),
+//!   else a new one opened from the API key (principal and agent = the key's name, no profile).
+//!   Every later request must carry the same `Authorization` as the `initialize`.
+//! - Requests without `initialize` (the 2026-07-28 stateless era, which rmcp routes itself) are
+//!   served only when bound to a session by its token; anything else is refused.
+//! - Upstreams are child processes shared by all sessions, started on first use and started again
+//!   on the next use after they exit; a dead upstream makes only its own calls fail (`isError`).
+//!
+//! The decision, the wait for a person and the observation of results are `mcp::Guard`'s, the
+//! same code the stdio wrapper runs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResponse, ClientCapabilities, ClientConfig,
+    ClientRequest, ErrorData, Implementation, InitializeRequestParams, InitializeResult,
+    ListToolsResult, PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerResult,
+};
+use rmcp::service::{Peer, RequestContext, RoleClient, RoleServer};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::transport::TokioChildProcess;
+use rmcp::{ServerHandler, ServiceError};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::Caller;
+use crate::config::{UpstreamConfig, TOOL_SEPARATOR};
+use crate::mcp::{self, Forwarded, Guard, Link, UpstreamClient, UpstreamService};
+use crate::runtime::{sha256_hex, OpenRequest, Runtime, RuntimeError};
+
+/// The path the front is served at.
+pub const PATH: &str = "/mcp";
+/// The header that names the Warden session a session token belongs to.
+pub const SESSION_HEADER: &str = "warden-session";
+/// How long an upstream may take to start and answer `initialize`.
+const UPSTREAM_START: Duration = Duration::from_secs(30);
+/// How long an idle MCP session is kept: an expired one answers 404, and the client's new
+/// session is a new Warden session unless it is bound by a session token.
+const SESSION_KEEP_ALIVE: Duration = Duration::from_secs(30 * 60);
+
+/// The `/mcp` route, with its own authentication check (behind the guard API's `authenticate`
+/// layer, which names the caller). `shutdown` ends its open streams when the server stops.
+pub fn router<S: Clone + Send + Sync + 'static>(
+    rt: Arc<Runtime>,
+    shutdown: CancellationToken,
+) -> Router<S> {
+    let upstreams = Arc::new(Upstreams::new(&rt.config().upstreams));
+    let config = rt.config();
+    let mut http = StreamableHttpServerConfig::default()
+        .with_max_request_body_bytes(config.server.max_body_bytes)
+        .with_cancellation_token(shutdown);
+    if !config.mcp.allowed_hosts.is_empty() {
+        http = http.with_allowed_hosts(config.mcp.allowed_hosts.clone());
+    } else if !config.server.listen.ip().is_loopback() {
+        // Off loopback, API keys are required (`Config::validate`), which DNS rebinding
+        // cannot supply.
+        http = http.disable_allowed_hosts();
+    }
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(SESSION_KEEP_ALIVE);
+    tracing::info!(
+        "warden mcp: MCP (streamable HTTP) at {PATH} in front of {}",
+        config
+            .upstreams
+            .iter()
+            .map(|u| u.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let front_rt = rt.clone();
+    let service = StreamableHttpService::new(
+        move || {
+            Ok(Front {
+                rt: front_rt.clone(),
+                upstreams: upstreams.clone(),
+                bound: tokio::sync::OnceCell::new(),
+            })
+        },
+        Arc::new(sessions),
+        http,
+    );
+    Router::new()
+        .route_service(PATH, service)
+        .route_layer(middleware::from_fn_with_state(rt, require_caller))
+}
+
+/// With API keys configured, `/mcp` needs one (or a session token), as the guard API does.
+async fn require_caller(State(rt): State<Arc<Runtime>>, req: Request, next: Next) -> Response {
+    let anonymous = matches!(
+        req.extensions().get::<Caller>(),
+        Some(Caller::Anonymous) | None
+    );
+    if anonymous && !rt.config().api_keys.is_empty() {
+        let body = json!({"error": {
+            "code": "unauthorized",
+            "message": "/mcp needs `Authorization: Bearer <API key>`, or a session token from \
+                        POST /v1/sessions with `Warden-Session: <session id>`",
+        }});
+        return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    }
+    next.run(req).await
+}
+
+/// The upstreams by name, shared by every MCP session.
+struct Upstreams {
+    slots: BTreeMap<String, Slot>,
+}
+
+/// One upstream: how to start it, and the running connection if there is one.
+struct Slot {
+    config: UpstreamConfig,
+    running: tokio::sync::Mutex<Option<Arc<Connection>>>,
+}
+
+/// A started upstream. Dropping it stops the child process.
+struct Connection {
+    service: UpstreamService,
+    link: Arc<Link>,
+}
+
+impl Connection {
+    fn peer(&self) -> &Peer<RoleClient> {
+        self.service.peer()
+    }
+}
+
+impl Upstreams {
+    fn new(configs: &[UpstreamConfig]) -> Upstreams {
+        let slots = configs
+            .iter()
+            .map(|c| {
+                let slot = Slot {
+                    config: c.clone(),
+                    running: tokio::sync::Mutex::new(None),
+                };
+                (c.name.clone(), slot)
+            })
+            .collect();
+        Upstreams { slots }
+    }
+}
+
+impl Slot {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The running upstream: started on first use, and again if it has exited since.
+    async fn connection(&self) -> Result<Arc<Connection>, String> {
+        let mut running = self.running.lock().await;
+        if let Some(c) = running.as_ref() {
+            if !c.peer().is_transport_closed() {
+                return Ok(c.clone());
+            }
+            tracing::warn!(
+                upstream = self.name(),
+                "warden mcp: upstream exited; starting it again"
+            );
+        }
+        *running = None;
+        let started = tokio::time::timeout(UPSTREAM_START, self.start())
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "it did not answer `initialize` within {} s",
+                    UPSTREAM_START.as_secs()
+                ))
+            })?;
+        let started = Arc::new(started);
+        *running = Some(started.clone());
+        Ok(started)
+    }
+
+    async fn start(&self) -> Result<Connection, String> {
+        let (program, args) = self
+            .config
+            .command
+            .split_first()
+            .ok_or_else(|| "its `command` is empty".to_owned())?;
+        let mut command = tokio::process::Command::new(program);
+        command.args(args).envs(&self.config.env);
+        let child = TokioChildProcess::new(command)
+            .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+        let link = Arc::new(Link::default());
+        let client = UpstreamClient {
+            link: link.clone(),
+            info: ClientConfig::new(
+                ClientCapabilities::default(),
+                Implementation::new("warden", env!("CARGO_PKG_VERSION")),
+            )
+            .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE),
+        };
+        let (service, initialize) = mcp::connect_upstream(client, child).await?;
+        tracing::info!(
+            upstream = self.name(),
+            server = %initialize.server_info.name,
+            protocol = %initialize.protocol_version,
+            "warden mcp: upstream started"
+        );
+        Ok(Connection { service, link })
+    }
+}
+
+/// One MCP session (or, without `initialize`, one request) as the front serves it.
+pub struct Front {
+    rt: Arc<Runtime>,
+    upstreams: Arc<Upstreams>,
+    bound: tokio::sync::OnceCell<Binding>,
+}
+
+/// The Warden session an MCP session is bound to, and who bound it.
+struct Binding {
+    guard: Guard,
+    /// SHA-256 of the `Authorization` header that bound it (`""` for none).
+    caller: String,
+}
+
+/// What a request says about who sends it.
+struct Credentials {
+    caller: Caller,
+    /// SHA-256 of its `Authorization` header (`""` for none).
+    fingerprint: String,
+    /// The `Warden-Session` header.
+    session: Option<String>,
+}
+
+fn credentials(ctx: &RequestContext<RoleServer>) -> Result<Credentials, ErrorData> {
+    // Fail closed: a request that did not come through the HTTP layer names no one.
+    let parts = ctx
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .ok_or_else(|| ErrorData::internal_error("the request carries no HTTP headers", None))?;
+    let caller = parts
+        .extensions
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| ErrorData::internal_error("the request was not authenticated", None))?;
+    let fingerprint = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .map(|v| sha256_hex(&String::from_utf8_lossy(v.as_bytes())))
+        .unwrap_or_default();
+    let session = parts
+        .headers
+        .get(SESSION_HEADER)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
+        .filter(|s| !s.is_empty());
+    Ok(Credentials {
+        caller,
+        fingerprint,
+        session,
+    })
+}
+
+fn runtime_error(e: RuntimeError) -> ErrorData {
+    match e {
+        RuntimeError::BadRequest { .. }
+        | RuntimeError::Unauthorized(_)
+        | RuntimeError::Forbidden(_)
+        | RuntimeError::NotFound(_)
+        | RuntimeError::Conflict(_) => ErrorData::invalid_request(e.to_string(), None),
+        RuntimeError::Store(_) | RuntimeError::Unavailable(_) => {
+            ErrorData::internal_error(e.to_string(), None)
+        }
+    }
+}
+
+impl Front {
+    /// The binding of this MCP session; on `initialize` (`client` set), made from the request's
+    /// credentials. A request without `initialize` is bound only by a session token.
+    async fn binding(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        client: Option<&Implementation>,
+    ) -> Result<&Binding, ErrorData> {
+        let creds = credentials(ctx)?;
+        if let Some(bound) = self.bound.get() {
+            if bound.caller != creds.fingerprint {
+                return Err(ErrorData::invalid_request(
+                    "this MCP session was opened with other credentials: send the same \
+                     `Authorization` header as its `initialize`",
+                    None,
+                ));
+            }
+            return Ok(bound);
+        }
+        self.bound
+            .get_or_try_init(|| async { self.bind(creds, client).await })
+            .await
+    }
+
+    async fn bind(
+        &self,
+        creds: Credentials,
+        client: Option<&Implementation>,
+    ) -> Result<Binding, ErrorData> {
+        let rt = self.rt.clone();
+        let agent_name = client.map(|c| c.name.clone());
+        let initialize = client.is_some();
+        let caller = creds.fingerprint.clone();
+        let session = tokio::task::spawn_blocking(move || -> Result<_, ErrorData> {
+            match (creds.caller, creds.session) {
+                (Caller::Token(token), Some(id)) => {
+                    rt.authenticate(&id, &token).map_err(runtime_error)?;
+                    let view = rt.session_view(&id).map_err(runtime_error)?;
+                    serde_json::from_value::<warden_model::Session>(view["session"].clone())
+                        .map_err(|e| {
+                            ErrorData::internal_error(
+                                format!("session `{id}` could not be read: {e}"),
+                                None,
+                            )
+                        })
+                }
+                (Caller::Token(_), None) => Err(ErrorData::invalid_request(
+                    "a session token needs the `Warden-Session: <session id>` header naming \
+                     its session (both come from POST /v1/sessions)",
+                    None,
+                )),
+                (_, _) if !initialize => Err(ErrorData::invalid_request(
+                    "a request without `initialize` must be bound to a Warden session: send \
+                     `Authorization: Bearer <session token>` and `Warden-Session: <session id>` \
+                     from POST /v1/sessions",
+                    None,
+                )),
+                (Caller::Key(name), _) => {
+                    // The key's limits apply as on POST /v1/sessions.
+                    let key = rt.config().api_keys.iter().find(|k| k.name == name);
+                    let allowed = key.is_some_and(|k| {
+                        k.allows_agent(&name) && k.allows_principal(&name) && k.allows_profile(None)
+                    });
+                    if !allowed {
+                        return Err(ErrorData::invalid_request(
+                            format!(
+                                "API key `{name}` may not open a session for principal `{name}` \
+                                 without a profile (add `{name}` to its `principals`), or open \
+                                 the session with POST /v1/sessions and bind it with its token"
+                            ),
+                            None,
+                        ));
+                    }
+                    open(&rt, name.clone(), name)
+                }
+                (Caller::Anonymous, _) if !rt.config().api_keys.is_empty() => {
+                    Err(ErrorData::invalid_request(
+                        "/mcp needs `Authorization: Bearer <API key>`",
+                        None,
+                    ))
+                }
+                (Caller::Anonymous, _) => open(
+                    &rt,
+                    "user".into(),
+                    agent_name.unwrap_or_else(|| "mcp-agent".into()),
+                ),
+            }
+        })
+        .await
+        .map_err(|e| {
+            ErrorData::internal_error(format!("opening the session failed: {e}"), None)
+        })??;
+        tracing::info!(
+            session = %session.id,
+            principal = %session.principal,
+            agent = %session.agent,
+            profile = session.profile.as_deref().unwrap_or(""),
+            "warden mcp: MCP session bound"
+        );
+        let mcp = &self.rt.config().mcp;
+        let guard = Guard::new(
+            self.rt.clone(),
+            &session,
+            mcp.hide_unusable_tools,
+            Duration::from_secs(mcp.hold_timeout_secs),
+        );
+        Ok(Binding { guard, caller })
+    }
+}
+
+/// Open a Warden session for an MCP session that no session token binds: no profile, no
+/// instruction (a host may add one in `_meta`, `io.warden/instruction`).
+fn open(
+    rt: &Runtime,
+    principal: String,
+    agent: String,
+) -> Result<warden_model::Session, ErrorData> {
+    let request = OpenRequest {
+        principal,
+        agent,
+        profile: None,
+        task: Default::default(),
+        instruction: String::new(),
+        channel: "mcp".into(),
+    };
+    rt.open_session(request)
+        .map(|(s, _)| s)
+        .map_err(runtime_error)
+}
+
+/// Split `<upstream>__<tool>` at the first separator (upstream names never hold one).
+fn split_name(name: &str) -> Option<(&str, &str)> {
+    name.split_once(TOOL_SEPARATOR)
+        .filter(|(up, tool)| !up.is_empty() && !tool.is_empty())
+}
+
+impl ServerHandler for Front {
+    fn get_info(&self) -> InitializeResult {
+        let mut info = InitializeResult::new(ServerCapabilities::builder().enable_tools().build());
+        info.server_info = Implementation::new("warden", env!("CARGO_PKG_VERSION"));
+        info.instructions = Some(
+            "Tools of several MCP servers behind Warden, each named `<server>__<tool>`. Warden \
+             checks every call against the user's task; a refused call says why."
+                .into(),
+        );
+        info
+    }
+
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, ErrorData> {
+        self.binding(&ctx, Some(&request.client_info)).await?;
+        ctx.peer.set_peer_info(request.clone());
+        self.negotiate_initialize(&request)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let bound = self.binding(&ctx, None).await?;
+        bound.guard.note_instruction(&ctx.meta);
+        let mut all = Vec::new();
+        for slot in self.upstreams.slots.values() {
+            let listed = match slot.connection().await {
+                Ok(c) => c.peer().list_all_tools().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            let mut tools = match listed {
+                Ok(tools) => tools,
+                Err(e) => {
+                    // One upstream down must not hide the others' tools.
+                    tracing::warn!(
+                        upstream = slot.name(),
+                        "warden mcp: tools/list left out this upstream: {e}"
+                    );
+                    continue;
+                }
+            };
+            bound.guard.list_tools(slot.name(), &mut tools);
+            for mut tool in tools {
+                tool.name = format!("{}{TOOL_SEPARATOR}{}", slot.name(), tool.name).into();
+                all.push(tool);
+            }
+        }
+        Ok(ListToolsResult::with_all_items(all))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let bound = self.binding(&ctx, None).await?;
+        bound.guard.note_instruction(&ctx.meta);
+        let name = request.name.to_string();
+        let Some((slot, tool)) = split_name(&name)
+            .and_then(|(up, tool)| self.upstreams.slots.get(up).map(|slot| (slot, tool)))
+        else {
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "unknown tool `{name}`: tools are named `<upstream>{TOOL_SEPARATOR}<tool>`; \
+                     upstreams: {}",
+                    self.upstreams
+                        .slots
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None,
+            ));
+        };
+        let arguments = request.arguments.clone();
+        let mut upstream_request = request;
+        upstream_request.name = tool.to_owned().into();
+        let forwarded = forward_call(slot, upstream_request, &ctx);
+        let result = bound
+            .guard
+            .call_tool(tool, arguments.as_ref(), &ctx, forwarded)
+            .await?;
+        match result {
+            ServerResult::CallToolResult(r) => Ok(CallToolResponse::Complete(r)),
+            ServerResult::InputRequiredResult(r) => Ok(CallToolResponse::InputRequired(r)),
+            ServerResult::CreateTaskResult(r) => Ok(CallToolResponse::Task(r)),
+            other => Err(ErrorData::internal_error(
+                format!(
+                    "upstream `{}` answered tools/call with something else",
+                    slot.name()
+                ),
+                serde_json::to_value(&other).ok(),
+            )),
+        }
+    }
+}
+
+/// Send an allowed call to its upstream (starting it if need be). A server that cannot be
+/// reached, or that dies during the call, makes a refusal naming it, not a protocol error: the
+/// agent's session stays usable, and the next call starts the server again.
+async fn forward_call(
+    slot: &Slot,
+    request: CallToolRequestParams,
+    ctx: &RequestContext<RoleServer>,
+) -> Result<Forwarded, ErrorData> {
+    let name = slot.name();
+    let tool = request.name.to_string();
+    let connection = match slot.connection().await {
+        Ok(c) => c,
+        Err(e) => {
+            return Ok(Forwarded::Unavailable(format!(
+                "Warden could not reach the MCP server `{name}` for this call to `{tool}`, so it \
+                 was not carried out: {e}. Warden tries to start it again on the next call."
+            )))
+        }
+    };
+    let request = ClientRequest::CallToolRequest(CallToolRequest::new(request));
+    match mcp::forward(&connection.link, connection.peer(), request, ctx).await {
+        Ok(result) => Ok(Forwarded::Answer(Box::new(result))),
+        Err(ServiceError::McpError(e)) => Err(e),
+        Err(e @ ServiceError::Cancelled { .. }) => Err(mcp::upstream_error(e)),
+        Err(e) => Ok(Forwarded::Unavailable(format!(
+            "The MCP server `{name}` failed during this call to `{tool}` ({e}); it may not have \
+             been carried out. Warden starts the server again on the next call."
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_split_at_the_first_separator() {
+        assert_eq!(split_name("files__read_file"), Some(("files", "read_file")));
+        assert_eq!(split_name("a__b__c"), Some(("a", "b__c")));
+        assert_eq!(split_name("read_file"), None);
+        assert_eq!(split_name("__x"), None);
+        assert_eq!(split_name("x__"), None);
+    }
+}

@@ -6,9 +6,9 @@
 //!   `[tools.<name>]` entries keyed by tool name keep working), with the tool's `upstream` set to
 //!   the upstream's name.
 //! - Each MCP session (`Mcp-Session-Id`, protocol 2025-11-25 and earlier) is one Warden session,
-//!   bound on `initialize`: to the session named by `Warden-Session: <id>` when the request
-//!   carries that session's token (`Authorization: Bearer <token>` from `POST /v1/sessions`),
-//!   else a new one opened from the API key (principal and agent = the key's name, no profile).
+//!   bound on `initialize`: to the session whose token the request carries (`Authorization:
+//!   Bearer <token>` from `POST /v1/sessions`; `Warden-Session: <id>` may name it too), else a
+//!   new one opened from the API key (principal and agent = the key's name, no profile).
 //!   Every later request must carry the same `Authorization` as the `initialize`.
 //! - Requests without `initialize` (the 2026-07-28 stateless era, which rmcp routes itself) are
 //!   served only when bound to a session by its token; anything else is refused.
@@ -111,7 +111,7 @@ async fn require_caller(State(rt): State<Arc<Runtime>>, req: Request, next: Next
         let body = json!({"error": {
             "code": "unauthorized",
             "message": "/mcp needs `Authorization: Bearer <API key>`, or a session token from \
-                        POST /v1/sessions with `Warden-Session: <session id>`",
+                        POST /v1/sessions",
         }});
         return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
     }
@@ -316,7 +316,14 @@ impl Front {
         let initialize = client.is_some();
         let caller = creds.fingerprint.clone();
         let session = tokio::task::spawn_blocking(move || -> Result<_, ErrorData> {
-            match (creds.caller, creds.session) {
+            let claimed = match (&creds.caller, creds.session) {
+                // A session token alone names its session.
+                (Caller::Token(token), None) => {
+                    Some(rt.session_for_token(token).map_err(runtime_error)?)
+                }
+                (_, id) => id,
+            };
+            match (creds.caller, claimed) {
                 (Caller::Token(token), Some(id)) => {
                     rt.authenticate(&id, &token).map_err(runtime_error)?;
                     let view = rt.session_view(&id).map_err(runtime_error)?;
@@ -329,13 +336,12 @@ impl Front {
                         })
                 }
                 (Caller::Token(_), None) => Err(ErrorData::invalid_request(
-                    "a session token needs the `Warden-Session: <session id>` header naming \
-                     its session (both come from POST /v1/sessions)",
+                    "the session token names no session",
                     None,
                 )),
                 (_, _) if !initialize => Err(ErrorData::invalid_request(
                     "a request without `initialize` must be bound to a Warden session: send \
-                     `Authorization: Bearer <session token>` and `Warden-Session: <session id>` \
+                     `Authorization: Bearer <session token>` \
                      from POST /v1/sessions",
                     None,
                 )),

@@ -494,6 +494,17 @@ impl Runtime {
         m.entry(id.to_owned()).or_insert(live).clone()
     }
 
+    /// The session a token belongs to, for fronts whose requests carry only the token (MCP).
+    pub fn session_for_token(&self, token: &str) -> Result<String, RuntimeError> {
+        self.store
+            .session_by_token(&sha256_hex(token))?
+            .ok_or_else(|| {
+                RuntimeError::Unauthorized(
+                    "the bearer token is not a session token Warden issued".into(),
+                )
+            })
+    }
+
     /// Check a session token against the session it claims.
     pub fn authenticate(&self, id: &str, token: &str) -> Result<(), RuntimeError> {
         let live = self.live(id)?;

@@ -120,6 +120,8 @@ pub trait SessionStore: Send + Sync {
     fn append_step(&self, session_id: &str, step: &StoredStep) -> Result<(), StoreError>;
     /// A session with all its steps in order, or `None`.
     fn load_session(&self, id: &str) -> Result<Option<StoredSession>, StoreError>;
+    /// The id of the session whose token has this SHA-256, if any.
+    fn session_by_token(&self, token_hash: &str) -> Result<Option<String>, StoreError>;
     /// Session summaries, newest first.
     fn list_sessions(&self, limit: usize) -> Result<Vec<Session>, StoreError>;
     /// Record a new approval; its id must be new.
@@ -149,6 +151,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     token_hash TEXT NOT NULL,
     body TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS sessions_by_token ON sessions (token_hash);
 CREATE TABLE IF NOT EXISTS steps (
     session_id TEXT NOT NULL REFERENCES sessions(id),
     seq INTEGER NOT NULL,
@@ -272,6 +275,17 @@ impl SessionStore for SqliteStore {
             params![session_id, step.seq as i64, step.kind, step.body],
         )?;
         Ok(())
+    }
+
+    fn session_by_token(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()?
+            .query_row(
+                "SELECT id FROM sessions WHERE token_hash = ?1",
+                params![token_hash],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     fn load_session(&self, id: &str) -> Result<Option<StoredSession>, StoreError> {

@@ -256,7 +256,7 @@ async fn two_upstreams_behind_mcp_a_steered_write_is_held_and_a_killed_upstream_
         ws.summary_path()
     );
     let (session, token) = open_session(&addr, &instruction).await;
-    let client = connect(&addr, Some(&token), Some(&session)).await;
+    let client = connect(&addr, Some(&token), None).await;
     assert_eq!(
         client
             .peer_info()

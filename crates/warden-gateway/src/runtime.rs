@@ -1035,6 +1035,9 @@ mod tests {
         fn load_session(&self, id: &str) -> Result<Option<StoredSession>, StoreError> {
             self.0.load_session(id)
         }
+        fn session_by_token(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
+            self.0.session_by_token(token_hash)
+        }
         fn list_sessions(&self, limit: usize) -> Result<Vec<Session>, StoreError> {
             self.0.list_sessions(limit)
         }

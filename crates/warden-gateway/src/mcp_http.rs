@@ -18,6 +18,10 @@
 //! The decision, the wait for a person and the observation of results are `mcp::Guard`'s, the
 //! same code the stdio wrapper runs.
 
+// Logging and resources/subscribe are deprecated in the 2026-07-28 era, but clients of the
+// 2025-11-25 era still send them; in front of one server Warden forwards them.
+#![allow(deprecated)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,8 +33,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, ClientCapabilities, ClientConfig,
-    ClientRequest, ErrorData, Implementation, InitializeRequestParams, InitializeResult,
-    ListToolsResult, PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerResult,
+    ClientRequest, CompleteRequest, CompleteRequestParams, CompleteResult, ErrorData,
+    GetPromptRequest, GetPromptRequestParams, GetPromptResponse, Implementation,
+    InitializeRequestParams, InitializeResult, ListPromptsRequest, ListPromptsResult,
+    ListResourceTemplatesRequest, ListResourceTemplatesResult, ListResourcesRequest,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProtocolVersion,
+    ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
+    ServerResult, SetLevelRequest, SetLevelRequestParams, SubscribeRequest, SubscribeRequestParams,
+    UnsubscribeRequest, UnsubscribeRequestParams,
 };
 use rmcp::service::{Peer, RequestContext, RoleClient, RoleServer};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -424,6 +434,65 @@ fn split_name(name: &str) -> Option<(&str, &str)> {
         .filter(|(up, tool)| !up.is_empty() && !tool.is_empty())
 }
 
+impl Front {
+    /// The one upstream, when Warden fronts exactly one: then `/mcp` is transparent (tools keep
+    /// their own names; resources, prompts, logging and completions are forwarded).
+    fn single(&self) -> Option<&Slot> {
+        match self.upstreams.slots.len() {
+            1 => self.upstreams.slots.values().next(),
+            _ => None,
+        }
+    }
+
+    /// Forward a request other than a tool call to the one upstream.
+    async fn passthrough(
+        &self,
+        request: ClientRequest,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<ServerResult, ErrorData> {
+        let bound = self.binding(ctx, None).await?;
+        bound.guard.note_instruction(&ctx.meta);
+        let Some(slot) = self.single() else {
+            return Err(ErrorData::invalid_request(
+                "resources, prompts, logging and completions are forwarded only when Warden \
+                 fronts a single MCP server; this one fronts several",
+                None,
+            ));
+        };
+        let connection = slot.connection().await.map_err(|e| {
+            ErrorData::internal_error(
+                format!("could not reach the MCP server `{}`: {e}", slot.name()),
+                None,
+            )
+        })?;
+        mcp::forward(&connection.link, connection.peer(), request, ctx)
+            .await
+            .map_err(mcp::upstream_error)
+    }
+
+    /// Forward `resources/read` or `prompts/get` and observe what it returns as untrusted content.
+    async fn read_and_observe(
+        &self,
+        request: ClientRequest,
+        pseudo_tool: &str,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<ServerResult, ErrorData> {
+        let result = self.passthrough(request, ctx).await?;
+        let bound = self.binding(ctx, None).await?;
+        bound
+            .guard
+            .observe(&format!("mcp:{}", ctx.id), pseudo_tool, &result)?;
+        Ok(result)
+    }
+}
+
+fn unexpected(method: &str, result: ServerResult) -> ErrorData {
+    ErrorData::internal_error(
+        format!("the MCP server answered {method} with something else"),
+        serde_json::to_value(&result).ok(),
+    )
+}
+
 impl ServerHandler for Front {
     fn get_info(&self) -> InitializeResult {
         let mut info = InitializeResult::new(ServerCapabilities::builder().enable_tools().build());
@@ -443,7 +512,135 @@ impl ServerHandler for Front {
     ) -> Result<InitializeResult, ErrorData> {
         self.binding(&ctx, Some(&request.client_info)).await?;
         ctx.peer.set_peer_info(request.clone());
-        self.negotiate_initialize(&request)
+        let mut result = self.negotiate_initialize(&request)?;
+        // In front of one server, say what it can do (and what it says about itself).
+        if let Some(slot) = self.single() {
+            if let Ok(connection) = slot.connection().await {
+                if let Some(upstream) = connection.peer().peer_info() {
+                    result.capabilities = upstream.capabilities.clone();
+                    result.instructions = upstream.instructions.clone();
+                }
+            }
+        }
+        Ok(result)
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let request = ClientRequest::ListResourcesRequest(match request {
+            Some(p) => ListResourcesRequest::with_param(p),
+            None => ListResourcesRequest::default(),
+        });
+        match self.passthrough(request, &ctx).await? {
+            ServerResult::ListResourcesResult(r) => Ok(r),
+            other => Err(unexpected("resources/list", other)),
+        }
+    }
+
+    async fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let request = ClientRequest::ListResourceTemplatesRequest(match request {
+            Some(p) => ListResourceTemplatesRequest::with_param(p),
+            None => ListResourceTemplatesRequest::default(),
+        });
+        match self.passthrough(request, &ctx).await? {
+            ServerResult::ListResourceTemplatesResult(r) => Ok(r),
+            other => Err(unexpected("resources/templates/list", other)),
+        }
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let request = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(request));
+        match self
+            .read_and_observe(request, mcp::RESOURCES_READ, &ctx)
+            .await?
+        {
+            ServerResult::ReadResourceResult(r) => Ok(ReadResourceResponse::Complete(r)),
+            ServerResult::InputRequiredResult(r) => Ok(ReadResourceResponse::InputRequired(r)),
+            other => Err(unexpected("resources/read", other)),
+        }
+    }
+
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let request = ClientRequest::SubscribeRequest(SubscribeRequest::new(request));
+        self.passthrough(request, &ctx).await.map(|_| ())
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let request = ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(request));
+        self.passthrough(request, &ctx).await.map(|_| ())
+    }
+
+    async fn list_prompts(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let request = ClientRequest::ListPromptsRequest(match request {
+            Some(p) => ListPromptsRequest::with_param(p),
+            None => ListPromptsRequest::default(),
+        });
+        match self.passthrough(request, &ctx).await? {
+            ServerResult::ListPromptsResult(r) => Ok(r),
+            other => Err(unexpected("prompts/list", other)),
+        }
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let request = ClientRequest::GetPromptRequest(GetPromptRequest::new(request));
+        match self
+            .read_and_observe(request, mcp::PROMPTS_GET, &ctx)
+            .await?
+        {
+            ServerResult::GetPromptResult(r) => Ok(GetPromptResponse::Complete(r)),
+            ServerResult::InputRequiredResult(r) => Ok(GetPromptResponse::InputRequired(r)),
+            other => Err(unexpected("prompts/get", other)),
+        }
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let request = ClientRequest::SetLevelRequest(SetLevelRequest::new(request));
+        self.passthrough(request, &ctx).await.map(|_| ())
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let request = ClientRequest::CompleteRequest(CompleteRequest::new(request));
+        match self.passthrough(request, &ctx).await? {
+            ServerResult::CompleteResult(r) => Ok(r),
+            other => Err(unexpected("completion/complete", other)),
+        }
     }
 
     async fn list_tools(
@@ -471,8 +668,11 @@ impl ServerHandler for Front {
                 }
             };
             bound.guard.list_tools(slot.name(), &mut tools);
+            let single = self.upstreams.slots.len() == 1;
             for mut tool in tools {
-                tool.name = format!("{}{TOOL_SEPARATOR}{}", slot.name(), tool.name).into();
+                if !single {
+                    tool.name = format!("{}{TOOL_SEPARATOR}{}", slot.name(), tool.name).into();
+                }
                 all.push(tool);
             }
         }
@@ -487,9 +687,13 @@ impl ServerHandler for Front {
         let bound = self.binding(&ctx, None).await?;
         bound.guard.note_instruction(&ctx.meta);
         let name = request.name.to_string();
-        let Some((slot, tool)) = split_name(&name)
-            .and_then(|(up, tool)| self.upstreams.slots.get(up).map(|slot| (slot, tool)))
-        else {
+        let routed = match self.single() {
+            // In front of one server, tools keep their own names.
+            Some(slot) => Some((slot, name.as_str())),
+            None => split_name(&name)
+                .and_then(|(up, tool)| self.upstreams.slots.get(up).map(|slot| (slot, tool))),
+        };
+        let Some((slot, tool)) = routed else {
             return Err(ErrorData::invalid_params(
                 format!(
                     "unknown tool `{name}`: tools are named `<upstream>{TOOL_SEPARATOR}<tool>`; \

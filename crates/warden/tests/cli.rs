@@ -1,11 +1,11 @@
 //! The `warden` binary as an operator runs it: exit codes, file:line:col diagnostics, the policy
 //! test runner's verdicts, `decide`, `tools explain`, and `serve` answering real HTTP.
 
-use std::io::{BufRead, BufReader};
+mod support;
+use support::{start_serve, Killed};
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
@@ -196,58 +196,12 @@ fn tools_explain_infers_that_send_email_writes() {
     assert_eq!(write[..3], ["write", "true", "[inferred]"], "{stdout}");
 }
 
-/// Kills the child when dropped, so a failing test leaves no server behind.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn serve_with_zero_config_answers_the_guard_api() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("state");
     // Run from an empty directory so that no warden.toml is picked up: zero config.
-    let mut child = Killed(
-        warden()
-            .current_dir(dir.path())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&data)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("warden serve starts"),
-    );
-
-    // Read stderr on a thread until the listen line appears.
-    let stderr = child.0.stderr.take().expect("stderr piped");
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let addr = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no `guard API on` line; stderr so far: {seen:#?}"));
-        if let Some(rest) = line.split("guard API on http://").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .expect("an address")
-                .to_owned();
-        }
-        seen.push(line);
-    };
+    let (child, addr) = serve_in(dir.path(), &["--data-dir", path_str(&data)]);
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
     assert_ne!(addr, "127.0.0.1:0", "the real port is printed");
 
@@ -288,43 +242,12 @@ fn serve_with_zero_config_answers_the_guard_api() {
 
 /// Start `warden serve` on a free loopback port with these extra arguments, from `cwd`; returns
 /// the child and the address it printed.
-fn start_serve(cwd: &Path, args: &[&str]) -> (Killed, String) {
-    let mut child = Killed(
-        warden()
-            .current_dir(cwd)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("warden serve starts"),
-    );
-    let stderr = child.0.stderr.take().expect("stderr piped");
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("no `guard API on` line; stderr so far: {seen:#?}"));
-        if let Some(rest) = line.split("guard API on http://").nth(1) {
-            let addr = rest
-                .split_whitespace()
-                .next()
-                .expect("an address")
-                .to_owned();
-            return (child, addr);
-        }
-        seen.push(line);
-    }
+fn serve_in(cwd: &Path, args: &[&str]) -> (Killed, String) {
+    let mut cmd = warden();
+    cmd.current_dir(cwd)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args);
+    start_serve(cmd)
 }
 
 #[test]
@@ -332,7 +255,7 @@ fn shadow_mode_allows_records_and_replay_from_audit_lists_what_a_new_policy_chan
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("state");
     let data_arg = path_str(&data).to_owned();
-    let (child, addr) = start_serve(dir.path(), &["--shadow", "--data-dir", &data_arg]);
+    let (child, addr) = serve_in(dir.path(), &["--shadow", "--data-dir", &data_arg]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

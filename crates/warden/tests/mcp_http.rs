@@ -5,57 +5,20 @@
 //! server, the user's own path is written, and an upstream killed mid-session is started again
 //! on the next call while the other keeps working.
 
+mod support;
+use support::{call, filesystem_server, start_serve, text_of, Client, Killed};
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::OnceLock;
+use std::process::Command;
 use std::time::Duration;
 
 use reqwest::header::{HeaderName, HeaderValue};
-use rmcp::model::{CallToolRequestParams, CallToolResult, JsonObject};
-use rmcp::service::{RoleClient, RunningService};
+use rmcp::model::CallToolRequestParams;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::ServiceExt;
 use serde_json::{json, Value};
-
-const NODE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node");
-
-/// The filesystem server's entry point, installed from `tests/node/package-lock.json` on first
-/// use (`.ci/run` installs it up front).
-fn filesystem_server() -> &'static Path {
-    static ENTRY: OnceLock<PathBuf> = OnceLock::new();
-    ENTRY.get_or_init(|| {
-        let entry = Path::new(NODE_DIR)
-            .join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
-        if !entry.exists() {
-            let out = Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(NODE_DIR)
-                .output()
-                .expect("npm runs (Node 20 and npm are needed for the MCP tests)");
-            assert!(
-                out.status.success(),
-                "`npm ci` in {NODE_DIR} failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        assert!(entry.exists(), "{} is missing", entry.display());
-        entry
-    })
-}
-
-/// `warden serve`, killed when dropped.
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Two folders, each served by its own filesystem server started through a shell that records
 /// its pid (then `exec`s node, so the pid is the server's), and a Warden config fronting both.
@@ -142,43 +105,17 @@ impl Workspace {
     }
 
     /// Start `warden serve` on a free port; its address.
-    fn serve(&self) -> (Serve, String) {
-        let mut child = Serve(
-            Command::new(env!("CARGO_BIN_EXE_warden"))
-                .env_remove("WARDEN_CONFIG")
-                .arg("serve")
-                .arg("--config")
-                .arg(self.config())
-                .args(["--listen", "127.0.0.1:0", "--data-dir"])
-                .arg(self.dir.path().join("state"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("warden serve starts"),
-        );
-        let stderr = child.0.stderr.take().expect("stderr piped");
-        let (tx, rx) = mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                eprintln!("[warden serve] {line}");
-                let _ = tx.send(line);
-            }
-        });
-        loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(60))
-                .expect("a `guard API on` line from warden serve");
-            if let Some(rest) = line.split("guard API on http://").nth(1) {
-                let addr = rest.split_whitespace().next().expect("an address");
-                return (child, addr.to_owned());
-            }
-        }
+    fn serve(&self) -> (Killed, String) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
+        cmd.env_remove("WARDEN_CONFIG")
+            .arg("serve")
+            .arg("--config")
+            .arg(self.config())
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(self.dir.path().join("state"));
+        start_serve(cmd)
     }
 }
-
-type Client = RunningService<RoleClient, ()>;
 
 /// Connect to `/mcp` with these credentials.
 async fn connect(addr: &str, bearer: Option<&str>, session: Option<&str>) -> Client {
@@ -198,27 +135,6 @@ async fn connect(addr: &str, bearer: Option<&str>, session: Option<&str>) -> Cli
     ().serve(transport).await.expect("initialize through /mcp")
 }
 
-async fn call(client: &Client, tool: &str, args: Value) -> CallToolResult {
-    let Value::Object(args) = args else {
-        panic!("arguments must be an object")
-    };
-    let args: JsonObject = args;
-    client
-        .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args))
-        .await
-        .unwrap_or_else(|e| panic!("tools/call {tool}: {e}"))
-}
-
-fn text_of(result: &CallToolResult) -> String {
-    result
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Open a Warden session through the guard API: its id and token.
 async fn open_session(addr: &str, instruction: &str) -> (String, String) {
     let opened: Value = reqwest::Client::new()
         .post(format!("http://{addr}/v1/sessions"))

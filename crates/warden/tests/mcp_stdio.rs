@@ -4,47 +4,14 @@
 //! a held write waits for a person, and `warden approvals approve` (another process) lets it
 //! through, or it expires.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+mod support;
+use support::{call, filesystem_server, text_of, Client};
 
-use rmcp::model::{CallToolRequestParams, CallToolResult, JsonObject};
-use rmcp::service::{RoleClient, RunningService};
+use std::path::{Path, PathBuf};
+
 use rmcp::transport::TokioChildProcess;
 use rmcp::ServiceExt;
 use serde_json::{json, Value};
-
-const NODE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node");
-
-/// The filesystem server's entry point, installed from `tests/node/package-lock.json` on first
-/// use (`.ci/run` installs it up front).
-fn filesystem_server() -> &'static Path {
-    static ENTRY: OnceLock<PathBuf> = OnceLock::new();
-    ENTRY.get_or_init(|| {
-        let entry = Path::new(NODE_DIR)
-            .join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
-        if !entry.exists() {
-            let out = Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(NODE_DIR)
-                .output()
-                .expect("npm runs (Node 20 and npm are needed for the MCP tests)");
-            assert!(
-                out.status.success(),
-                "`npm ci` in {NODE_DIR} failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        assert!(
-            entry.exists(),
-            "{} is missing after npm ci",
-            entry.display()
-        );
-        entry
-    })
-}
-
-type Client = RunningService<RoleClient, ()>;
 
 /// A folder the filesystem server serves, with an inbox holding a report whose text an outsider
 /// wrote, and a Warden config for it.
@@ -169,26 +136,6 @@ impl Workspace {
         let transport = TokioChildProcess::new(cmd).expect("node starts");
         ().serve(transport).await.expect("initialize directly")
     }
-}
-
-async fn call(client: &Client, tool: &str, args: Value) -> CallToolResult {
-    let Value::Object(args) = args else {
-        panic!("arguments must be an object")
-    };
-    let args: JsonObject = args;
-    client
-        .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args))
-        .await
-        .unwrap_or_else(|e| panic!("tools/call {tool}: {e}"))
-}
-
-fn text_of(result: &CallToolResult) -> String {
-    result
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread")]

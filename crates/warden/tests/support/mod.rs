@@ -1,0 +1,113 @@
+//! What the `warden` binary's end-to-end tests share: the real MCP server they drive, a child
+//! process killed when dropped, `warden serve` started on a free port, and an MCP client's
+//! calls. Each test file uses part of it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, OnceLock};
+use std::time::Duration;
+
+use rmcp::model::{CallToolRequestParams, CallToolResult, JsonObject};
+use rmcp::service::{RoleClient, RunningService};
+use serde_json::Value;
+
+pub const NODE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node");
+
+/// The npm filesystem server's entry point, installed from `tests/node/package-lock.json` on
+/// first use (`.ci/run` installs it up front).
+pub fn filesystem_server() -> &'static Path {
+    static ENTRY: OnceLock<PathBuf> = OnceLock::new();
+    ENTRY.get_or_init(|| {
+        let entry = Path::new(NODE_DIR)
+            .join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
+        if !entry.exists() {
+            let out = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(NODE_DIR)
+                .output()
+                .expect("npm runs (Node 20 and npm are needed for the MCP tests)");
+            assert!(
+                out.status.success(),
+                "`npm ci` in {NODE_DIR} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(
+            entry.exists(),
+            "{} is missing after npm ci",
+            entry.display()
+        );
+        entry
+    })
+}
+
+/// A child process killed when dropped, so a failing test leaves nothing behind.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start a prepared `warden serve … --listen 127.0.0.1:0` and wait for the address it prints.
+pub fn start_serve(mut cmd: Command) -> (Killed, String) {
+    let mut child = Killed(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("warden serve starts"),
+    );
+    let stderr = child.0.stderr.take().expect("stderr piped");
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("[warden serve] {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no `guard API on` line; stderr so far: {seen:#?}"));
+        if let Some(rest) = line.split("guard API on http://").nth(1) {
+            let addr = rest
+                .split_whitespace()
+                .next()
+                .expect("an address")
+                .to_owned();
+            return (child, addr);
+        }
+        seen.push(line);
+    }
+}
+
+pub type Client = RunningService<RoleClient, ()>;
+
+/// Call a tool and return its result (panicking with the error if the call itself fails).
+pub async fn call(client: &Client, tool: &str, args: Value) -> CallToolResult {
+    let Value::Object(args) = args else {
+        panic!("arguments must be an object")
+    };
+    let args: JsonObject = args;
+    client
+        .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args))
+        .await
+        .unwrap_or_else(|e| panic!("tools/call {tool}: {e}"))
+}
+
+/// The text content of a tool result.
+pub fn text_of(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -61,9 +61,22 @@ pub async fn serve(
         shutdown.await;
         stop.cancel();
     };
-    axum::serve(listener, api::router_with(rt, streams))
+    axum::serve(nodelay(listener), api::router_with(rt, streams))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Small request/response exchanges (a decision, an MCP call) must not wait for Nagle's
+/// algorithm: without `TCP_NODELAY` each answer sat ~40 ms behind the client's delayed ACK.
+fn nodelay(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!("could not set TCP_NODELAY: {e}");
+        }
+    })
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -371,15 +371,7 @@ impl Guard {
     /// `tools/list`: register what the server says about its tools as evidence for their traits
     /// (under `upstream`), and hide the ones this session's profile can never use.
     pub(crate) fn list_tools(&self, upstream: &str, tools: &mut Vec<rmcp::model::Tool>) {
-        let specs: Vec<ToolSpec> = tools
-            .iter()
-            .filter_map(|t| {
-                serde_json::to_value(t)
-                    .and_then(serde_json::from_value)
-                    .ok()
-            })
-            .collect();
-        self.rt.register_tools(upstream, &specs);
+        register_tools(&self.rt, upstream, tools);
         if self.hide_unusable_tools {
             let engine = self.rt.engine();
             tools.retain(|t| engine.may_permit(self.profile.as_deref(), &t.name));
@@ -412,6 +404,35 @@ pub(crate) async fn forward(
         m.remove(&token);
     }
     result
+}
+
+/// Record what a server says about its tools (annotations, schemas) as evidence for their traits.
+pub(crate) fn register_tools(rt: &Runtime, upstream: &str, tools: &[rmcp::model::Tool]) {
+    let specs: Vec<ToolSpec> = tools
+        .iter()
+        .filter_map(|t| {
+            serde_json::to_value(t)
+                .and_then(serde_json::from_value)
+                .ok()
+        })
+        .collect();
+    rt.register_tools(upstream, &specs);
+}
+
+/// Before deciding a call of a tool Warden has not seen listed (an agent may call without
+/// `tools/list`), ask the server for its tools, so the decision uses what the server says about
+/// them rather than a guess from the name. A server that cannot list them leaves the guess.
+pub(crate) async fn learn_tools(rt: &Runtime, upstream: &str, peer: &Peer<RoleClient>, tool: &str) {
+    if rt.knows_tool(tool) {
+        return;
+    }
+    match peer.list_all_tools().await {
+        Ok(tools) => register_tools(rt, upstream, &tools),
+        Err(e) => tracing::warn!(
+            upstream,
+            "warden mcp: could not list tools before `{tool}`: {e}"
+        ),
+    }
 }
 
 /// The server-facing MCP client.
@@ -538,6 +559,7 @@ impl Gateway {
         let mut result = match request {
             ClientRequest::CallToolRequest(call) => {
                 let tool = call.params.name.to_string();
+                learn_tools(&self.guard.rt, &up.name, &up.peer, &tool).await;
                 let arguments = call.params.arguments.clone();
                 let forwarded = async {
                     self.forward(up, ClientRequest::CallToolRequest(call), &ctx)

@@ -708,6 +708,9 @@ impl ServerHandler for Front {
                 None,
             ));
         };
+        if let Ok(connection) = slot.connection().await {
+            mcp::learn_tools(&self.rt, slot.name(), connection.peer(), tool).await;
+        }
         let arguments = request.arguments.clone();
         let mut upstream_request = request;
         upstream_request.name = tool.to_owned().into();

@@ -332,6 +332,11 @@ impl Runtime {
         tool
     }
 
+    /// Whether an upstream has described this tool (its annotations and schema are evidence).
+    pub fn knows_tool(&self, name: &str) -> bool {
+        self.tools.read().is_ok_and(|m| m.contains_key(name))
+    }
+
     /// Register tools an upstream described (MCP `tools/list`): their annotations and schemas
     /// become evidence for their traits. The operator's config still wins.
     pub fn register_tools(&self, upstream: &str, specs: &[ToolSpec]) {

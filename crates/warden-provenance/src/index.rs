@@ -218,7 +218,10 @@ impl ProvenanceIndex {
                 if s.kind == Kind::Text {
                     texts = true;
                     texts_untrusted_only |= entry.untrusted_only();
-                    texts_prose_only |= entry.untrusted_prose_only();
+                    // A two- or three-letter text ("hi", "ok", "yes") is found everywhere: too
+                    // weak to say that an injection planted it.
+                    texts_prose_only |=
+                        entry.untrusted_prose_only() && s.value.chars().count() >= 4;
                     texts_trusted |= entry.trusted_any;
                 } else {
                     specific = true;
@@ -353,6 +356,20 @@ mod tests {
 
     fn index() -> ProvenanceIndex {
         ProvenanceIndex::new(IndexConfig::default())
+    }
+
+    #[test]
+    fn a_tiny_text_is_too_weak_to_be_planted_but_a_longer_one_is_not() {
+        let mut index = ProvenanceIndex::new(IndexConfig::default());
+        index.add_text(untrusted(1), "hi");
+        index.add_text(untrusted(2), "Lunch at noon");
+        let tiny = index.provenance(&Value::String("hi".into()));
+        assert!(
+            tiny.untrusted_only && !tiny.untrusted_prose_only,
+            "{tiny:?}"
+        );
+        let longer = index.provenance(&Value::String("Lunch at noon".into()));
+        assert!(longer.untrusted_prose_only, "{longer:?}");
     }
 
     #[test]

@@ -348,7 +348,10 @@ impl Config {
 
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         toml::from_str::<Config>(text).map_err(|e| {
-            let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            let (line, col) = e
+                .span()
+                .map(|s| warden_policy::line_col(text, s.start))
+                .unwrap_or((1, 1));
             ConfigError::Syntax {
                 file: file.to_owned(),
                 line,
@@ -461,13 +464,6 @@ impl Config {
         }
         Ok(())
     }
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
 }
 
 #[cfg(test)]

@@ -262,6 +262,14 @@ impl Runtime {
         self
     }
 
+    /// A runtime with an in-memory store and no audit log: for replays, test cases and shadow
+    /// runs, which drive the same pipeline as live traffic but keep nothing.
+    pub fn in_memory(config: Config) -> Result<Runtime, crate::StartError> {
+        let engine = config.engine()?;
+        let store = warden_store::SqliteStore::in_memory()?;
+        Ok(Runtime::new(config, engine, Arc::new(store)))
+    }
+
     /// Record every step in this audit log before it takes effect; a step the log cannot record
     /// does not happen (a call is denied).
     pub fn with_audit(mut self, audit: Arc<AuditLog>) -> Runtime {

@@ -79,13 +79,6 @@ fn entity_key(uid: &EntityUid, type_name: &str) -> Option<String> {
     (uid.type_name().to_string() == type_name).then(|| uid.id().unescaped().to_owned())
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
-
 impl PolicyEngine {
     /// Parse and index policy files. Every error names its file, line and column.
     pub fn load(sources: &[PolicySource]) -> Result<Self, PolicyError> {
@@ -108,7 +101,7 @@ impl PolicyEngine {
                     .labels()
                     .and_then(|mut l| l.next())
                     .map_or(0, |l| l.offset());
-                let (line, col) = line_col(&src.text, offset);
+                let (line, col) = crate::line_col(&src.text, offset);
                 let help = e.help().map(|h| format!(" ({h})")).unwrap_or_default();
                 PolicyError::Parse {
                     file: src.name.clone(),

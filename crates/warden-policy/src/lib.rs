@@ -39,6 +39,15 @@ pub enum PolicyError {
     Profile { profile: String, message: String },
 }
 
+/// The 1-based line and column (in characters) of a byte offset: where errors in policy,
+/// profile and config files point.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
 /// Hex SHA-256 of a text: identifies the policy set in force.
 pub fn digest(text: &str) -> String {
     Sha256::digest(text.as_bytes())

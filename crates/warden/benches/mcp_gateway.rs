@@ -11,6 +11,9 @@
 //! Needs Node 20 and npm (the peers are pinned in `tests/node/package.json`; `npm ci` runs there
 //! on first use). Everything runs on loopback; every child process is ended at the end.
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -27,7 +30,6 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::ServiceExt;
 use serde_json::json;
 
-const NODE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node");
 /// The `warden` binary cargo built for this bench (the bench profile: optimised).
 const WARDEN: &str = env!("CARGO_BIN_EXE_warden");
 
@@ -41,26 +43,7 @@ const IN_FLIGHT: usize = 16;
 type Client = RunningService<RoleClient, ()>;
 
 fn everything_server() -> PathBuf {
-    let entry = Path::new(NODE_DIR)
-        .join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    if !entry.exists() {
-        let out = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(NODE_DIR)
-            .output()
-            .expect("npm runs (Node 20 and npm are needed for this bench)");
-        assert!(
-            out.status.success(),
-            "`npm ci` in {NODE_DIR} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    assert!(
-        entry.exists(),
-        "{} is missing after npm ci",
-        entry.display()
-    );
-    entry
+    support::node_package("@modelcontextprotocol/server-everything/dist/index.js")
 }
 
 /// Clock ticks per second for `/proc/<pid>/stat` (`getconf CLK_TCK`; 100 if that fails).

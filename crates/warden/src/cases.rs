@@ -3,7 +3,6 @@
 //! `opa test`. Cases go through the same runtime as live traffic, with an in-memory store.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 use serde::Deserialize;
@@ -76,9 +75,7 @@ pub enum CaseStep {
 
 /// Run a case on a fresh runtime with an in-memory store.
 pub fn run(config: &Config, case: &Case) -> Result<DecisionRecord> {
-    let engine = config.engine()?;
-    let store = warden_store::SqliteStore::in_memory()?;
-    let rt = Runtime::new(config.clone(), engine, Arc::new(store));
+    let rt = Runtime::in_memory(config.clone())?;
     let s = &case.session;
     let (session, _) = rt.open_session(OpenRequest {
         principal: s.principal.clone(),
@@ -161,13 +158,9 @@ pub fn read_cases(path: &Path) -> Result<Vec<Case>> {
         case: Vec<Case>,
     }
     let file: File = toml::from_str(&text).map_err(|e| {
-        let (line, col) = e.span().map_or((1, 1), |s| {
-            let before = &text[..s.start.min(text.len())];
-            (
-                before.matches('\n').count() + 1,
-                before.rsplit('\n').next().map_or(0, str::len) + 1,
-            )
-        });
+        let (line, col) = e
+            .span()
+            .map_or((1, 1), |s| warden_policy::line_col(&text, s.start));
         anyhow::anyhow!("{}:{line}:{col}: {}", path.display(), e.message())
     })?;
     if file.case.is_empty() {

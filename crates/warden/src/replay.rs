@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
@@ -147,11 +146,7 @@ pub fn replay(config: &Config, opts: Options<'_>) -> Result<(Vec<ReplayedCall>, 
         Some(p) => read_tool_specs(p)?,
         None => BTreeMap::new(),
     };
-    let mut config = config.clone();
-    config.server.max_live_sessions = 64;
-    let engine = config.engine()?;
-    let store = warden_store::SqliteStore::in_memory()?;
-    let rt = Runtime::new(config, engine, Arc::new(store));
+    let rt = replay_runtime(config)?;
     let mut registered: Option<String> = None;
     let mut decisions = Vec::new();
     let mut out = opts.out;
@@ -188,6 +183,14 @@ pub fn replay(config: &Config, opts: Options<'_>) -> Result<(Vec<ReplayedCall>, 
             seconds: elapsed,
         },
     ))
+}
+
+/// The live pipeline with an in-memory store, keeping few sessions in memory: replays touch each
+/// session once.
+fn replay_runtime(config: &Config) -> Result<Runtime> {
+    let mut config = config.clone();
+    config.server.max_live_sessions = 64;
+    Ok(Runtime::in_memory(config)?)
 }
 
 /// How fast a replay went.
@@ -666,14 +669,7 @@ pub fn shadow(config: &Config, data_dir: &Path, since_ms: Option<u64>) -> Result
     let mut sessions = warden_store::SessionStore::list_sessions(&recorded, usize::MAX)?;
     sessions.retain(|s| since_ms.is_none_or(|t| s.opened_at_ms >= t));
     sessions.reverse(); // oldest first
-    let mut config = config.clone();
-    config.server.max_live_sessions = 64;
-    let engine = config.engine()?;
-    let rt = Runtime::new(
-        config,
-        engine,
-        Arc::new(warden_store::SqliteStore::in_memory()?),
-    );
+    let rt = replay_runtime(config)?;
     let mut report = ShadowReport::default();
     for s in sessions {
         let Some(stored) = warden_store::SessionStore::load_session(&recorded, &s.id)? else {

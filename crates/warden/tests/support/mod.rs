@@ -15,32 +15,34 @@ use serde_json::Value;
 
 pub const NODE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node");
 
-/// The npm filesystem server's entry point, installed from `tests/node/package-lock.json` on
-/// first use (`.ci/run` installs it up front).
+/// The npm filesystem server's entry point.
 pub fn filesystem_server() -> &'static Path {
     static ENTRY: OnceLock<PathBuf> = OnceLock::new();
-    ENTRY.get_or_init(|| {
-        let entry = Path::new(NODE_DIR)
-            .join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
-        if !entry.exists() {
-            let out = Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(NODE_DIR)
-                .output()
-                .expect("npm runs (Node 20 and npm are needed for the MCP tests)");
-            assert!(
-                out.status.success(),
-                "`npm ci` in {NODE_DIR} failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+    ENTRY.get_or_init(|| node_package("@modelcontextprotocol/server-filesystem/dist/index.js"))
+}
+
+/// A file of the pinned Node packages, installed from `tests/node/package-lock.json` on first
+/// use (`.ci/run` installs them up front).
+pub fn node_package(file: &str) -> PathBuf {
+    let entry = Path::new(NODE_DIR).join("node_modules").join(file);
+    if !entry.exists() {
+        let out = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(NODE_DIR)
+            .output()
+            .expect("npm runs (Node 20 and npm are needed for the MCP tests)");
         assert!(
-            entry.exists(),
-            "{} is missing after npm ci",
-            entry.display()
+            out.status.success(),
+            "`npm ci` in {NODE_DIR} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
         );
-        entry
-    })
+    }
+    assert!(
+        entry.exists(),
+        "{} is missing after npm ci",
+        entry.display()
+    );
+    entry
 }
 
 /// A child process killed when dropped, so a failing test leaves nothing behind.

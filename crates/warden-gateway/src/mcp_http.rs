@@ -336,14 +336,7 @@ impl Front {
             match (creds.caller, claimed) {
                 (Caller::Token(token), Some(id)) => {
                     rt.authenticate(&id, &token).map_err(runtime_error)?;
-                    let view = rt.session_view(&id).map_err(runtime_error)?;
-                    serde_json::from_value::<warden_model::Session>(view["session"].clone())
-                        .map_err(|e| {
-                            ErrorData::internal_error(
-                                format!("session `{id}` could not be read: {e}"),
-                                None,
-                            )
-                        })
+                    rt.session(&id).map_err(runtime_error)
                 }
                 (Caller::Token(_), None) => Err(ErrorData::invalid_request(
                     "the session token names no session",

@@ -1000,6 +1000,16 @@ impl Runtime {
             })
     }
 
+    /// How a session was opened.
+    pub fn session(&self, session_id: &str) -> Result<Session, RuntimeError> {
+        let live = self.live(session_id)?;
+        let guard = live
+            .state
+            .lock()
+            .map_err(|_| RuntimeError::Store(StoreError::Poisoned))?;
+        Ok(guard.state.session.clone())
+    }
+
     /// A session's view: how it was opened, its history counts and its steps (read from the store).
     pub fn session_view(&self, session_id: &str) -> Result<Value, RuntimeError> {
         let live = self.live(session_id)?;

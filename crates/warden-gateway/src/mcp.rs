@@ -403,7 +403,29 @@ pub(crate) async fn forward(
     if let (Some(token), Ok(mut m)) = (relayed, link.progress.lock()) {
         m.remove(&token);
     }
-    result
+    result.map(|mut result| {
+        mark_complete(&mut result);
+        result
+    })
+}
+
+/// A server of an earlier protocol era sends results without `resultType`, which 2026-07-28
+/// requires on every result (strict clients reject a tool result without it). Name the ones
+/// that lack it `"complete"`, as that era's clients must read an absent one; rmcp takes the
+/// field off again for a client of an earlier era.
+fn mark_complete(result: &mut ServerResult) {
+    let result_type = match result {
+        ServerResult::CompleteResult(r) => &mut r.result_type,
+        ServerResult::GetPromptResult(r) => &mut r.result_type,
+        ServerResult::ListPromptsResult(r) => &mut r.result_type,
+        ServerResult::ListResourcesResult(r) => &mut r.result_type,
+        ServerResult::ListResourceTemplatesResult(r) => &mut r.result_type,
+        ServerResult::ReadResourceResult(r) => &mut r.result_type,
+        ServerResult::ListToolsResult(r) => &mut r.result_type,
+        ServerResult::CallToolResult(r) => &mut r.result_type,
+        _ => return,
+    };
+    result_type.get_or_insert(rmcp::model::ResultType::COMPLETE);
 }
 
 /// Record what a server says about its tools (annotations, schemas) as evidence for their traits.

@@ -125,7 +125,14 @@ async fn require_caller(State(rt): State<Arc<Runtime>>, req: Request, next: Next
         }});
         return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
     }
-    next.run(req).await
+    let delete = req.method() == axum::http::Method::DELETE;
+    let mut response = next.run(req).await;
+    // rmcp answers a session's end with 202; the reference SDKs answer 200, and their
+    // clients warn about anything but 200, 204 or 405.
+    if delete && response.status() == StatusCode::ACCEPTED {
+        *response.status_mut() = StatusCode::OK;
+    }
+    response
 }
 
 /// The upstreams by name, shared by every MCP session.

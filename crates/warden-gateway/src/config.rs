@@ -230,8 +230,9 @@ fn default_hold_timeout() -> u64 {
     120
 }
 
-/// `[[upstreams]]`: an MCP server behind `/mcp`, run as a child process on first use (and again
-/// after it exits).
+/// `[[upstreams]]`: an MCP server behind `/mcp`: a `command` run as a child process on first use
+/// (and again after it exits), or a remote server's streamable HTTP endpoint at `url` (connected
+/// on first use, and again after the connection is lost).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
@@ -239,10 +240,78 @@ pub struct UpstreamConfig {
     /// `_`; never `__`.
     pub name: String,
     /// The program and its arguments (run without a shell).
+    #[serde(default)]
     pub command: Vec<String>,
-    /// Environment variables set for it (on top of Warden's own).
+    /// Environment variables set for the `command` (on top of Warden's own).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// A remote MCP server's streamable HTTP endpoint (`http://host:port/mcp`), instead of a
+    /// `command`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// HTTP headers sent with every request to `url`, e.g. `Authorization`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// How long a forwarded tool call may take, in seconds, before the agent is told it timed
+    /// out (the MCP reference SDKs wait 60 s). An upstream that then does not answer a ping is
+    /// dropped and connected afresh on the next call.
+    #[serde(default = "default_call_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_call_timeout() -> u64 {
+    60
+}
+
+impl UpstreamConfig {
+    /// Exactly one of `command` and `url`, each with only its own settings.
+    fn validate_endpoint(&self) -> Result<(), ConfigError> {
+        let name = &self.name;
+        let invalid =
+            |what: String| Err(ConfigError::Invalid(format!("upstream `{name}`: {what}")));
+        match (&self.url, self.command.is_empty()) {
+            (Some(_), false) => invalid("give either `command` or `url`, not both".into()),
+            (None, true) => invalid(
+                "give a `command` (e.g. [\"npx\", \"-y\", \"@modelcontextprotocol/server-filesystem\", \
+                 \"/tmp\"]) or the `url` of a streamable HTTP server"
+                    .into(),
+            ),
+            (None, false) if self.command[0].trim().is_empty() => {
+                invalid("`command` must name a program".into())
+            }
+            (None, false) if !self.headers.is_empty() => {
+                invalid("`headers` are for a `url` upstream; a `command` takes `env`".into())
+            }
+            _ if self.timeout_secs == 0 => invalid("`timeout_secs` must be at least 1".into()),
+            (None, false) => Ok(()),
+            (Some(url), true) => {
+                if !self.env.is_empty() {
+                    return invalid("`env` is for a `command` upstream".into());
+                }
+                if url.starts_with("https://") {
+                    return invalid(format!(
+                        "`{url}`: this build of Warden speaks plain HTTP to upstreams; reach an \
+                         https server through a local TLS proxy"
+                    ));
+                }
+                let Some(rest) = url.strip_prefix("http://") else {
+                    return invalid(format!("`url` must start with http://, not `{url}`"));
+                };
+                if rest.is_empty() || rest.starts_with('/') {
+                    return invalid(format!("`url` names no host: `{url}`"));
+                }
+                for (header, value) in &self.headers {
+                    let ok = !header.is_empty()
+                        && header.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+                        && value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b));
+                    if !ok {
+                        return invalid(format!("header `{header}` is not a valid HTTP header"));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Between an upstream's name and its tool's name in `tools/list` and `tools/call`.
@@ -446,12 +515,7 @@ impl Config {
                     "upstream `{name}` is declared twice"
                 )));
             }
-            if up.command.first().is_none_or(|p| p.trim().is_empty()) {
-                return Err(ConfigError::Invalid(format!(
-                    "upstream `{name}`: `command` must name a program, e.g. \
-                     [\"npx\", \"-y\", \"@modelcontextprotocol/server-filesystem\", \"/tmp\"]"
-                )));
-            }
+            up.validate_endpoint()?;
         }
         for key in &self.api_keys {
             let ok = key.sha256.len() == 64 && key.sha256.chars().all(|c| c.is_ascii_hexdigit());
@@ -534,6 +598,36 @@ mod tests {
             .expect_err("no program")
             .to_string()
             .contains("command"));
+    }
+
+    #[test]
+    fn a_remote_upstream_has_a_url_and_its_own_headers() {
+        let ok = "[[upstreams]]\nname = \"remote\"\nurl = \"http://10.0.0.5:3001/mcp\"\n\
+                  headers = { Authorization = \"Bearer s3cret\" }\n";
+        let c = Config::parse(ok, "w.toml").expect("parses");
+        c.validate().expect("valid");
+        assert_eq!(
+            c.upstreams[0].url.as_deref(),
+            Some("http://10.0.0.5:3001/mcp")
+        );
+        for (body, says) in [
+            ("url = \"http://h/mcp\"\ncommand = [\"srv\"]", "not both"),
+            ("url = \"ftp://h/mcp\"", "http://"),
+            ("url = \"https://h/mcp\"", "TLS proxy"),
+            ("url = \"http:///mcp\"", "no host"),
+            ("url = \"http://h/mcp\"\nenv = { A = \"1\" }", "`env`"),
+            ("command = [\"srv\"]\nheaders = { A = \"1\" }", "`headers`"),
+            (
+                "url = \"http://h/mcp\"\nheaders = { \"A B\" = \"1\" }",
+                "header `A B`",
+            ),
+            ("", "`command`"),
+        ] {
+            let text = format!("[[upstreams]]\nname = \"x\"\n{body}\n");
+            let c = Config::parse(&text, "w.toml").expect("parses");
+            let err = c.validate().expect_err(body).to_string();
+            assert!(err.contains(says), "{body:?}: {err}");
+        }
     }
 
     #[test]

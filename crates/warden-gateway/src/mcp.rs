@@ -465,10 +465,14 @@ pub(crate) struct UpstreamClient {
 
 /// Connect to a started server as its MCP client, and learn what it says about itself (the
 /// answer to its `initialize`, as Warden passes it on).
-pub(crate) async fn connect_upstream(
+pub(crate) async fn connect_upstream<T, E, A>(
     client: UpstreamClient,
-    transport: TokioChildProcess,
-) -> Result<(UpstreamService, InitializeResult), String> {
+    transport: T,
+) -> Result<(UpstreamService, InitializeResult), String>
+where
+    T: rmcp::transport::IntoTransport<RoleClient, E, A>,
+    E: std::error::Error + Send + Sync + 'static,
+{
     let running = rmcp::serve_client(client, transport)
         .await
         .map_err(|e| format!("the MCP server behind Warden did not initialize: {e}"))?;

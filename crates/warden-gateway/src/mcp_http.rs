@@ -43,9 +43,10 @@ use rmcp::model::{
     UnsubscribeRequest, UnsubscribeRequestParams,
 };
 use rmcp::service::{Peer, RequestContext, RoleClient, RoleServer};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use rmcp::transport::TokioChildProcess;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ServerHandler, ServiceError};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -59,6 +60,8 @@ use crate::runtime::{sha256_hex, OpenRequest, Runtime, RuntimeError};
 pub const PATH: &str = "/mcp";
 /// The header that names the Warden session a session token belongs to.
 pub const SESSION_HEADER: &str = "warden-session";
+/// How long an upstream that let a call time out has to answer a ping.
+const PING_WAIT: Duration = Duration::from_secs(5);
 /// How long an upstream may take to start and answer `initialize`.
 const UPSTREAM_START: Duration = Duration::from_secs(30);
 /// How long an idle MCP session is kept: an expired one answers 404, and the client's new
@@ -205,16 +208,15 @@ impl Slot {
         Ok(started)
     }
 
+    /// Forget this connection if it is still the slot's own (stopping a child process).
+    async fn discard(&self, connection: &Arc<Connection>) {
+        let mut running = self.running.lock().await;
+        if running.as_ref().is_some_and(|c| Arc::ptr_eq(c, connection)) {
+            *running = None;
+        }
+    }
+
     async fn start(&self) -> Result<Connection, String> {
-        let (program, args) = self
-            .config
-            .command
-            .split_first()
-            .ok_or_else(|| "its `command` is empty".to_owned())?;
-        let mut command = tokio::process::Command::new(program);
-        command.args(args).envs(&self.config.env);
-        let child = TokioChildProcess::new(command)
-            .map_err(|e| format!("cannot start `{program}`: {e}"))?;
         let link = Arc::new(Link::default());
         let client = UpstreamClient {
             link: link.clone(),
@@ -224,7 +226,10 @@ impl Slot {
             )
             .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE),
         };
-        let (service, initialize) = mcp::connect_upstream(client, child).await?;
+        let (service, initialize) = match &self.config.url {
+            Some(url) => mcp::connect_upstream(client, self.remote(url)?).await?,
+            None => mcp::connect_upstream(client, self.child()?).await?,
+        };
         tracing::info!(
             upstream = self.name(),
             server = %initialize.server_info.name,
@@ -232,6 +237,38 @@ impl Slot {
             "warden mcp: upstream started"
         );
         Ok(Connection { service, link })
+    }
+}
+
+impl Slot {
+    /// The upstream's `command`, started.
+    fn child(&self) -> Result<TokioChildProcess, String> {
+        let (program, args) = self
+            .config
+            .command
+            .split_first()
+            .ok_or_else(|| "its `command` is empty".to_owned())?;
+        let mut command = tokio::process::Command::new(program);
+        command.args(args).envs(&self.config.env);
+        TokioChildProcess::new(command).map_err(|e| format!("cannot start `{program}`: {e}"))
+    }
+
+    /// A streamable HTTP client for the upstream's `url`, sending its `headers`.
+    fn remote(&self, url: &str) -> Result<StreamableHttpClientTransport<reqwest::Client>, String> {
+        let mut headers = std::collections::HashMap::new();
+        for (name, value) in &self.config.headers {
+            let name = header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| format!("header `{name}`: {e}"))?;
+            let value = header::HeaderValue::from_str(value)
+                .map_err(|e| format!("header `{name}`: {e}"))?;
+            headers.insert(name, value);
+        }
+        let config =
+            StreamableHttpClientTransportConfig::with_uri(url.to_owned()).custom_headers(headers);
+        Ok(StreamableHttpClientTransport::with_client(
+            reqwest::Client::new(),
+            config,
+        ))
     }
 }
 
@@ -754,14 +791,40 @@ async fn forward_call(
         }
     };
     let request = ClientRequest::CallToolRequest(CallToolRequest::new(request));
-    match mcp::forward(&connection.link, connection.peer(), request, ctx).await {
+    let limit = Duration::from_secs(slot.config.timeout_secs);
+    let forwarded = mcp::forward(&connection.link, connection.peer(), request, ctx);
+    let Ok(answer) = tokio::time::timeout(limit, forwarded).await else {
+        // A slow tool, or a connection that will never answer (a remote server that lost
+        // Warden's session and says so in a way the client cannot match to the call): ask.
+        let ping = ClientRequest::PingRequest(Default::default());
+        let alive = tokio::time::timeout(PING_WAIT, connection.peer().send_request(ping)).await;
+        if !matches!(alive, Ok(Ok(_))) {
+            slot.discard(&connection).await;
+        }
+        return Ok(Forwarded::Unavailable(format!(
+            "The MCP server `{name}` did not answer this call to `{tool}` within {} s; it may \
+             still be carrying it out.{}",
+            limit.as_secs(),
+            if matches!(alive, Ok(Ok(_))) {
+                ""
+            } else {
+                " It did not answer a ping either, so Warden connects to it afresh on the next call."
+            }
+        )));
+    };
+    match answer {
         Ok(result) => Ok(Forwarded::Answer(Box::new(result))),
         Err(ServiceError::McpError(e)) => Err(e),
         Err(e @ ServiceError::Cancelled { .. }) => Err(mcp::upstream_error(e)),
-        Err(e) => Ok(Forwarded::Unavailable(format!(
+        Err(e) => {
+            // The connection is broken (a dead child, a lost or restarted remote server): drop
+            // it, so the next call connects afresh rather than waiting on it.
+            slot.discard(&connection).await;
+            Ok(Forwarded::Unavailable(format!(
             "The MCP server `{name}` failed during this call to `{tool}` ({e}); it may not have \
              been carried out. Warden starts the server again on the next call."
-        ))),
+            )))
+        }
     }
 }
 

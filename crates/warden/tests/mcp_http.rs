@@ -411,3 +411,96 @@ async fn with_api_keys_mcp_needs_one_and_binds_a_session_to_the_key() {
     assert_eq!(opened[0].event.body["agent"], "bot");
     assert_eq!(opened[0].event.body["channel"], "mcp");
 }
+
+/// npm server-everything as a remote streamable HTTP server on this port; killed when dropped.
+fn remote_everything(port: u16) -> Killed {
+    let entry = support::node_package("@modelcontextprotocol/server-everything/dist/index.js");
+    let child = Command::new("node")
+        .arg(entry)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("node starts server-everything");
+    for _ in 0..300 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Killed(child);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("server-everything did not listen on {port}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_remote_http_upstream_is_fronted_beside_a_child_and_reconnected_after_it_restarts() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let remote = remote_everything(port);
+    let ws = Workspace::new(&format!(
+        "[[upstreams]]\nname = \"remote\"\nurl = \"http://127.0.0.1:{port}/mcp\"\n\
+         headers = {{ X-Tenant = \"acme\" }}\ntimeout_secs = 2\n"
+    ));
+    let (_serve, addr) = ws.serve();
+    let (_session, token) = open_session(&addr, "Echo hello, then read the docs").await;
+    let client = connect(&addr, Some(&token), None).await;
+    let names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    for name in [
+        "remote__echo",
+        "files__read_text_file",
+        "docs__read_text_file",
+    ] {
+        assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+    }
+
+    let echoed = call(&client, "remote__echo", json!({"message": "hello"})).await;
+    assert_ne!(echoed.is_error, Some(true), "{echoed:?}");
+    assert!(text_of(&echoed).contains("hello"), "{echoed:?}");
+
+    // The remote server goes away: its calls fail with its name, the others keep working.
+    drop(remote);
+    let gone = call(&client, "remote__echo", json!({"message": "anyone?"})).await;
+    assert_eq!(gone.is_error, Some(true), "{gone:?}");
+    assert!(text_of(&gone).contains("`remote`"), "{}", text_of(&gone));
+    let docs = call(
+        &client,
+        "docs__read_text_file",
+        json!({"path": ws.docs().join("readme.txt")}),
+    )
+    .await;
+    assert_ne!(docs.is_error, Some(true), "{docs:?}");
+
+    // It comes back (a new process: its old MCP sessions are gone); the next call reconnects.
+    let remote = remote_everything(port);
+    let back = call(&client, "remote__echo", json!({"message": "back again"})).await;
+    assert_ne!(back.is_error, Some(true), "{back:?}");
+    assert!(text_of(&back).contains("back again"), "{back:?}");
+
+    // Restarted between two calls: Warden's MCP session there is gone. server-everything
+    // answers the stale session with 400 and a JSON-RPC error without an id (the spec says 404,
+    // which rmcp's client would answer by opening a new session unnoticed), so the call waits
+    // out its `timeout_secs`; the ping after it gets no answer either, and the next call
+    // connects afresh.
+    drop(remote);
+    let _remote = remote_everything(port);
+    let lost = call(&client, "remote__echo", json!({"message": "lost"})).await;
+    assert_eq!(lost.is_error, Some(true), "{lost:?}");
+    let text = text_of(&lost);
+    assert!(
+        text.contains("did not answer this call to `echo` within 2 s")
+            && text.contains("connects to it afresh"),
+        "{text}"
+    );
+    let again = call(&client, "remote__echo", json!({"message": "still here"})).await;
+    assert_ne!(again.is_error, Some(true), "{again:?}");
+    assert!(text_of(&again).contains("still here"), "{again:?}");
+    client.cancel().await.expect("close");
+}

@@ -5,6 +5,16 @@
 
 const state = { me: null, approvalCards: new Map(), seenPending: new Set(), refreshTimer: null };
 
+/** Replace an element's children (nested arrays flattened, null and false left out). */
+function fill(el, ...children) {
+  el.replaceChildren();
+  for (const c of children.flat(Infinity)) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
 /** Make an element: h("p", {class: "x"}, "text", child, ...). */
 function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
@@ -14,7 +24,7 @@ function h(tag, attrs, ...children) {
     else if (k === "text") el.textContent = v;
     else el.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -79,7 +89,7 @@ function main() { return document.getElementById("main"); }
 
 function setView(title, ...content) {
   const m = main();
-  m.replaceChildren(h("h1", {}, title), ...content);
+  fill(m, h("h1", {}, title), ...content);
   document.title = title + " — Warden";
 }
 
@@ -178,7 +188,7 @@ async function renderDecided() {
   if (!section) return;
   const { approvals } = await api("/ui/api/approvals?status=all");
   const rows = approvals.filter((a) => a.status !== "pending").slice(0, 20);
-  section.replaceChildren(h("h2", { id: "decided-title" }, "Recently decided"),
+  fill(section, h("h2", { id: "decided-title" }, "Recently decided"),
     rows.length === 0 ? h("p", { class: "muted" }, "Nothing decided yet.") :
       h("table", {},
         h("thead", {}, h("tr", {}, ["Call", "Session", "Outcome", "By", "Comment", "When"].map((t) => h("th", { scope: "col" }, t)))),
@@ -231,7 +241,7 @@ async function loadSessions() {
   if (document.getElementById("f-pending").checked) params.set("pending", "true");
   sessionStorage.setItem("warden.filters", params.toString());
   const { sessions } = await api("/ui/api/sessions?" + params.toString());
-  results.replaceChildren(sessions.length === 0 ? h("p", { class: "muted" }, "No sessions match.") :
+  fill(results, sessions.length === 0 ? h("p", { class: "muted" }, "No sessions match.") :
     h("table", {},
       h("caption", { class: "visually-hidden" }, sessions.length + " sessions"),
       h("thead", {}, h("tr", {}, ["Session", "Principal", "Agent", "Profile", "Instruction", "Opened", "State"].map((t) => h("th", { scope: "col" }, t)))),
@@ -307,7 +317,7 @@ function stepItem(s, sessionId) {
 
 /** Draw a curve in the left gutter from each source step to the call whose argument it fed. */
 function drawLinks(svg, steps) {
-  svg.replaceChildren();
+  fill(svg);
   const wrap = svg.parentElement;
   const top = wrap.getBoundingClientRect().top;
   const ns = "http://www.w3.org/2000/svg";
@@ -395,14 +405,14 @@ async function renderAudit() {
   const button = h("button", { type: "button", id: "verify" }, "Verify the whole log now");
   button.addEventListener("click", async () => {
     button.disabled = true;
-    result.replaceChildren(h("p", {}, "Verifying…"));
+    fill(result, h("p", {}, "Verifying…"));
     try {
       const r = await api("/ui/api/audit/verify", { method: "POST" });
-      result.replaceChildren(h("p", { class: r.ok ? "" : "error" }, h("span", { class: "badge " + (r.ok ? "v-allow" : "v-deny") }, r.ok ? "verified" : "problems"), " ", r.message,
+      fill(result, h("p", { class: r.ok ? "" : "error" }, h("span", { class: "badge " + (r.ok ? "v-allow" : "v-deny") }, r.ok ? "verified" : "problems"), " ", r.message,
         " (" + r.entries + " entries, " + r.checkpoints_checked + " signed checkpoints, " + r.took_ms + " ms)"),
         r.problems.length ? h("ul", {}, r.problems.map((p) => h("li", {}, (p.index !== null ? "entry " + p.index + ": " : "") + p.message))) : null);
     } catch (e) {
-      result.replaceChildren(h("p", { class: "error" }, e.message));
+      fill(result, h("p", { class: "error" }, e.message));
     }
     button.disabled = false;
   });
@@ -493,7 +503,7 @@ async function start() {
   try {
     state.me = await api("/ui/api/me");
   } catch (e) {
-    if (e.status !== 401) main().replaceChildren(h("p", { class: "error", role: "alert" }, "Warden is not answering: " + e.message));
+    if (e.status !== 401) fill(main(), h("p", { class: "error", role: "alert" }, "Warden is not answering: " + e.message));
     return;
   }
   document.getElementById("who").textContent = state.me.name + " (" + state.me.role + ")";

@@ -33,6 +33,10 @@ function check(cond, message) {
 }
 
 async function shot(page, name) {
+  // A value put in the page the wrong way shows as `[object …]`, `undefined` or `null`.
+  const text = await page.locator("body").innerText();
+  const leaked = text.match(/\[object \w+\]|\bundefined\b|^null$/m);
+  check(!leaked, `${name} shows ${leaked && leaked[0]}`);
   await page.screenshot({ path: join(shots, name + ".png"), fullPage: true });
 }
 
@@ -127,7 +131,13 @@ try {
   const trailText = await trail.textContent();
   check(trailText.includes("approved") && trailText.includes("by dana") && trailText.includes("finance team"), `audit trail: ${trailText}`);
   const held = page.locator("li[data-kind=call]").filter({ hasText: "write_file" }).first();
-  check((await held.textContent()).includes("came from"), "the held call shows where its path came from");
+  // The argument's provenance names the step it came from; following it lands on the file's text.
+  const source = held.locator(".prov li").filter({ hasText: "path" }).getByRole("button").last();
+  const sourceName = await source.textContent();
+  check(/^step #\d+$/.test(sourceName), `the path's source is named: ${sourceName}`);
+  await source.click();
+  const landed = await page.evaluate(() => document.activeElement && document.activeElement.dataset.kind);
+  check(landed === "result", `following the provenance link lands on a ${landed}`);
   const links = await page.locator(".timeline-wrap svg path").count();
   check(links > 0, "provenance links are drawn");
   pass(`the agent's call completed and the audit trail names the approver (${links} provenance links drawn)`);

@@ -28,7 +28,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
-use warden_audit::{EventFilter, EventKind, VerifyOptions};
+use warden_audit::{redact_secrets, EventFilter, EventKind, VerifyOptions};
 use warden_policy::Step;
 use warden_store::ApprovalStatus;
 
@@ -70,6 +70,8 @@ struct Dashboard {
 /// A person signed in to the dashboard.
 #[derive(Debug, Clone)]
 struct Login {
+    /// SHA-256 of the sign-in cookie: the login's key in `Dashboard::logins`.
+    key: String,
     /// The API key's name (`local` when none are configured): what approvals record.
     name: String,
     role: Role,
@@ -350,6 +352,7 @@ async fn login(
     };
     let cookie = random_hex(32)?;
     let login = Login {
+        key: sha256_hex(&cookie),
         name,
         role,
         csrf: random_hex(32)?,
@@ -372,7 +375,7 @@ async fn login(
                 "too many open sign-ins; try again later",
             ));
         }
-        logins.insert(sha256_hex(&cookie), login.clone());
+        logins.insert(login.key.clone(), login.clone());
     }
     tracing::info!(user = %login.name, role = login.role.as_str(), "dashboard sign-in");
     let set_cookie = format!(
@@ -506,11 +509,12 @@ async fn sessions(
     Ok(Json(json!({ "sessions": rows })))
 }
 
-/// A result as the timeline shows it: text, cut to a readable length.
+/// A result as the timeline shows it: text with obvious secrets redacted (as in the audit log),
+/// cut to a readable length.
 fn shown_result(result: &Value) -> Value {
-    let text = match result {
-        Value::String(s) => s.clone(),
-        other => serde_json::to_string_pretty(other).unwrap_or_default(),
+    let text = match redact_secrets(result) {
+        Value::String(s) => s,
+        other => serde_json::to_string_pretty(&other).unwrap_or_default(),
     };
     let total = text.chars().count();
     if total <= RESULT_SHOWN {
@@ -571,7 +575,7 @@ async fn session(
                 Step::Call { call, verdict } => {
                     item["tool"] = json!(call.tool);
                     item["call_id"] = json!(call.call_id);
-                    item["args"] = json!(call.args);
+                    item["args"] = redact_secrets(&json!(call.args));
                     item["verdict"] = json!(verdict);
                     if let Some(e) = logged {
                         item["reasons"] = e.event.body.get("reasons").cloned().unwrap_or_default();
@@ -580,7 +584,9 @@ async fn session(
                         item["shadow"] = e.event.body.get("shadow").cloned().unwrap_or_default();
                     }
                     if verdict == warden_model::Verdict::Hold {
-                        if let Ok(a) = rt.approval(&format!("{}/{}", stored.session.id, s.seq)) {
+                        if let Ok(mut a) = rt.approval(&format!("{}/{}", stored.session.id, s.seq))
+                        {
+                            a.args = redact_secrets(&a.args);
                             item["approval"] = json!(a);
                         }
                     }
@@ -600,7 +606,9 @@ async fn session(
                 }
                 Step::UserMessage { text }
                 | Step::SystemMessage { text }
-                | Step::AgentReasoning { text } => item["text"] = json!(text),
+                | Step::AgentReasoning { text } => {
+                    item["text"] = redact_secrets(&Value::String(text))
+                }
             }
             steps.push(item);
         }
@@ -635,7 +643,10 @@ async fn approvals(
             )
         })?),
     };
-    let list = blocking(&dash.rt, move |rt| rt.approvals(status)).await?;
+    let mut list = blocking(&dash.rt, move |rt| rt.approvals(status)).await?;
+    for a in &mut list {
+        a.args = redact_secrets(&a.args);
+    }
     Ok(Json(json!({ "approvals": list })))
 }
 
@@ -788,20 +799,34 @@ async fn policy(State(dash): State<Arc<Dashboard>>) -> Json<Value> {
     }))
 }
 
+impl Dashboard {
+    /// Whether this sign-in still holds (not signed out, not expired).
+    fn signed_in(&self, key: &str) -> bool {
+        self.logins
+            .lock()
+            .ok()
+            .and_then(|l| l.get(key).map(|l| l.expires_ms > now_ms()))
+            .unwrap_or(false)
+    }
+}
+
 /// Live changes as server-sent events: `hello` on connect, then `change` (`{kind, session,
 /// seq?}`) as each becomes durable, and `resync` when this stream fell behind and should
-/// re-read everything.
+/// re-read everything. The stream ends when the server stops or the sign-in ends.
 async fn events(
     State(dash): State<Arc<Dashboard>>,
+    Extension(login): Extension<Login>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = dash.rt.subscribe();
-    let stop = dash.shutdown.clone();
     let hello = stream::once(async { Ok(SseEvent::default().event("hello").data("{}")) });
-    let changes = stream::unfold((rx, stop), |(mut rx, stop)| async move {
+    let changes = stream::unfold((rx, dash, login.key), |(mut rx, dash, key)| async move {
         let next = tokio::select! {
-            () = stop.cancelled() => return None,
+            () = dash.shutdown.cancelled() => return None,
             next = rx.recv() => next,
         };
+        if !dash.signed_in(&key) {
+            return None;
+        }
         let event = match next {
             Ok(change) => SseEvent::default()
                 .event("change")
@@ -811,7 +836,7 @@ async fn events(
                 .data(json!({ "missed": missed }).to_string()),
             Err(RecvError::Closed) => return None,
         };
-        Some((Ok(event), (rx, stop)))
+        Some((Ok(event), (rx, dash, key)))
     });
     Sse::new(hello.chain(changes)).keep_alive(KeepAlive::default())
 }

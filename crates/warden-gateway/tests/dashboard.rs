@@ -20,15 +20,21 @@ const APPROVER_KEY: &str = "wk_test_dash_approver_2222222222222";
 const VIEWER_KEY: &str = "wk_test_dash_viewer_333333333333333";
 
 fn config(data_dir: &Path, keys: bool) -> Config {
-    let mut text = r#"
+    config_with(data_dir, keys, "")
+}
+
+fn config_with(data_dir: &Path, keys: bool, extra: &str) -> Config {
+    let mut text = extra.to_owned();
+    text.push_str(
+        r#"
 [tools.search_tickets]
 params = ["query"]
 open_world = true
 
 [tools.refund_order]
 params = ["order_id", "iban"]
-"#
-    .to_owned();
+"#,
+    );
     if keys {
         for (name, key, role) in [
             ("support-bot", AGENT_KEY, "agent"),
@@ -394,6 +400,178 @@ async fn without_keys_the_dashboard_signs_in_as_local_but_only_on_a_loopback_hos
     assert!(
         !html.contains("http://") && !html.contains("https://"),
         "no outside assets"
+    );
+    server.stop().await;
+}
+
+async fn get(server: &Server, path: &str, login: &Login) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .get(server.url(path))
+        .header(COOKIE, &login.cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("JSON"))
+}
+
+#[tokio::test]
+async fn alerts_audit_status_verification_and_the_policy_in_force_are_shown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Every call raises an alert.
+    let server = Server::start(config_with(
+        dir.path(),
+        true,
+        "[detect]\nalert_threshold = 0.0\n",
+    ))
+    .await;
+    let id = held_call(&server, Some(AGENT_KEY)).await;
+    let session = id.split('/').next().expect("session");
+    let vic = login(&server, VIEWER_KEY).await.expect("sign in");
+
+    let (status, alerts) = get(&server, "/ui/api/alerts", &vic).await;
+    assert_eq!(status, 200, "{alerts}");
+    let alert = &alerts["alerts"][0];
+    assert_eq!(alert["kind"], "alert", "{alerts}");
+    assert_eq!(alert["session"], session);
+
+    let (status, audit) = get(&server, "/ui/api/audit", &vic).await;
+    assert_eq!(status, 200, "{audit}");
+    assert_eq!(audit["enabled"], true);
+    // Session opened, result, decision, alert.
+    let entries = audit["entries"].as_u64().expect("entries");
+    assert!(entries >= 4, "{audit}");
+    assert!(
+        audit["public_key"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("warden"),
+        "{audit}"
+    );
+
+    let verify = |csrf: Option<String>| {
+        let mut req = reqwest::Client::new()
+            .post(server.url("/ui/api/audit/verify"))
+            .header(COOKIE, &vic.cookie);
+        if let Some(c) = csrf {
+            req = req.header("X-Warden-CSRF", c);
+        }
+        req.send()
+    };
+    let refused = verify(None).await.expect("POST");
+    assert_eq!(refused.status().as_u16(), 403);
+    let report: Value = verify(Some(vic.csrf.clone()))
+        .await
+        .expect("POST")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["entries"].as_u64(), Some(entries), "{report}");
+
+    let (status, policy) = get(&server, "/ui/api/policy", &vic).await;
+    assert_eq!(status, 200, "{policy}");
+    assert!(
+        policy["policies"]
+            .as_array()
+            .expect("policies")
+            .iter()
+            .any(|p| p["id"] == "baseline.untrusted-value-in-sink"
+                && p["text"].as_str().unwrap_or_default().contains("forbid")),
+        "{policy}"
+    );
+    assert_eq!(policy["tools"]["search_tickets"]["open_world"], true);
+    assert_eq!(
+        policy["digest"].as_str().map(str::len),
+        Some(64),
+        "{policy}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_timeline_redacts_obvious_secrets_as_the_audit_log_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(config(dir.path(), true)).await;
+    let client = reqwest::Client::new();
+    let opened: Value = client
+        .post(server.url("/v1/sessions"))
+        .bearer_auth(AGENT_KEY)
+        .json(&json!({"principal": "alice", "instruction": "Look up the billing setup"}))
+        .send()
+        .await
+        .expect("open")
+        .json()
+        .await
+        .expect("JSON");
+    let (session, token) = (
+        opened["id"].as_str().expect("id"),
+        opened["token"].as_str().expect("token"),
+    );
+    let secret = format!("sk_live_{}", "4eC39HqLyjWDarjtT1zdp7dc");
+    let observed = client
+        .post(server.url("/v1/observe"))
+        .bearer_auth(token)
+        .json(
+            &json!({"session": session, "tool": "search_tickets", "call_id": "t1",
+                      "result": format!("the billing key is {secret}")}),
+        )
+        .send()
+        .await
+        .expect("observe");
+    assert_eq!(observed.status().as_u16(), 200);
+    let vic = login(&server, VIEWER_KEY).await.expect("sign in");
+    let (status, view) = get(&server, &format!("/ui/api/sessions/{session}"), &vic).await;
+    assert_eq!(status, 200, "{view}");
+    let shown = view["steps"][0]["result"]
+        .as_str()
+        .expect("the result's text");
+    assert!(shown.starts_with("the billing key is [REDACTED"), "{shown}");
+    assert!(!view.to_string().contains(&secret), "{view}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_sign_in_and_its_event_stream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(config(dir.path(), true)).await;
+    let vic = login(&server, VIEWER_KEY).await.expect("sign in");
+    let mut stream = reqwest::Client::new()
+        .get(server.url("/ui/api/events"))
+        .header(COOKIE, &vic.cookie)
+        .send()
+        .await
+        .expect("GET events");
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+        .await
+        .expect("the hello event in time")
+        .expect("a chunk");
+    assert!(first.is_some());
+    let out = reqwest::Client::new()
+        .post(server.url("/ui/api/logout"))
+        .header(COOKIE, &vic.cookie)
+        .header("X-Warden-CSRF", &vic.csrf)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(out.status().as_u16(), 200);
+    let (status, _) = get(&server, "/ui/api/me", &vic).await;
+    assert_eq!(status, 401, "the cookie no longer signs in");
+    // The next change finds the sign-in gone and ends the stream instead of sending it.
+    held_call(&server, Some(AGENT_KEY)).await;
+    let mut rest = String::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+            .await
+            .expect("the stream ends in time")
+        {
+            Ok(Some(chunk)) => rest.push_str(&String::from_utf8_lossy(&chunk)),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    assert!(
+        !rest.contains("\"kind\""),
+        "a change after sign-out: {rest}"
     );
     server.stop().await;
 }

@@ -560,14 +560,11 @@ async fn signing_out_ends_the_sign_in_and_its_event_stream() {
     // The next change finds the sign-in gone and ends the stream instead of sending it.
     held_call(&server, Some(AGENT_KEY)).await;
     let mut rest = String::new();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), stream.chunk())
-            .await
-            .expect("the stream ends in time")
-        {
-            Ok(Some(chunk)) => rest.push_str(&String::from_utf8_lossy(&chunk)),
-            Ok(None) | Err(_) => break,
-        }
+    while let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+        .await
+        .expect("the stream ends in time")
+    {
+        rest.push_str(&String::from_utf8_lossy(&chunk));
     }
     assert!(
         !rest.contains("\"kind\""),

@@ -5,8 +5,9 @@
 //! approves it with a comment from the keyboard; the agent's call then completes (the file is
 //! written) and the audit log names the approver. A viewer sees a second held call but has no
 //! control to decide it, and a forged approve with the viewer's cookie is refused; a POST
-//! without the CSRF token is refused. Screenshots of the main pages go to
-//! `target/screenshots/` (or `$WARDEN_SCREENSHOTS`).
+//! without the CSRF token is refused. Each main page is scanned with axe-core (no serious or
+//! critical WCAG 2.1 AA violation) and screenshotted to `target/screenshots/` (or
+//! `$WARDEN_SCREENSHOTS`).
 
 mod support;
 use support::{call, filesystem_server, node_package, start_serve, text_of, Killed, NODE_DIR};
@@ -262,6 +263,14 @@ async fn an_approver_approves_a_held_call_live_in_chromium_and_a_viewer_cannot()
     assert!(
         status.success(),
         "the browser script failed: {:#?}",
+        script.seen
+    );
+    assert!(
+        script
+            .seen
+            .iter()
+            .any(|l| l.starts_with("PASS no serious or critical WCAG 2.1 AA violation")),
+        "the accessibility scan ran: {:#?}",
         script.seen
     );
     for check in [

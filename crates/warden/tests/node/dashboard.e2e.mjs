@@ -5,8 +5,14 @@
 //
 // Env: WARDEN_URL, APPROVER_TOKEN, VIEWER_TOKEN, WARDEN_SCREENSHOTS (a folder), CHROMIUM.
 import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
+
+// axe-core, the accessibility rules engine, run inside each page that is screenshotted.
+const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+const WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"];
+let scanned = 0;
 
 const base = need("WARDEN_URL");
 const shots = need("WARDEN_SCREENSHOTS");
@@ -37,7 +43,21 @@ async function shot(page, name) {
   const text = await page.locator("body").innerText();
   const leaked = text.match(/\[object \w+\]|\bundefined\b|^null$/m);
   check(!leaked, `${name} shows ${leaked && leaked[0]}`);
+  await accessible(page, name);
   await page.screenshot({ path: join(shots, name + ".png"), fullPage: true });
+}
+
+/** No serious or critical WCAG 2.1 A/AA violation on the page as it stands. */
+async function accessible(page, name) {
+  await page.evaluate(axeSource);
+  const violations = await page.evaluate(async (tags) => {
+    const r = await window.axe.run(document, { runOnly: { type: "tag", values: tags } });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(" ")) }));
+  }, WCAG);
+  for (const v of violations) console.error(`axe ${name}: ${v.id} (${v.impact}) at ${v.nodes.slice(0, 3).join(", ")}`);
+  const bad = violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  check(bad.length === 0, `${name} has accessibility violations: ${bad.map((v) => v.id).join(", ")}`);
+  scanned += 1;
 }
 
 /** Sign in through the login form, as a person would. */
@@ -195,6 +215,7 @@ try {
   const after = await viewer.evaluate(async () => (await fetch("/ui/api/me")).status);
   check(after === 401, `after sign-out: ${after}`);
   pass("signing out ends the session");
+  pass(`no serious or critical WCAG 2.1 AA violation (axe-core) on ${scanned} page views`);
 } catch (e) {
   console.error("FAIL " + (e && e.stack ? e.stack : String(e)));
   process.exitCode = 1;

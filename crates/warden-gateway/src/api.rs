@@ -33,7 +33,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -41,7 +41,11 @@ impl ApiError {
             message: message.into(),
         }
     }
-    fn field(status: StatusCode, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn field(
+        status: StatusCode,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         ApiError {
             status,
             code: "invalid_request",
@@ -89,7 +93,7 @@ impl From<RuntimeError> for ApiError {
 }
 
 /// Run a runtime call off the async workers: it waits on SQLite and the audit log's group commit.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     rt: &Arc<Runtime>,
     f: impl FnOnce(&Runtime) -> Result<T, RuntimeError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -259,8 +263,11 @@ pub fn router_with(rt: Arc<Runtime>, mcp_shutdown: tokio_util::sync::Cancellatio
     let mcp = if rt.config().upstreams.is_empty() {
         Router::new()
     } else {
-        crate::mcp_http::router(rt.clone(), mcp_shutdown)
+        crate::mcp_http::router(rt.clone(), mcp_shutdown.clone())
     };
+    // The dashboard (`/ui/`) signs people in with its own cookie; the guard API's bearer
+    // authentication does not apply to it.
+    let dashboard = crate::dashboard::router(rt.clone(), mcp_shutdown);
     let limit = rt.config().server.max_body_bytes;
     // A decision id holds a `/` (`<session>/<seq>`): the id is the rest of the path.
     let approvals = Router::new()
@@ -290,6 +297,7 @@ pub fn router_with(rt: Arc<Runtime>, mcp_shutdown: tokio_util::sync::Cancellatio
         .layer(DefaultBodyLimit::max(limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(rt)
+        .merge(dashboard)
 }
 
 fn session_caller(rt: &Runtime, caller: &Caller, session: &str) -> Result<(), ApiError> {

@@ -334,7 +334,8 @@ pub struct ApiKey {
     /// Task profiles it may open sessions with; `"*"` for any, `""` for none.
     #[serde(default)]
     pub profiles: Vec<String>,
-    /// What else the key may do: `approver` and `admin` keys may list and decide approvals.
+    /// What else the key may do: `approver` and `admin` keys may list and decide approvals;
+    /// `viewer`, `approver` and `admin` keys are people's, and sign in to the dashboard.
     #[serde(default)]
     pub role: Role,
 }
@@ -349,6 +350,8 @@ pub enum Role {
     /// Also lists held calls and approves or denies them.
     Approver,
     Admin,
+    /// A person who may sign in to the dashboard and look, but not decide held calls.
+    Viewer,
 }
 
 impl Role {
@@ -357,7 +360,13 @@ impl Role {
             Role::Agent => "agent",
             Role::Approver => "approver",
             Role::Admin => "admin",
+            Role::Viewer => "viewer",
         }
+    }
+
+    /// Keys for people: they may sign in to the dashboard. Agent keys may not.
+    pub fn may_sign_in(self) -> bool {
+        !matches!(self, Role::Agent)
     }
 
     pub fn may_decide_approvals(self) -> bool {
@@ -557,12 +566,16 @@ mod tests {
     #[test]
     fn a_key_is_an_agent_unless_its_role_says_otherwise() {
         let text = "[[api_keys]]\nname = \"bot\"\nsha256 = \"00\"\n\n\
-                    [[api_keys]]\nname = \"alice\"\nsha256 = \"00\"\nrole = \"approver\"\n";
+                    [[api_keys]]\nname = \"alice\"\nsha256 = \"00\"\nrole = \"approver\"\n\n\
+                    [[api_keys]]\nname = \"vic\"\nsha256 = \"00\"\nrole = \"viewer\"\n";
         let c = Config::parse(text, "w.toml").expect("parses");
         assert_eq!(c.api_keys[0].role, Role::Agent);
         assert_eq!(c.api_keys[1].role, Role::Approver);
+        assert_eq!(c.api_keys[2].role, Role::Viewer);
+        assert!(!Role::Agent.may_sign_in() && Role::Viewer.may_sign_in());
+        assert!(!Role::Viewer.may_decide_approvals());
         let err = Config::parse(
-            "[[api_keys]]\nname = \"x\"\nsha256 = \"00\"\nrole = \"viewer\"\n",
+            "[[api_keys]]\nname = \"x\"\nsha256 = \"00\"\nrole = \"auditor\"\n",
             "w.toml",
         )
         .expect_err("unknown role");

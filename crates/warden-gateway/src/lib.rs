@@ -1,9 +1,11 @@
 //! Warden's enforcement points: the runtime that drives sessions through the decision core and
 //! makes every step durable, the guard API in front of it, the MCP stdio wrapper, and the MCP
-//! streamable HTTP front (`/mcp`) of the servers the config declares.
+//! streamable HTTP front (`/mcp`) of the servers the config declares, and the web dashboard
+//! (`/ui/`).
 
 pub mod api;
 pub mod config;
+pub mod dashboard;
 pub mod mcp;
 pub mod mcp_http;
 pub mod runtime;

@@ -104,7 +104,35 @@ pub struct Runtime {
     approvals_changed: tokio::sync::Notify,
     /// Serialises this process's resolutions, so two of them never both reach the audit log.
     resolving: Mutex<()>,
+    /// What changed, for live views (the dashboard's event stream); sent after it is durable.
+    changes: tokio::sync::broadcast::Sender<Change>,
 }
+
+/// A change a live view shows: what happened, to which session, at which step. Sent once the
+/// change is durable; a view re-reads what it shows (the change carries no content).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub kind: ChangeKind,
+    pub session: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    SessionOpened,
+    /// A call decided, a result observed or a message recorded.
+    Step,
+    /// A held call now waits for a person.
+    ApprovalPending,
+    /// An approval was approved, denied or expired.
+    ApprovalResolved,
+    Alert,
+}
+
+/// Changes a slow live view may fall behind by before it is told to re-read everything.
+const CHANGES_BUFFERED: usize = 1024;
 
 /// How often a waiter looks at the store for a decision another process made.
 const APPROVAL_POLL: Duration = Duration::from_millis(200);
@@ -233,7 +261,46 @@ impl Runtime {
             detector: None,
             approvals_changed: tokio::sync::Notify::new(),
             resolving: Mutex::new(()),
+            changes: tokio::sync::broadcast::channel(CHANGES_BUFFERED).0,
         }
+    }
+
+    /// Changes from now on, as they become durable (for the dashboard's live updates).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    fn announce(&self, kind: ChangeKind, session: &str, seq: Option<u64>) {
+        // No subscriber is not an error: nobody is looking.
+        let _ = self.changes.send(Change {
+            kind,
+            session: session.to_owned(),
+            seq,
+        });
+    }
+
+    /// The ids of the sessions this process holds in memory: those active since it started
+    /// (up to `server.max_live_sessions`).
+    pub fn live_session_ids(&self) -> Vec<String> {
+        self.sessions
+            .read()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The newest sessions in the store, newest first.
+    pub fn recent_sessions(&self, limit: usize) -> Result<Vec<Session>, RuntimeError> {
+        Ok(self.store.list_sessions(limit)?)
+    }
+
+    /// A session as stored, with all its steps, read without making it live.
+    pub fn stored_session(
+        &self,
+        session_id: &str,
+    ) -> Result<warden_store::StoredSession, RuntimeError> {
+        self.store
+            .load_session(session_id)?
+            .ok_or_else(|| RuntimeError::NotFound(format!("no session `{session_id}`")))
     }
 
     /// Score every call against this behavioural baseline (and keep learning from traffic).
@@ -423,6 +490,7 @@ impl Runtime {
             token_hash,
         });
         self.cache(&session.id, live);
+        self.announce(ChangeKind::SessionOpened, &session.id, None);
         Ok((session, token))
     }
 
@@ -639,6 +707,7 @@ impl Runtime {
             body: serde_json::to_string(step).map_err(StoreError::from)?,
         };
         self.store.append_step(session_id, &stored)?;
+        self.announce(ChangeKind::Step, session_id, Some(seq));
         Ok((seq, live.state.apply(step)))
     }
 
@@ -699,6 +768,7 @@ impl Runtime {
                 if record.decision.verdict == Verdict::Hold && !self.shadow {
                     self.store
                         .create_approval(&pending_approval(&record, &call))?;
+                    self.announce(ChangeKind::ApprovalPending, session_id, Some(seq));
                 }
                 Ok(())
             });
@@ -755,8 +825,9 @@ impl Runtime {
             }),
             causes,
         };
-        if let Err(e) = log.append(&event) {
-            tracing::error!(error = %e, "the audit log could not record an alert");
+        match log.append(&event) {
+            Ok(_) => self.announce(ChangeKind::Alert, session_id, Some(seq)),
+            Err(e) => tracing::error!(error = %e, "the audit log could not record an alert"),
         }
     }
 
@@ -876,6 +947,7 @@ impl Runtime {
         match self.store.resolve_approval(id, &resolution)? {
             Resolved::Done(a) => {
                 self.approvals_changed.notify_waiters();
+                self.announce(ChangeKind::ApprovalResolved, &a.session, Some(a.seq));
                 Ok(a)
             }
             // Another process decided between our read and our write; the log holds both.
@@ -904,6 +976,11 @@ impl Runtime {
             }
         };
         self.approvals_changed.notify_waiters();
+        self.announce(
+            ChangeKind::ApprovalResolved,
+            &expired.session,
+            Some(expired.seq),
+        );
         let held = self
             .decision_audit_index(&expired.session, expired.seq)
             .unwrap_or_default();

@@ -34,7 +34,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the guard API on localhost (SQLite state under the data dir, built-in baseline policy).
+    /// Serve the guard API on localhost (SQLite state under the data dir, built-in baseline policy),
+    /// the web dashboard at /ui/ (people sign in with viewer, approver or admin keys), and /mcp when the config declares [[upstreams]].
     Serve {
         /// Address to listen on (overrides server.listen).
         #[arg(long)]
@@ -275,7 +276,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let key = format!("wk_{}", warden_gateway::runtime::random_hex(24)?);
             println!("API key for `{name}` (shown once; give it to the agent):\n\n  {key}\n");
-            println!("Add to the config:\n\n[[api_keys]]\nname = {name:?}\nsha256 = {:?}\nprincipals = [\"*\"]\nprofiles = [\"*\"]\nrole = \"agent\"    # or \"approver\" (may approve held calls) or \"admin\"",
+            println!("Add to the config:\n\n[[api_keys]]\nname = {name:?}\nsha256 = {:?}\nprincipals = [\"*\"]\nprofiles = [\"*\"]\nrole = \"agent\"    # or \"viewer\" (a person: signs in to the dashboard), \"approver\" (may also approve held calls) or \"admin\"",
                 warden_gateway::runtime::sha256_hex(&key));
             Ok(ExitCode::SUCCESS)
         }
@@ -317,8 +318,10 @@ fn serve(
             &rt.engine().digest[..12],
             rt.config().data_dir().display()
         );
+        eprintln!("warden: dashboard on http://{local}/ui/ (sign in with a viewer, approver or admin key)");
         if rt.config().api_keys.is_empty() {
             eprintln!("warden: no [[api_keys]] configured: any local process may open sessions (loopback only)");
+            eprintln!("warden: the dashboard is open on loopback; approvals made there are recorded as `local`");
         }
         let shutdown = async {
             let interrupt = tokio::signal::ctrl_c();

@@ -273,6 +273,7 @@ impl Story {
                         self.addr
                     );
                     shutdown_signal().await;
+                    println!("Stopped.");
                 }
             }
             None => {

@@ -37,11 +37,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// See Warden work in a minute: it starts with a built-in mail tool server and a scripted
-    /// agent whose inbox holds an injected instruction; one call is allowed, the injected send is
-    /// held for a person, an out-of-profile call is denied. Prints the dashboard URL, an admin
-    /// token and the audit log's explanation of the held call, then waits for you to approve or
-    /// deny it. Needs no files or network; ignores --config.
+    /// See Warden work in a minute: a scripted agent's injected call held, an out-of-profile call
+    /// denied.
+    ///
+    /// Starts Warden with a built-in mail tool server and a scripted agent whose inbox holds an
+    /// injected instruction: one call is allowed, the injected send is held for a person, an
+    /// out-of-profile call is denied. Prints the dashboard URL, an admin token and the audit
+    /// log's explanation of the held call, then waits for you to approve or deny it. Needs no
+    /// files and no network; ignores --config.
     Demo(demo::DemoArgs),
     /// The demo's mailbox: an MCP server on stdio (`warden demo` starts it behind Warden).
     #[command(hide = true)]

@@ -346,6 +346,12 @@ impl Story {
             .await
             .with_context(|| format!("tools/call {tool} through /mcp"))?;
         let event = self.latest_decision(session, None)?;
+        if event.event.body["tool"] != tool {
+            bail!(
+                "Warden recorded no decision for this call to `{tool}`; it answered: {}",
+                text_of(&result)
+            );
+        }
         print_decision(&event);
         Ok(result)
     }

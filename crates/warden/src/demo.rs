@@ -61,6 +61,8 @@ const PRINCIPAL: &str = "sam";
 const AGENT: &str = "demo-agent";
 const ADMIN: &str = "demo-admin";
 const INSTRUCTION: &str = "Read my inbox and reply to Alice at alice@example.com about the meeting";
+/// How long a call the story expects an answer to may take.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the held call may take to show up as a pending approval.
 const HOLD_APPEARS: Duration = Duration::from_secs(30);
 
@@ -342,9 +344,21 @@ impl Story {
         args: Value,
     ) -> Result<CallToolResult> {
         println!("{n}. {tool} {args}   ({why})");
-        let result = call(agent.peer(), tool, args)
-            .await
-            .with_context(|| format!("tools/call {tool} through /mcp"))?;
+        let result = match tokio::time::timeout(STEP_TIMEOUT, call(agent.peer(), tool, args)).await
+        {
+            Ok(answer) => answer.with_context(|| format!("tools/call {tool} through /mcp"))?,
+            Err(_) => {
+                if let Ok(event) = self.latest_decision(session, None) {
+                    print_decision(&event);
+                }
+                bail!(
+                    "the call to `{tool}` did not come back within {} s (is it held for a person? \
+                     `warden approvals list --data-dir {}`)",
+                    STEP_TIMEOUT.as_secs(),
+                    self.data_dir.display()
+                );
+            }
+        };
         let event = self.latest_decision(session, None)?;
         if event.event.body["tool"] != tool {
             bail!(

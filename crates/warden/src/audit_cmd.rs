@@ -135,14 +135,11 @@ pub fn run(data_dir: &Path, cmd: AuditCommand) -> Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
         AuditCommand::Explain { id, json } => {
-            let chain = reader.causes_closure(id)?;
-            if chain.is_empty() {
-                bail!("no event {id} in the audit log ({} events)", reader.len()?);
-            }
             if json {
+                let chain = causal_chain(&reader, id)?;
                 println!("{}", serde_json::to_string_pretty(&chain)?);
             } else {
-                print!("{}", explain(id, &chain));
+                print!("{}", explain_event(&reader, id)?);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -282,8 +279,23 @@ fn text(v: &serde_json::Value) -> String {
     }
 }
 
+/// An event and the earlier events that caused it, oldest first; an error if there is no such
+/// event.
+fn causal_chain(reader: &AuditReader, id: u64) -> Result<Vec<warden_audit::LoggedEvent>> {
+    let chain = reader.causes_closure(id)?;
+    if chain.is_empty() {
+        bail!("no event {id} in the audit log ({} events)", reader.len()?);
+    }
+    Ok(chain)
+}
+
+/// What `warden audit explain ID` prints: the event's causal chain in plain words.
+pub fn explain_event(reader: &AuditReader, id: u64) -> Result<String> {
+    Ok(explain(id, &causal_chain(reader, id)?))
+}
+
 /// The causal chain of an event in plain words, oldest first.
-pub fn explain(id: u64, chain: &[warden_audit::LoggedEvent]) -> String {
+fn explain(id: u64, chain: &[warden_audit::LoggedEvent]) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     for e in chain {

@@ -4,6 +4,8 @@
 mod approvals_cmd;
 mod audit_cmd;
 mod cases;
+mod demo;
+mod demo_tools;
 mod detect_cmd;
 mod mcp_cmd;
 mod replay;
@@ -22,7 +24,8 @@ use warden_policy::{tools, ToolSpec};
     version,
     about = "A runtime security gateway for AI agents: decides every tool call from task-scoped \
              Cedar policy and value-level provenance.",
-    after_help = "Start with `warden serve` (no config needed), then see the README's walkthrough."
+    after_help = "Start with `warden demo` (the whole story in a minute), then `warden serve` (no config \
+                  needed) and the README's walkthrough."
 )]
 struct Cli {
     /// Config file (TOML). Without one, Warden runs on its embedded defaults.
@@ -34,6 +37,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// See Warden work in a minute: a scripted agent's injected call held, an out-of-profile call
+    /// denied.
+    ///
+    /// Starts Warden with a built-in mail tool server and a scripted agent whose inbox holds an
+    /// injected instruction: one call is allowed, the injected send is held for a person, an
+    /// out-of-profile call is denied. Prints the dashboard URL, an admin token and the audit
+    /// log's explanation of the held call, then waits for you to approve or deny it. Needs no
+    /// files and no network; ignores --config.
+    Demo(demo::DemoArgs),
+    /// The demo's mailbox: an MCP server on stdio (`warden demo` starts it behind Warden).
+    #[command(hide = true)]
+    DemoTools,
     /// Serve the guard API on localhost (SQLite state under the data dir, built-in baseline policy),
     /// the web dashboard at /ui/ (people sign in with viewer, approver or admin keys), and /mcp when the config declares [[upstreams]].
     Serve {
@@ -194,8 +209,14 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    // The demo brings its own configuration.
+    let command = match cli.command {
+        Command::Demo(args) => return demo::run(args),
+        Command::DemoTools => return demo_tools::run().map(|()| ExitCode::SUCCESS),
+        other => other,
+    };
     let config = load_config(cli.config.as_deref())?;
-    match cli.command {
+    match command {
         Command::Serve {
             listen,
             data_dir,
@@ -271,6 +292,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Detect { command } => detect_cmd::run(&config, command),
         Command::Mcp(args) => mcp_cmd::run(config, args),
         Command::Approvals(args) => approvals_cmd::run(config, args),
+        Command::Demo(_) | Command::DemoTools => bail!("the demo runs without a config"),
         Command::Keys {
             command: KeysCommand::New { name },
         } => {

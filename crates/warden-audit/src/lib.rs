@@ -20,6 +20,7 @@ pub mod checkpoint;
 pub mod event;
 mod log;
 pub mod merkle;
+pub mod ocsf;
 mod reader;
 pub mod redact;
 pub mod store;

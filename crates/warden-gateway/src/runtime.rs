@@ -537,7 +537,7 @@ impl Runtime {
         session_id: &str,
         seq: u64,
         step: &Step,
-        decision: Option<&DecisionRecord>,
+        decision: Option<(&DecisionRecord, &Tool)>,
     ) -> AuditEvent {
         let mut causes: Vec<u64> = live.audit_session.into_iter().collect();
         let (kind, body) = match step {
@@ -549,7 +549,15 @@ impl Runtime {
                     "args": redact_secrets(&serde_json::to_value(&call.args).unwrap_or_default()),
                     "verdict": verdict,
                 });
-                if let Some(d) = decision {
+                if let Some((d, tool)) = decision {
+                    // What kind of call it was, for exports that classify activity (OCSF).
+                    body["tool_traits"] = serde_json::json!({
+                        "read": tool.read.value,
+                        "write": tool.write.value,
+                        "destructive": tool.destructive.value,
+                        "open_world": tool.open_world.value,
+                        "upstream": tool.upstream,
+                    });
                     if d.shadow_verdict.is_some() {
                         body["shadow"] = Value::Bool(true);
                     }
@@ -620,7 +628,7 @@ impl Runtime {
         live: &mut LiveState,
         session_id: &str,
         step: &Step,
-        decision: Option<&DecisionRecord>,
+        decision: Option<(&DecisionRecord, &Tool)>,
     ) -> Result<(u64, Option<Source>), RuntimeError> {
         let seq = live.state.next_seq();
         if let Some(log) = &self.audit {
@@ -690,7 +698,7 @@ impl Runtime {
             verdict: record.decision.verdict,
         };
         let committed = self
-            .commit(&mut guard, session_id, &step, Some(&record))
+            .commit(&mut guard, session_id, &step, Some((&record, &tool)))
             .and_then(|_| {
                 guard
                     .calls

@@ -7,6 +7,7 @@ pub mod config;
 pub mod mcp;
 pub mod mcp_http;
 pub mod runtime;
+pub mod telemetry;
 
 use std::sync::Arc;
 
@@ -26,6 +27,9 @@ pub fn runtime(config: Config) -> Result<Arc<Runtime>, StartError> {
         .with_shadow(config.server.shadow);
     if config.detect.enabled {
         rt = rt.with_detector(detector_model(&config)?);
+    }
+    if let Some(t) = telemetry::Telemetry::start(&config.telemetry)? {
+        rt = rt.with_telemetry(Arc::new(t));
     }
     Ok(Arc::new(rt))
 }
@@ -91,4 +95,6 @@ pub enum StartError {
     Audit(#[from] warden_audit::AuditError),
     #[error("loading the detector model: {0}")]
     Detect(#[from] warden_detect::DetectError),
+    #[error(transparent)]
+    Telemetry(#[from] telemetry::TelemetryError),
 }

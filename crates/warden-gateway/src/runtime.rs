@@ -104,6 +104,8 @@ pub struct Runtime {
     approvals_changed: tokio::sync::Notify,
     /// Serialises this process's resolutions, so two of them never both reach the audit log.
     resolving: Mutex<()>,
+    /// OpenTelemetry spans of sessions and decided calls (none unless configured).
+    telemetry: Option<Arc<crate::telemetry::Telemetry>>,
 }
 
 /// How often a waiter looks at the store for a decision another process made.
@@ -233,7 +235,18 @@ impl Runtime {
             detector: None,
             approvals_changed: tokio::sync::Notify::new(),
             resolving: Mutex::new(()),
+            telemetry: None,
         }
+    }
+
+    /// Export a span for every session opened and every call decided.
+    pub fn with_telemetry(mut self, telemetry: Arc<crate::telemetry::Telemetry>) -> Runtime {
+        self.telemetry = Some(telemetry);
+        self
+    }
+
+    pub fn telemetry(&self) -> Option<&Arc<crate::telemetry::Telemetry>> {
+        self.telemetry.as_ref()
     }
 
     /// Score every call against this behavioural baseline (and keep learning from traffic).
@@ -423,6 +436,9 @@ impl Runtime {
             token_hash,
         });
         self.cache(&session.id, live);
+        if let Some(t) = &self.telemetry {
+            t.session_opened(&session);
+        }
         Ok((session, token))
     }
 
@@ -652,7 +668,18 @@ impl Runtime {
 
     /// Decide a call. The decision is durable in the store before it is returned; if it cannot be
     /// recorded, the call is denied and the reason says so.
-    pub fn decide(&self, session_id: &str, mut call: Call) -> Result<DecisionRecord, RuntimeError> {
+    pub fn decide(&self, session_id: &str, call: Call) -> Result<DecisionRecord, RuntimeError> {
+        self.decide_traced(session_id, call, &crate::telemetry::CallTrace::default())
+    }
+
+    /// [`Runtime::decide`], with how the call arrived for its telemetry span.
+    pub fn decide_traced(
+        &self,
+        session_id: &str,
+        mut call: Call,
+        trace: &crate::telemetry::CallTrace,
+    ) -> Result<DecisionRecord, RuntimeError> {
+        let started = SystemTime::now();
         let live = self.live(session_id)?;
         let tool = self.tool(&call.tool, &call.args);
         let mut guard = live
@@ -736,6 +763,9 @@ impl Runtime {
         if self.shadow {
             record.shadow_verdict = Some(record.decision.verdict);
             record.decision.verdict = Verdict::Allow;
+        }
+        if let Some(t) = &self.telemetry {
+            t.call_decided(&guard.state.session, &record, trace, started);
         }
         Ok(record)
     }

@@ -320,6 +320,9 @@ fn serve(
         if rt.config().api_keys.is_empty() {
             eprintln!("warden: no [[api_keys]] configured: any local process may open sessions (loopback only)");
         }
+        if let Some(endpoint) = &rt.config().telemetry.endpoint {
+            eprintln!("warden: sending OpenTelemetry spans to {endpoint} (OTLP/HTTP)");
+        }
         let shutdown = async {
             let interrupt = tokio::signal::ctrl_c();
             #[cfg(unix)]
@@ -338,7 +341,12 @@ fn serve(
             let _ = interrupt.await;
             eprintln!("warden: shutting down");
         };
-        warden_gateway::serve(rt.clone(), listener, shutdown).await?;
+        let served = warden_gateway::serve(rt.clone(), listener, shutdown).await;
+        if let Some(t) = rt.telemetry().cloned() {
+            // Sends what is batched; the exporter blocks, so off the async workers.
+            let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+        }
+        served?;
         let model = warden_gateway::detector_path(rt.config());
         if rt.config().detect.enabled {
             rt.save_detector(&model).with_context(|| format!("saving {}", model.display()))?;

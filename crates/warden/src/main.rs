@@ -289,8 +289,10 @@ fn serve(
 ) -> Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warden=info,warden_gateway=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "warden=info,warden_gateway=info,opentelemetry_sdk=warn,opentelemetry_otlp=warn"
+                    .into()
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

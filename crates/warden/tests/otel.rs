@@ -16,6 +16,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, Span};
 use prost::Message as _;
+use rmcp::model::{CallToolRequestParams, JsonObject};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::ServiceExt as _;
@@ -112,6 +113,7 @@ fn hex(bytes: &[u8]) -> String {
 
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
+const MCP_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_of_a_session_and_its_calls_reach_an_otlp_receiver() {
@@ -204,13 +206,24 @@ async fn spans_of_a_session_and_its_calls_reach_an_otlp_receiver() {
     );
     let client: Client = ().serve(transport).await.expect("initialize through /mcp");
     call(&client, "files__list_allowed_directories", json!({})).await;
+    // A host that passes its trace context in the request's `_meta`.
+    let mut params = CallToolRequestParams::new("files__list_allowed_directories")
+        .with_arguments(JsonObject::new());
+    params.meta = Some(
+        serde_json::from_value(json!({"traceparent": format!("00-{MCP_TRACE}-{CALLER_SPAN}-01")}))
+            .expect("a _meta object"),
+    );
+    client
+        .call_tool(params)
+        .await
+        .expect("tools/call with _meta");
     let _ = client.cancel().await;
 
-    // Batches leave every 100 ms; wait for the four spans.
+    // Batches leave every 100 ms; wait for the five spans.
     let mut all = Vec::new();
     for _ in 0..100 {
         all = spans(&got);
-        if all.len() >= 4 {
+        if all.len() >= 5 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -266,10 +279,20 @@ async fn spans_of_a_session_and_its_calls_reach_an_otlp_receiver() {
     assert_eq!(denied.trace_id, agent.trace_id);
     assert_eq!(denied.parent_span_id, agent.span_id);
 
-    let over_mcp = find("execute_tool files__list_allowed_directories");
-    assert_eq!(string(over_mcp, "mcp.method.name"), "tools/call");
-    assert_eq!(string(over_mcp, "warden.decision"), "allow");
-    assert_eq!(over_mcp.parent_span_id, agent.span_id);
+    let over_mcp: Vec<&Span> = all
+        .iter()
+        .filter(|s| s.name == "execute_tool files__list_allowed_directories")
+        .collect();
+    assert_eq!(over_mcp.len(), 2, "{names:?}");
+    for span in &over_mcp {
+        assert_eq!(string(span, "mcp.method.name"), "tools/call");
+        assert_eq!(string(span, "warden.decision"), "allow");
+    }
+    assert_eq!(over_mcp[0].parent_span_id, agent.span_id);
+    assert_eq!(over_mcp[0].trace_id, agent.trace_id);
+    // `_meta.traceparent`: the host's trace, under its span.
+    assert_eq!(hex(&over_mcp[1].trace_id), MCP_TRACE);
+    assert_eq!(hex(&over_mcp[1].parent_span_id), CALLER_SPAN);
 
     let received = got.lock().expect("lock");
     let resource = received.requests[0]

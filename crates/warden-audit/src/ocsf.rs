@@ -54,7 +54,11 @@ pub fn event(e: &LoggedEvent, opened: Option<&Value>, product_version: &str) -> 
             "version": product_version,
         },
     });
-    let actor = actor(&e.event.session, opened);
+    let actor = match out.get_mut("actor").map(Value::take) {
+        // An approval's actor is the person who answered, set by `approval`.
+        Some(own) => own,
+        None => actor(&e.event.session, opened),
+    };
     if class_uid == DETECTION_FINDING {
         // A finding has no actor of its own: who acted is its evidence.
         out["evidences"] = json!([{ "actor": actor, "uid": e.index.to_string() }]);
@@ -253,6 +257,13 @@ fn approval(e: &LoggedEvent) -> (Value, Map<String, Value>) {
     out["api"] = json!({"operation": "approve", "request": {"uid": decision_id}});
     let approver = b["approver"].as_str();
     out["src_endpoint"] = json!({"name": approver.unwrap_or("warden")});
+    // Who answered: the approver, or Warden itself when the hold expired.
+    out["actor"] = match approver {
+        Some(who) => {
+            json!({"session": {"uid": e.event.session}, "user": {"name": who, "type_id": 1, "type": "User"}})
+        }
+        None => json!({"session": {"uid": e.event.session}, "app_name": "warden"}),
+    };
     out["message"] = json!(match approver {
         Some(who) => format!("held call {decision_id} {answer} by {who}"),
         None => format!("held call {decision_id} {answer}"),
@@ -376,6 +387,26 @@ mod tests {
         assert_eq!(out["action_id"], 1);
         assert_eq!(out["disposition_id"], 15);
         assert_eq!(out["activity_id"], 0, "no traits logged: Unknown");
+    }
+
+    #[test]
+    fn an_approval_is_acted_by_its_approver_not_the_sessions_principal() {
+        let e = logged(
+            EventKind::Approval,
+            json!({"decision_id": "s_1/3", "decision": "denied", "approver": "bob (cli)"}),
+        );
+        let out = event(
+            &e,
+            Some(&json!({"principal": "alice", "agent": "bot"})),
+            "0",
+        )
+        .expect("exported");
+        assert_eq!(out["actor"]["user"]["name"], "bob (cli)");
+        assert_eq!(
+            (out["action_id"].as_u64(), out["disposition_id"].as_u64()),
+            (Some(2), Some(25))
+        );
+        assert_eq!(out["unmapped"]["warden"]["principal"], "alice");
     }
 
     #[test]

@@ -239,6 +239,12 @@ fn an_ocsf_export_of_a_real_session_is_valid_ocsf_1_8_and_says_what_was_decided(
         ),
         (Some(1), Some(8))
     );
+    assert!(
+        approval["actor"]["user"]["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("bob")),
+        "the approver acted: {approval:#}"
+    );
     let alerts = events.iter().filter(|e| e["class_uid"] == 2004).count();
     assert_eq!(alerts, 3, "one Detection Finding per alerted call");
     assert!(

@@ -34,37 +34,72 @@ pub enum CheckpointError {
     WrongOrigin { got: String, want: String },
 }
 
-/// A tree head: the log's identity, a size and the root at that size.
+/// The extension line that carries the signing time, as Rekor writes it: `Timestamp: ` and
+/// nanoseconds since the Unix epoch.
+const TIMESTAMP_PREFIX: &str = "Timestamp: ";
+
+/// A tree head: the log's identity, a size, the root at that size, and when it was signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
     pub origin: String,
     pub size: u64,
     pub root: Hash,
+    /// When the writer signed it, in milliseconds since the epoch; inside the signed text as a
+    /// `Timestamp:` extension line. `None` for checkpoints signed before Warden wrote one.
+    pub time_ms: Option<u64>,
 }
 
 impl Checkpoint {
-    /// The note text: `<origin>\n<size>\n<base64 root>\n`.
+    /// The note text: `<origin>\n<size>\n<base64 root>\n`, then `Timestamp: <ns>\n` if timed.
     pub fn body(&self) -> String {
-        format!(
+        let mut body = format!(
             "{}\n{}\n{}\n",
             self.origin,
             self.size,
             B64.encode(self.root)
-        )
+        );
+        if let Some(ms) = self.time_ms {
+            body.push_str(&format!(
+                "{TIMESTAMP_PREFIX}{}\n",
+                u128::from(ms) * 1_000_000
+            ));
+        }
+        body
     }
 
     /// Parses a note text strictly: three non-empty lines, a decimal size without leading
-    /// zeros, a base64 root of 32 bytes. Extension lines are refused (Warden writes none).
+    /// zeros, a base64 root of 32 bytes, and optionally one `Timestamp: <ns>` extension line.
+    /// Any other extension line is refused (Warden writes none).
     pub fn parse_body(text: &str) -> Result<Checkpoint, CheckpointError> {
         let bad = |why: &str| CheckpointError::Malformed(why.to_string());
         let lines = text
             .strip_suffix('\n')
             .ok_or_else(|| bad("the text does not end with a newline"))?;
         let parts: Vec<&str> = lines.split('\n').collect();
-        let [origin, size, root] = parts[..] else {
-            return Err(bad(
-                "expected exactly three lines: origin, tree size, root hash",
-            ));
+        let (origin, size, root, timestamp) = match parts[..] {
+            [origin, size, root] => (origin, size, root, None),
+            [origin, size, root, ts] => (origin, size, root, Some(ts)),
+            _ => {
+                return Err(bad(
+                    "expected three lines (origin, tree size, root hash) and at most a \
+                     `Timestamp:` line",
+                ))
+            }
+        };
+        let time_ms = match timestamp {
+            None => None,
+            Some(line) => {
+                let ns = line
+                    .strip_prefix(TIMESTAMP_PREFIX)
+                    .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|n| n.parse::<u128>().ok())
+                    .ok_or_else(|| {
+                        bad(&format!(
+                            "extension line `{line}` is not `Timestamp: <nanoseconds>`"
+                        ))
+                    })?;
+                Some(u64::try_from(ns / 1_000_000).map_err(|_| bad("timestamp out of range"))?)
+            }
         };
         if origin.is_empty() {
             return Err(bad("empty origin line"));
@@ -86,6 +121,7 @@ impl Checkpoint {
             origin: origin.to_string(),
             size,
             root,
+            time_ms,
         })
     }
 }
@@ -96,7 +132,8 @@ pub struct SignedCheckpoint {
     pub checkpoint: Checkpoint,
     /// The whole signed note: body, a blank line, signature lines.
     pub note: String,
-    /// When the writer signed it (not part of the signed text; see the crate docs).
+    /// When the writer signed it: the signed `Timestamp:` line, or for checkpoints signed
+    /// before Warden wrote one, the time stored beside the note (unsigned).
     pub time_ms: u64,
 }
 
@@ -346,6 +383,7 @@ mod tests {
             origin: "example.com/log".into(),
             size: 20852163,
             root: [9u8; 32],
+            time_ms: None,
         }
     }
 
@@ -365,6 +403,26 @@ mod tests {
             .expect("b64");
         assert_eq!(sig.len(), 4 + 64);
         assert_eq!(k.verifier().verify_checkpoint(&note), Ok(cp()));
+    }
+
+    #[test]
+    fn the_signing_time_is_a_signed_timestamp_line() {
+        let k = key();
+        let timed = Checkpoint {
+            time_ms: Some(1_795_641_670_624),
+            ..cp()
+        };
+        let note = k.sign(&timed);
+        assert_eq!(
+            note.split('\n').nth(3),
+            Some("Timestamp: 1795641670624000000")
+        );
+        assert_eq!(k.verifier().verify_checkpoint(&note), Ok(timed));
+        let moved = note.replace("Timestamp: 1795641670624", "Timestamp: 1795641670625");
+        assert_eq!(
+            k.verifier().verify_checkpoint(&moved),
+            Err(CheckpointError::BadSignature("example.com/log".into()))
+        );
     }
 
     #[test]
@@ -414,6 +472,8 @@ mod tests {
         assert!(Checkpoint::parse_body(&format!("o\n5\n{root}\n")).is_ok());
         assert!(Checkpoint::parse_body(&format!("o\n05\n{root}\n")).is_err());
         assert!(Checkpoint::parse_body(&format!("o\n5\n{root}\nextra\n")).is_err());
+        assert!(Checkpoint::parse_body(&format!("o\n5\n{root}\nTimestamp: 12x\n")).is_err());
+        assert!(Checkpoint::parse_body(&format!("o\n5\n{root}\nTimestamp: 1\nextra\n")).is_err());
         assert!(Checkpoint::parse_body(&format!("o\n5\n{root}")).is_err());
         assert!(Checkpoint::parse_body("o\n5\nAAAA\n").is_err());
     }

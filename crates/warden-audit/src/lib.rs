@@ -13,13 +13,16 @@
 //! | `audit.pub` | the C2SP verifier key string (`<origin>+<key hash>+<base64 key>`), for readers |
 //! | `audit.hmac` | the 32-byte key of result-body digests, mode 0600 |
 //!
-//! A checkpoint's signed text is the tlog-checkpoint body (origin, size, root) and nothing
-//! else; the time it was signed is stored beside it, unsigned.
+//! A checkpoint's signed text is the tlog-checkpoint body (origin, size, root) and one
+//! extension line, `Timestamp: <nanoseconds since the epoch>` (as Rekor writes it), so the
+//! signing time is covered by the signature. Checkpoints from before that line existed (three
+//! lines) still verify; their time is the one stored beside them, unsigned.
 
 pub mod checkpoint;
 pub mod event;
 mod log;
 pub mod merkle;
+pub mod ocsf;
 mod reader;
 pub mod redact;
 pub mod store;

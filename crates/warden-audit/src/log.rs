@@ -467,14 +467,16 @@ impl Writer {
         if self.frontier.size() == self.signed && self.signed > 0 {
             return Ok(());
         }
+        let now = now_ms();
         let cp = Checkpoint {
             origin: self.key.verifier().name().to_string(),
             size: self.frontier.size(),
             root: self.frontier.root(),
+            time_ms: Some(now),
         };
         let stored = StoredCheckpoint {
             size: cp.size,
-            time_ms: now_ms(),
+            time_ms: now,
             root: cp.root,
             note: self.key.sign(&cp),
             frontier: self.frontier.to_bytes(),
@@ -492,9 +494,9 @@ impl Writer {
             .ok_or_else(|| AuditError::NotCovered("no checkpoint has been signed yet".into()))?;
         let checkpoint = self.key.verifier().verify_checkpoint(&stored.note)?;
         Ok(SignedCheckpoint {
+            time_ms: checkpoint.time_ms.unwrap_or(stored.time_ms),
             checkpoint,
             note: stored.note,
-            time_ms: stored.time_ms,
         })
     }
 }

@@ -125,9 +125,9 @@ impl AuditReader {
     fn signed(&self, s: crate::store::StoredCheckpoint) -> Result<SignedCheckpoint, AuditError> {
         let checkpoint = self.verifier.verify_checkpoint(&s.note)?;
         Ok(SignedCheckpoint {
+            time_ms: checkpoint.time_ms.unwrap_or(s.time_ms),
             checkpoint,
             note: s.note,
-            time_ms: s.time_ms,
         })
     }
 

@@ -130,6 +130,18 @@ pub fn verify(
     for cp in store.checkpoints()? {
         match verifier.verify_checkpoint(&cp.note) {
             Ok(signed) => {
+                if signed.time_ms.is_some_and(|t| t != cp.time_ms) {
+                    problems.push(Problem {
+                        index: None,
+                        kind: ProblemKind::BadCheckpoint,
+                        message: format!(
+                            "the checkpoint stored at size {} has a stored time that is not its \
+                             signed Timestamp; its columns were edited (the signed text is what \
+                             counts)",
+                            cp.size
+                        ),
+                    });
+                }
                 if signed.size != cp.size || signed.root != cp.root {
                     problems.push(Problem {
                         index: None,

@@ -273,3 +273,34 @@ fn an_edited_checkpoint_does_not_verify() {
     assert_eq!(p.kind, ProblemKind::BadCheckpoint, "{}", p.message);
     assert!(p.message.contains("size 10"), "{}", p.message);
 }
+
+#[test]
+fn a_checkpoint_signs_its_time_and_a_moved_stored_time_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    written_log(dir.path());
+    let conn = db(dir.path());
+    let (note, time_ms): (String, i64) = conn
+        .query_row(
+            "SELECT note, time_ms FROM checkpoints WHERE tree_size = 10",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("checkpoint");
+    assert!(
+        note.contains(&format!("\nTimestamp: {}000000\n", time_ms)),
+        "the signing time is in the signed text: {note}"
+    );
+    conn.execute(
+        "UPDATE checkpoints SET time_ms = time_ms - 3600000 WHERE tree_size = 10",
+        [],
+    )
+    .expect("update");
+    let report = verify(dir.path());
+    let p = report.first_problem().expect("a problem");
+    assert_eq!(p.kind, ProblemKind::BadCheckpoint, "{}", p.message);
+    assert!(
+        p.message.contains("size 10") && p.message.contains("signed Timestamp"),
+        "{}",
+        p.message
+    );
+}

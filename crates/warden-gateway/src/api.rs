@@ -427,6 +427,7 @@ struct DecideBody {
 async fn decide(
     State(rt): State<Arc<Runtime>>,
     axum::Extension(caller): axum::Extension<Caller>,
+    headers: axum::http::HeaderMap,
     JsonBody(body): JsonBody<DecideBody>,
 ) -> Result<Json<Value>, ApiError> {
     session_caller(&rt, &caller, &body.session)?;
@@ -442,7 +443,15 @@ async fn decide(
         args: body.args,
         call_id: body.call_id.unwrap_or_default(),
     };
-    let record = blocking(&rt, move |rt| rt.decide(&body.session, call)).await?;
+    // The agent's W3C trace context, so the call's span joins its trace.
+    let trace = crate::telemetry::CallTrace {
+        traceparent: headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        mcp_method: None,
+    };
+    let record = blocking(&rt, move |rt| rt.decide_traced(&body.session, call, &trace)).await?;
     let value = serde_json::to_value(&record)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     Ok(Json(value))

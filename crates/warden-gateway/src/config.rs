@@ -39,6 +39,9 @@ pub struct Config {
     /// The MCP servers `warden serve` fronts at `/mcp`, their tools named `<upstream>__<tool>`.
     #[serde(default)]
     pub upstreams: Vec<UpstreamConfig>,
+    /// OpenTelemetry spans over OTLP/HTTP; off unless `endpoint` is set.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// The directory relative paths in this file are resolved against (the file's own directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -166,6 +169,51 @@ fn default_alert() -> f64 {
 }
 fn default_model() -> PathBuf {
     PathBuf::from("detect.json")
+}
+
+/// `[telemetry]`: OpenTelemetry spans (an `invoke_agent` span per session, an `execute_tool`
+/// span per decided call) sent over OTLP/HTTP in protobuf. Nothing is sent without `endpoint`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP/HTTP base URL, e.g. `http://127.0.0.1:4318` (`/v1/traces` is added
+    /// unless the URL already ends with it). Plain http only: run a local collector for TLS.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// `service.name` of the spans' resource.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// Extra HTTP headers on every export (e.g. an API key a collector wants).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// How long one export may take before it is dropped, in milliseconds.
+    #[serde(default = "default_export_timeout")]
+    pub timeout_ms: u64,
+    /// How long spans wait to be batched, in milliseconds.
+    #[serde(default = "default_batch_delay")]
+    pub batch_delay_ms: u64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            endpoint: None,
+            service_name: default_service_name(),
+            headers: BTreeMap::new(),
+            timeout_ms: default_export_timeout(),
+            batch_delay_ms: default_batch_delay(),
+        }
+    }
+}
+
+fn default_service_name() -> String {
+    "warden".into()
+}
+fn default_export_timeout() -> u64 {
+    10_000
+}
+fn default_batch_delay() -> u64 {
+    1_000
 }
 
 /// A tool entry: its description and schema (for tools Warden cannot list itself, like those an

@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod mcp;
 pub mod mcp_http;
 pub mod runtime;
+pub mod telemetry;
 
 use std::sync::Arc;
 
@@ -28,6 +29,9 @@ pub fn runtime(config: Config) -> Result<Arc<Runtime>, StartError> {
         .with_shadow(config.server.shadow);
     if config.detect.enabled {
         rt = rt.with_detector(detector_model(&config)?);
+    }
+    if let Some(t) = telemetry::Telemetry::start(&config.telemetry)? {
+        rt = rt.with_telemetry(Arc::new(t));
     }
     Ok(Arc::new(rt))
 }
@@ -93,4 +97,6 @@ pub enum StartError {
     Audit(#[from] warden_audit::AuditError),
     #[error("loading the detector model: {0}")]
     Detect(#[from] warden_detect::DetectError),
+    #[error(transparent)]
+    Telemetry(#[from] telemetry::TelemetryError),
 }

@@ -244,7 +244,15 @@ impl Guard {
             args,
             call_id: String::new(),
         };
-        let record = match self.rt.decide(&self.session, call) {
+        let trace = crate::telemetry::CallTrace {
+            traceparent: ctx
+                .meta
+                .get("traceparent")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+            mcp_method: Some("tools/call"),
+        };
+        let record = match self.rt.decide_traced(&self.session, call, &trace) {
             Ok(record) => record,
             Err(e) => {
                 tracing::error!(tool = %tool, "warden mcp: no decision, call refused: {e}");

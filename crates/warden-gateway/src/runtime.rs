@@ -106,6 +106,8 @@ pub struct Runtime {
     resolving: Mutex<()>,
     /// What changed, for live views (the dashboard's event stream); sent after it is durable.
     changes: tokio::sync::broadcast::Sender<Change>,
+    /// OpenTelemetry spans of sessions and decided calls (none unless configured).
+    telemetry: Option<Arc<crate::telemetry::Telemetry>>,
 }
 
 /// A change a live view shows: what happened, to which session, at which step. Sent once the
@@ -262,6 +264,7 @@ impl Runtime {
             approvals_changed: tokio::sync::Notify::new(),
             resolving: Mutex::new(()),
             changes: tokio::sync::broadcast::channel(CHANGES_BUFFERED).0,
+            telemetry: None,
         }
     }
 
@@ -301,6 +304,16 @@ impl Runtime {
         self.store
             .load_session(session_id)?
             .ok_or_else(|| RuntimeError::NotFound(format!("no session `{session_id}`")))
+    }
+
+    /// Export a span for every session opened and every call decided.
+    pub fn with_telemetry(mut self, telemetry: Arc<crate::telemetry::Telemetry>) -> Runtime {
+        self.telemetry = Some(telemetry);
+        self
+    }
+
+    pub fn telemetry(&self) -> Option<&Arc<crate::telemetry::Telemetry>> {
+        self.telemetry.as_ref()
     }
 
     /// Score every call against this behavioural baseline (and keep learning from traffic).
@@ -491,6 +504,9 @@ impl Runtime {
         });
         self.cache(&session.id, live);
         self.announce(ChangeKind::SessionOpened, &session.id, None);
+        if let Some(t) = &self.telemetry {
+            t.session_opened(&session);
+        }
         Ok((session, token))
     }
 
@@ -605,7 +621,7 @@ impl Runtime {
         session_id: &str,
         seq: u64,
         step: &Step,
-        decision: Option<&DecisionRecord>,
+        decision: Option<(&DecisionRecord, &Tool)>,
     ) -> AuditEvent {
         let mut causes: Vec<u64> = live.audit_session.into_iter().collect();
         let (kind, body) = match step {
@@ -617,7 +633,15 @@ impl Runtime {
                     "args": redact_secrets(&serde_json::to_value(&call.args).unwrap_or_default()),
                     "verdict": verdict,
                 });
-                if let Some(d) = decision {
+                if let Some((d, tool)) = decision {
+                    // What kind of call it was, for exports that classify activity (OCSF).
+                    body["tool_traits"] = serde_json::json!({
+                        "read": tool.read.value,
+                        "write": tool.write.value,
+                        "destructive": tool.destructive.value,
+                        "open_world": tool.open_world.value,
+                        "upstream": tool.upstream,
+                    });
                     if d.shadow_verdict.is_some() {
                         body["shadow"] = Value::Bool(true);
                     }
@@ -688,7 +712,7 @@ impl Runtime {
         live: &mut LiveState,
         session_id: &str,
         step: &Step,
-        decision: Option<&DecisionRecord>,
+        decision: Option<(&DecisionRecord, &Tool)>,
     ) -> Result<(u64, Option<Source>), RuntimeError> {
         let seq = live.state.next_seq();
         if let Some(log) = &self.audit {
@@ -713,7 +737,18 @@ impl Runtime {
 
     /// Decide a call. The decision is durable in the store before it is returned; if it cannot be
     /// recorded, the call is denied and the reason says so.
-    pub fn decide(&self, session_id: &str, mut call: Call) -> Result<DecisionRecord, RuntimeError> {
+    pub fn decide(&self, session_id: &str, call: Call) -> Result<DecisionRecord, RuntimeError> {
+        self.decide_traced(session_id, call, &crate::telemetry::CallTrace::default())
+    }
+
+    /// [`Runtime::decide`], with how the call arrived for its telemetry span.
+    pub fn decide_traced(
+        &self,
+        session_id: &str,
+        mut call: Call,
+        trace: &crate::telemetry::CallTrace,
+    ) -> Result<DecisionRecord, RuntimeError> {
+        let started = SystemTime::now();
         let live = self.live(session_id)?;
         let tool = self.tool(&call.tool, &call.args);
         let mut guard = live
@@ -759,7 +794,7 @@ impl Runtime {
             verdict: record.decision.verdict,
         };
         let committed = self
-            .commit(&mut guard, session_id, &step, Some(&record))
+            .commit(&mut guard, session_id, &step, Some((&record, &tool)))
             .and_then(|_| {
                 guard
                     .calls
@@ -798,6 +833,9 @@ impl Runtime {
         if self.shadow {
             record.shadow_verdict = Some(record.decision.verdict);
             record.decision.verdict = Verdict::Allow;
+        }
+        if let Some(t) = &self.telemetry {
+            t.call_decided(&guard.state.session, &record, trace, started);
         }
         Ok(record)
     }

@@ -1,5 +1,6 @@
 //! `warden audit …`: verify the audit log, print inclusion and consistency proofs, tail events,
-//! show the latest signed checkpoint and the log's public key. Reads only; safe beside a running
+//! export them (OCSF 1.8 or Warden's JSON), show the latest signed checkpoint and the log's
+//! public key. Reads only; safe beside a running
 //! gateway.
 
 use std::path::{Path, PathBuf};
@@ -89,10 +90,45 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Export events for a SIEM, one JSON object a line, oldest first.
+    ///
+    /// `--format ocsf`: OCSF 1.8.0. A decided call, and a person's answer to a held one, is an
+    /// API Activity (class 6003) with the security_control profile (`action_id`,
+    /// `disposition_id`, `policy`); an alert is a Detection Finding (2004); provenance, reasons
+    /// and the session's channel are under `unmapped.warden`. Session openings, results and
+    /// messages are context and not exported as events of their own.
+    /// `--format json`: Warden's own events, as `tail --json` prints them.
+    ///
+    /// Check an OCSF export with `scripts/ocsf-validate.py FILE` (needs
+    /// `pip install ocsf-json-schema==1.2.0 jsonschema`).
+    Export {
+        #[arg(long, value_enum, default_value_t = ExportFormat::Ocsf)]
+        format: ExportFormat,
+        /// Only this session's events.
+        #[arg(long)]
+        session: Option<String>,
+        /// From this time (milliseconds since the epoch, a duration back like 24h, or a date).
+        #[arg(long)]
+        since: Option<String>,
+        /// Until this time (same forms).
+        #[arg(long)]
+        until: Option<String>,
+        /// Write here instead of stdout (replaced if it exists).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print the latest signed checkpoint (a C2SP signed note); save it to check the log later.
     Checkpoint,
     /// Print the log's public key as a C2SP verifier key string.
     PublicKey,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// OCSF 1.8.0 JSON lines.
+    Ocsf,
+    /// Warden's own events, JSON lines.
+    Json,
 }
 
 fn parse_kind(s: &str) -> Result<EventKind, String> {
@@ -250,6 +286,40 @@ pub fn run(data_dir: &Path, cmd: AuditCommand) -> Result<ExitCode> {
             print_events(&reader.events(&filter)?, json)?;
             Ok(ExitCode::SUCCESS)
         }
+        AuditCommand::Export {
+            format,
+            session,
+            since,
+            until,
+            out,
+        } => {
+            let filter = EventFilter {
+                session,
+                since_ms: since
+                    .as_deref()
+                    .map(crate::replay::parse_time)
+                    .transpose()?,
+                until_ms: until
+                    .as_deref()
+                    .map(crate::replay::parse_time)
+                    .transpose()?,
+                ..EventFilter::default()
+            };
+            let lines = export(&reader, &filter, format)?;
+            match out {
+                Some(path) => std::fs::write(&path, lines.concat())
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => {
+                    use std::io::Write as _;
+                    let mut stdout = std::io::stdout().lock();
+                    for line in &lines {
+                        stdout.write_all(line.as_bytes())?;
+                    }
+                    stdout.flush()?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         AuditCommand::Checkpoint => {
             let Some(cp) = reader.latest_checkpoint()? else {
                 bail!("no checkpoint has been signed yet: the gateway signs one within a second of the first event");
@@ -269,6 +339,35 @@ pub fn run(data_dir: &Path, cmd: AuditCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The export's lines (each ending in a newline), oldest first.
+fn export(reader: &AuditReader, filter: &EventFilter, format: ExportFormat) -> Result<Vec<String>> {
+    let events = reader.events(filter)?;
+    if let ExportFormat::Json = format {
+        return events
+            .iter()
+            .map(|e| Ok(format!("{}\n", serde_json::to_string(e)?)))
+            .collect();
+    }
+    // Who and how each session was opened: the actor of its events, even when the opening is
+    // outside the time range.
+    let mut opened = std::collections::HashMap::new();
+    for e in reader.events(&EventFilter {
+        session: filter.session.clone(),
+        kind: Some(EventKind::SessionOpened),
+        ..EventFilter::default()
+    })? {
+        opened.insert(e.event.session.clone(), e.event.body);
+    }
+    let mut lines = Vec::new();
+    for e in &events {
+        let session = opened.get(&e.event.session);
+        if let Some(o) = warden_audit::ocsf::event(e, session, env!("CARGO_PKG_VERSION")) {
+            lines.push(format!("{}\n", serde_json::to_string(&o)?));
+        }
+    }
+    Ok(lines)
 }
 
 fn text(v: &serde_json::Value) -> String {

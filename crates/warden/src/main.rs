@@ -312,8 +312,10 @@ fn serve(
 ) -> Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warden=info,warden_gateway=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "warden=info,warden_gateway=info,opentelemetry_sdk=warn,opentelemetry_otlp=warn"
+                    .into()
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -345,6 +347,9 @@ fn serve(
             eprintln!("warden: no [[api_keys]] configured: any local process may open sessions (loopback only)");
             eprintln!("warden: the dashboard is open on loopback; approvals made there are recorded as `local`");
         }
+        if let Some(endpoint) = &rt.config().telemetry.endpoint {
+            eprintln!("warden: sending OpenTelemetry spans to {endpoint} (OTLP/HTTP)");
+        }
         let shutdown = async {
             let interrupt = tokio::signal::ctrl_c();
             #[cfg(unix)]
@@ -363,7 +368,12 @@ fn serve(
             let _ = interrupt.await;
             eprintln!("warden: shutting down");
         };
-        warden_gateway::serve(rt.clone(), listener, shutdown).await?;
+        let served = warden_gateway::serve(rt.clone(), listener, shutdown).await;
+        if let Some(t) = rt.telemetry().cloned() {
+            // Sends what is batched; the exporter blocks, so off the async workers.
+            let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+        }
+        served?;
         let model = warden_gateway::detector_path(rt.config());
         if rt.config().detect.enabled {
             rt.save_detector(&model).with_context(|| format!("saving {}", model.display()))?;

@@ -93,6 +93,11 @@ pub fn run(mut config: Config, args: McpArgs) -> Result<ExitCode> {
     };
     let rt = warden_gateway::runtime(config).context("starting Warden")?;
     let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    tokio.block_on(run_stdio(rt, opts))?;
+    let telemetry = rt.telemetry().cloned();
+    let ran = tokio.block_on(run_stdio(rt, opts));
+    if let Some(t) = telemetry {
+        t.shutdown();
+    }
+    ran?;
     Ok(ExitCode::SUCCESS)
 }

@@ -30,8 +30,12 @@ TOML
 "$root/target/debug/warden" serve --config "$work/warden.toml" >"$work/warden.log" 2>&1 &
 sleep 3
 
-run() { "$node24" "$suite" server --url "$1" 2>&1 | grep -E '^[✓✗]|^Total' || true; }
-echo "== direct"; run http://localhost:3911/mcp | tee "$work/direct"
-echo "== through Warden"; run http://127.0.0.1:3912/mcp | tee "$work/warden"
-echo "== checks that differ (< direct, > through Warden)"
-diff <(grep -E '^[✓✗]' "$work/direct" | sort) <(grep -E '^[✓✗]' "$work/warden" | sort) || true
+run() { "$node24" "$suite" server --url "$1" --spec-version "$2" 2>&1 | grep -E '^[✓✗]|^Total' || true; }
+# The suite (0.1.16) has server scenarios for 2025-06-18 and 2025-11-25 only: none for
+# 2026-07-28, whose stateless requests crates/warden/tests/mcp_python.rs drives instead.
+for spec in 2025-06-18 2025-11-25; do
+    echo "== $spec, direct"; run http://localhost:3911/mcp "$spec" | tee "$work/direct-$spec"
+    echo "== $spec, through Warden"; run http://127.0.0.1:3912/mcp "$spec" | tee "$work/warden-$spec"
+    echo "== $spec, checks that differ (< direct, > through Warden)"
+    diff <(grep -E '^[✓✗]' "$work/direct-$spec" | sort) <(grep -E '^[✓✗]' "$work/warden-$spec" | sort) || true
+done

@@ -312,6 +312,18 @@ fn default_call_timeout() -> u64 {
 }
 
 impl UpstreamConfig {
+    /// An upstream run as a child process, with the defaults for everything else.
+    pub fn child(name: &str, command: Vec<String>) -> UpstreamConfig {
+        UpstreamConfig {
+            name: name.to_owned(),
+            command,
+            env: BTreeMap::new(),
+            url: None,
+            headers: BTreeMap::new(),
+            timeout_secs: default_call_timeout(),
+        }
+    }
+
     /// Exactly one of `command` and `url`, each with only its own settings.
     fn validate_endpoint(&self) -> Result<(), ConfigError> {
         let name = &self.name;

@@ -77,11 +77,10 @@ fn config(args: &DemoArgs, data_dir: &Path, keys: &Keys) -> Result<Config> {
     config.server.listen = args.listen;
     config.server.data_dir = data_dir.to_path_buf();
     let exe = std::env::current_exe().context("finding the warden executable")?;
-    config.upstreams.push(UpstreamConfig {
-        name: "mailbox".into(),
-        command: vec![exe.display().to_string(), "demo-tools".into()],
-        env: Default::default(),
-    });
+    config.upstreams.push(UpstreamConfig::child(
+        "mailbox",
+        vec![exe.display().to_string(), "demo-tools".into()],
+    ));
     config.api_keys.push(ApiKey {
         name: AGENT.into(),
         sha256: sha256_hex(&keys.agent),

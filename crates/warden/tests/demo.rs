@@ -2,8 +2,8 @@
 //! mailbox (`warden demo-tools`) and the scripted agent. With `--no-wait` the story ends on its
 //! own: the three decisions with their reasons, the audit log's explanation of the held call,
 //! the expired approval in the store and an audit log that verifies. Without it, the demo waits
-//! until a person approves the held call through the approvals API with the admin token it
-//! printed, then says the call went through.
+//! until a person signs in to the dashboard with the admin token it printed and approves the
+//! held call there, then says the call went through.
 
 mod support;
 use support::Killed;
@@ -178,22 +178,49 @@ fn after<'a>(line: &'a str, marker: &str) -> &'a str {
 }
 
 /// `POST /v1/approvals/{id}` approving the call, as a person at the dashboard would.
-fn approve(addr: &str, id: &str, token: &str) -> Value {
+/// Sign in to the dashboard with the token the demo printed and approve the held call there,
+/// as a person would: the sign-in's cookie, its CSRF token, and the page's own origin.
+fn approve_in_dashboard(addr: &str, id: &str, token: &str) -> Value {
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     tokio.block_on(async {
-        let response = reqwest::Client::new()
-            .post(format!(
-                "http://{addr}/v1/approvals/{}",
-                id.replace('/', "%2F")
-            ))
-            .bearer_auth(token)
-            .json(&json!({"decision": "approve", "approver": "demo-tester"}))
+        let http = reqwest::Client::new();
+        let signed_in = http
+            .post(format!("http://{addr}/ui/api/login"))
+            .json(&json!({"token": token}))
             .send()
             .await
-            .expect("POST /v1/approvals/{id}");
+            .expect("POST /ui/api/login");
+        assert_eq!(signed_in.status(), 200, "signing in with the printed token");
+        let cookie = signed_in
+            .headers()
+            .get(reqwest::header::SET_COOKIE)
+            .and_then(|c| c.to_str().ok())
+            .and_then(|c| c.split(';').next())
+            .expect("a session cookie")
+            .to_owned();
+        let me: Value = http
+            .get(format!("http://{addr}/ui/api/me"))
+            .header(reqwest::header::COOKIE, &cookie)
+            .send()
+            .await
+            .expect("GET /ui/api/me")
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(me["role"], "admin", "{me}");
+        let csrf = me["csrf"].as_str().expect("a CSRF token");
+        let response = http
+            .post(format!("http://{addr}/ui/api/approvals/{id}"))
+            .header(reqwest::header::COOKIE, &cookie)
+            .header("x-warden-csrf", csrf)
+            .header(reqwest::header::ORIGIN, format!("http://{addr}"))
+            .json(&json!({"decision": "approve", "comment": "checked with Sam"}))
+            .send()
+            .await
+            .expect("POST /ui/api/approvals/{id}");
         assert_eq!(response.status(), 200, "approving {id}");
         response.json().await.expect("the approval as JSON")
     })
@@ -231,13 +258,13 @@ fn demo_waits_for_a_person_and_the_approved_call_goes_through() {
     let admin = after(&token_line, "admin token ").to_owned();
     read_until(&rx, &mut seen, "Waiting for a person to approve or deny");
 
-    // A person approves through the approvals API with the admin token the demo printed.
-    let response = approve(&addr, &id, &admin);
+    // A person signs in to the dashboard with the admin token the demo printed, and approves.
+    let response = approve_in_dashboard(&addr, &id, &admin);
     assert_eq!(response["status"], "approved", "{response}");
 
     let outcome = read_until(&rx, &mut seen, "Approval ");
     assert!(
-        outcome.contains("approved by demo-tester (key demo-admin)")
+        outcome.contains("approved by demo-admin")
             && outcome
                 .contains("the held call went through: E-mail sent to backup-desk@example.net"),
         "{outcome}"
@@ -255,10 +282,7 @@ fn demo_waits_for_a_person_and_the_approved_call_goes_through() {
 
     let all = approvals(&state);
     assert_eq!(all[0]["status"], "approved", "{all:?}");
-    assert_eq!(
-        all[0]["approver"], "demo-tester (key demo-admin)",
-        "{all:?}"
-    );
+    assert_eq!(all[0]["approver"], "demo-admin", "{all:?}");
     let verified = verify(&state);
     assert!(verified.status.success(), "{}", text(&verified.stderr));
 }

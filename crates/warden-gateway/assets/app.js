@@ -496,6 +496,11 @@ function listen() {
   events.addEventListener("error", () => {
     status.textContent = "Reconnecting…";
     document.body.dataset.live = "false";
+    // Signed out elsewhere (another tab, a restart): `api` sends the page to the sign-in. A
+    // stream the server refused is not retried by the browser: open a new one.
+    api("/ui/api/me").then(() => {
+      if (events.readyState === EventSource.CLOSED) setTimeout(listen, 2000);
+    }).catch(() => {});
   });
 }
 

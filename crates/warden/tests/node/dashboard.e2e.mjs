@@ -209,12 +209,17 @@ try {
   pass("a viewer's forged approve, with a valid cookie and CSRF token, is refused (403)");
   console.log("VIEWER_REFUSED " + secondId);
 
-  // Signing out ends the sign-in: the cookie no longer opens anything.
+  // Signing out ends the sign-in: the cookie no longer opens anything, and another tab of the
+  // same sign-in, live on its event stream, goes to the sign-in page by itself.
+  const otherTab = await viewerContext.newPage();
+  await otherTab.goto(base + "/ui/#sessions");
+  await otherTab.waitForFunction(() => document.body.dataset.live === "true", null, { timeout: WAIT });
   await viewer.getByRole("button", { name: "Sign out" }).click();
   await viewer.waitForURL("**/ui/login", { timeout: WAIT });
   const after = await viewer.evaluate(async () => (await fetch("/ui/api/me")).status);
   check(after === 401, `after sign-out: ${after}`);
-  pass("signing out ends the session");
+  await otherTab.waitForURL("**/ui/login", { timeout: WAIT });
+  pass("signing out ends the session, in every tab");
   pass(`no serious or critical WCAG 2.1 AA violation (axe-core) on ${scanned} page views`);
 } catch (e) {
   console.error("FAIL " + (e && e.stack ? e.stack : String(e)));

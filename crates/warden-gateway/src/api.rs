@@ -442,6 +442,7 @@ async fn decide(
         tool: body.tool,
         args: body.args,
         call_id: body.call_id.unwrap_or_default(),
+        upstream: None,
     };
     // The agent's W3C trace context, so the call's span joins its trace.
     let trace = crate::telemetry::CallTrace {
@@ -477,6 +478,7 @@ async fn observe(
             &body.session,
             &body.call_id,
             body.tool.as_deref(),
+            None,
             body.result,
         )
     })

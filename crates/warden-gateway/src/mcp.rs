@@ -233,6 +233,7 @@ impl Guard {
     /// agent reads it.
     pub(crate) async fn call_tool(
         &self,
+        upstream: &str,
         tool: &str,
         arguments: Option<&JsonObject>,
         ctx: &RequestContext<RoleServer>,
@@ -243,6 +244,7 @@ impl Guard {
             tool: tool.to_owned(),
             args,
             call_id: String::new(),
+            upstream: Some(upstream.to_owned()),
         };
         let trace = crate::telemetry::CallTrace {
             traceparent: ctx
@@ -283,7 +285,7 @@ impl Guard {
         }
         match forward.await? {
             Forwarded::Answer(result) => {
-                self.observe(&record.call_id, tool, &result)?;
+                self.observe(&record.call_id, upstream, tool, &result)?;
                 Ok(*result)
             }
             Forwarded::Unavailable(why) => {
@@ -359,11 +361,18 @@ impl Guard {
     pub(crate) fn observe(
         &self,
         call_id: &str,
+        upstream: &str,
         tool: &str,
         result: &ServerResult,
     ) -> Result<(), ErrorData> {
         self.rt
-            .observe(&self.session, call_id, Some(tool), content_of(result))
+            .observe(
+                &self.session,
+                call_id,
+                Some(tool),
+                Some(upstream),
+                content_of(result),
+            )
             .map(|_| ())
             .map_err(|e| {
                 tracing::error!(tool, "warden mcp: result withheld: {e}");
@@ -453,7 +462,7 @@ pub(crate) fn register_tools(rt: &Runtime, upstream: &str, tools: &[rmcp::model:
 /// `tools/list`), ask the server for its tools, so the decision uses what the server says about
 /// them rather than a guess from the name. A server that cannot list them leaves the guess.
 pub(crate) async fn learn_tools(rt: &Runtime, upstream: &str, peer: &Peer<RoleClient>, tool: &str) {
-    if rt.knows_tool(tool) {
+    if rt.knows_tool(upstream, tool) {
         return;
     }
     match peer.list_all_tools().await {
@@ -526,7 +535,7 @@ impl Gateway {
                     .map_err(|e| ErrorData::internal_error(e, None))?;
                 let peer = running.peer().clone();
                 let name = initialize.server_info.name.clone();
-                self.guard.rt.register_tools(&name, &pseudo_tools());
+                register_pseudo_tools(&self.guard.rt, &name);
                 tracing::info!(
                     server = %name,
                     protocol = %initialize.protocol_version,
@@ -601,7 +610,7 @@ impl Gateway {
                         .map(|r| Forwarded::Answer(Box::new(r)))
                 };
                 self.guard
-                    .call_tool(&tool, arguments.as_ref(), &ctx, forwarded)
+                    .call_tool(&up.name, &tool, arguments.as_ref(), &ctx, forwarded)
                     .await?
             }
             ClientRequest::ListToolsRequest(_) => {
@@ -623,7 +632,7 @@ impl Gateway {
                 };
                 let result = self.forward(up, request, &ctx).await?;
                 self.guard
-                    .observe(&format!("mcp:{}", ctx.id), pseudo_tool, &result)?;
+                    .observe(&format!("mcp:{}", ctx.id), &up.name, pseudo_tool, &result)?;
                 result
             }
             other => self.forward(up, other, &ctx).await?,
@@ -902,6 +911,12 @@ fn collect_text<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
 
 /// `resources/read` and `prompts/get` are observed as results of these pseudo-tools: reads from
 /// outside the trust boundary unless the config says otherwise (`[tools."resources/read"]`).
+pub(crate) fn register_pseudo_tools(rt: &Runtime, upstream: &str) {
+    if !rt.knows_tool(upstream, RESOURCES_READ) {
+        rt.register_tools(upstream, &pseudo_tools());
+    }
+}
+
 fn pseudo_tools() -> Vec<ToolSpec> {
     let hints = Annotations {
         read_only_hint: Some(true),

@@ -516,9 +516,12 @@ impl Front {
     ) -> Result<ServerResult, ErrorData> {
         let result = self.passthrough(request, ctx).await?;
         let bound = self.binding(ctx, None).await?;
+        // `passthrough` answers only with a single upstream.
+        let upstream = self.single().map(Slot::name).unwrap_or_default();
+        mcp::register_pseudo_tools(&self.rt, upstream);
         bound
             .guard
-            .observe(&format!("mcp:{}", ctx.id), pseudo_tool, &result)?;
+            .observe(&format!("mcp:{}", ctx.id), upstream, pseudo_tool, &result)?;
         Ok(result)
     }
 }
@@ -754,7 +757,7 @@ impl ServerHandler for Front {
         let forwarded = forward_call(slot, upstream_request, &ctx);
         let result = bound
             .guard
-            .call_tool(tool, arguments.as_ref(), &ctx, forwarded)
+            .call_tool(slot.name(), tool, arguments.as_ref(), &ctx, forwarded)
             .await?;
         match result {
             ServerResult::CallToolResult(r) => Ok(CallToolResponse::Complete(r)),

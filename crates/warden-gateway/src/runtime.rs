@@ -77,10 +77,28 @@ struct Live {
     token_hash: String,
 }
 
+/// What a result needs of the call it answers.
+struct DecidedCall {
+    tool: String,
+    upstream: Option<String>,
+    /// The call's step.
+    seq: u64,
+}
+
+impl DecidedCall {
+    fn of(call: &Call, seq: u64) -> DecidedCall {
+        DecidedCall {
+            tool: call.tool.clone(),
+            upstream: call.upstream.clone(),
+            seq,
+        }
+    }
+}
+
 struct LiveState {
     state: SessionState,
-    /// call id → (tool, seq of the call), so a result can be labelled from the call it answers.
-    calls: HashMap<String, (String, u64)>,
+    /// call id → the call, so a result can be labelled from the call it answers.
+    calls: HashMap<String, DecidedCall>,
     /// The audit log's index of the session-opened event, and of each step by seq.
     audit_session: Option<u64>,
     audit_of_seq: HashMap<u64, u64>,
@@ -93,7 +111,8 @@ pub struct Runtime {
     engine: Arc<PolicyEngine>,
     store: Arc<dyn SessionStore>,
     sessions: RwLock<HashMap<String, Arc<Live>>>,
-    tools: RwLock<BTreeMap<String, Arc<Tool>>>,
+    /// Tools by (upstream, name); `""` is the guard API's, which has no upstream.
+    tools: RwLock<BTreeMap<(String, String), Arc<Tool>>>,
     /// The tamper-evident log every step goes to before it takes effect (none for replays).
     audit: Option<Arc<AuditLog>>,
     /// Shadow mode: decide and record as usual, but allow every call.
@@ -385,13 +404,15 @@ impl Runtime {
         }
     }
 
-    /// The tool by name, with traits resolved from the config, then what is known of its spec,
-    /// then its name; for a tool nobody described, the call's argument names stand in for a schema.
-    pub fn tool(&self, name: &str, args: &Params) -> Arc<Tool> {
-        if let Some(t) = self.tools.read().ok().and_then(|m| m.get(name).cloned()) {
+    /// The tool by upstream and name, with traits resolved from the config, then what its
+    /// upstream said of it, then its name; for a tool nobody described, the call's argument names
+    /// stand in for a schema.
+    pub fn tool(&self, upstream: Option<&str>, name: &str, args: &Params) -> Arc<Tool> {
+        let key = (upstream.unwrap_or_default().to_owned(), name.to_owned());
+        if let Some(t) = self.tools.read().ok().and_then(|m| m.get(&key).cloned()) {
             return t;
         }
-        let entry = self.config.tools.get(name);
+        let entry = self.tool_entry(upstream, name);
         let spec = match entry {
             Some(e) if !e.params.is_empty() => e.spec(name),
             _ => {
@@ -407,32 +428,48 @@ impl Runtime {
                 spec
             }
         };
-        let upstream = entry
-            .and_then(|e| e.upstream.clone())
+        let label = upstream
+            .map(str::to_owned)
+            .or_else(|| entry.and_then(|e| e.upstream.clone()))
             .unwrap_or_else(|| "guard".to_owned());
-        let tool = Arc::new(tools::resolve(&spec, &upstream, entry.map(|e| &e.traits)));
+        let tool = Arc::new(tools::resolve(&spec, &label, entry.map(|e| &e.traits)));
         // Tools inferred from one call's argument names are not cached: another call may name more.
         if entry.is_some_and(|e| !e.params.is_empty()) {
             if let Ok(mut m) = self.tools.write() {
-                m.insert(name.to_owned(), tool.clone());
+                m.insert(key, tool.clone());
             }
         }
         tool
     }
 
-    /// Whether an upstream has described this tool (its annotations and schema are evidence).
-    pub fn knows_tool(&self, name: &str) -> bool {
-        self.tools.read().is_ok_and(|m| m.contains_key(name))
+    /// The operator's `[tools.<name>]` entry for a tool of this upstream: one that names another
+    /// upstream is not about it.
+    fn tool_entry(&self, upstream: Option<&str>, name: &str) -> Option<&crate::config::ToolEntry> {
+        self.config
+            .tools
+            .get(name)
+            .filter(|e| match (&e.upstream, upstream) {
+                (Some(named), Some(up)) => named == up,
+                _ => true,
+            })
+    }
+
+    /// Whether this upstream has described this tool (its annotations and schema are evidence).
+    pub fn knows_tool(&self, upstream: &str, name: &str) -> bool {
+        self.tools
+            .read()
+            .is_ok_and(|m| m.contains_key(&(upstream.to_owned(), name.to_owned())))
     }
 
     /// Register tools an upstream described (MCP `tools/list`): their annotations and schemas
     /// become evidence for their traits. The operator's config still wins.
     pub fn register_tools(&self, upstream: &str, specs: &[ToolSpec]) {
-        let resolved: Vec<(String, Arc<Tool>)> = specs
+        let resolved: Vec<((String, String), Arc<Tool>)> = specs
             .iter()
             .map(|s| {
-                let cfg = self.config.tools.get(&s.name).map(|e| &e.traits);
-                (s.name.clone(), Arc::new(tools::resolve(s, upstream, cfg)))
+                let cfg = self.tool_entry(Some(upstream), &s.name).map(|e| &e.traits);
+                let key = (upstream.to_owned(), s.name.clone());
+                (key, Arc::new(tools::resolve(s, upstream, cfg)))
             })
             .collect();
         if let Ok(mut m) = self.tools.write() {
@@ -524,9 +561,9 @@ impl Runtime {
         for s in &stored.steps {
             let step: Step = serde_json::from_str(&s.body).map_err(StoreError::from)?;
             if let Step::Call { call, verdict } = &step {
-                calls.insert(call.call_id.clone(), (call.tool.clone(), s.seq));
+                calls.insert(call.call_id.clone(), DecidedCall::of(call, s.seq));
                 behaviour.push(detect_step(
-                    &self.tool(&call.tool, &call.args),
+                    &self.tool(call.upstream.as_deref(), &call.tool, &call.args),
                     call,
                     Some(*verdict),
                     None,
@@ -665,7 +702,7 @@ impl Runtime {
                 if let Some(idx) = live
                     .calls
                     .get(call_id)
-                    .and_then(|(_, s)| live.audit_of_seq.get(s))
+                    .and_then(|c| live.audit_of_seq.get(&c.seq))
                 {
                     causes.push(*idx);
                 }
@@ -750,7 +787,7 @@ impl Runtime {
     ) -> Result<DecisionRecord, RuntimeError> {
         let started = SystemTime::now();
         let live = self.live(session_id)?;
-        let tool = self.tool(&call.tool, &call.args);
+        let tool = self.tool(call.upstream.as_deref(), &call.tool, &call.args);
         let mut guard = live
             .state
             .lock()
@@ -798,7 +835,7 @@ impl Runtime {
             .and_then(|_| {
                 guard
                     .calls
-                    .insert(call.call_id.clone(), (call.tool.clone(), seq));
+                    .insert(call.call_id.clone(), DecidedCall::of(&call, seq));
                 // A hold waits for a person: its approval exists before anyone hears of it.
                 if record.decision.verdict == Verdict::Hold && !self.shadow {
                     self.store
@@ -869,12 +906,14 @@ impl Runtime {
         }
     }
 
-    /// Observe a tool's result: label it from the tool's traits and index its values.
+    /// Observe a tool's result: label it from the tool's traits and index its values. The tool is
+    /// the decided call's (by `call_id`) unless `tool` (of `upstream`) names it.
     pub fn observe(
         &self,
         session_id: &str,
         call_id: &str,
         tool: Option<&str>,
+        upstream: Option<&str>,
         result: Value,
     ) -> Result<(u64, Label), RuntimeError> {
         let live = self.live(session_id)?;
@@ -882,9 +921,13 @@ impl Runtime {
             .state
             .lock()
             .map_err(|_| RuntimeError::Store(StoreError::Poisoned))?;
-        let tool_name = match (tool, guard.calls.get(call_id)) {
-            (Some(t), _) => t.to_owned(),
-            (None, Some((t, _))) => t.clone(),
+        let (upstream, tool_name) = match (tool, guard.calls.get(call_id)) {
+            // A replay names the tool of the call it answers, not its upstream.
+            (Some(t), Some(d)) if upstream.is_none() && d.tool == t => {
+                (d.upstream.clone(), t.to_owned())
+            }
+            (Some(t), _) => (upstream.map(str::to_owned), t.to_owned()),
+            (None, Some(d)) => (d.upstream.clone(), d.tool.clone()),
             (None, None) => {
                 return Err(RuntimeError::BadRequest {
                     field: "call_id".into(),
@@ -894,7 +937,7 @@ impl Runtime {
                 })
             }
         };
-        let tool = self.tool(&tool_name, &Params::new());
+        let tool = self.tool(upstream.as_deref(), &tool_name, &Params::new());
         let step = SessionState::result_step(&tool, call_id, result);
         let (seq, source) = self.commit(&mut guard, session_id, &step, None)?;
         let label = source
@@ -1227,6 +1270,7 @@ mod tests {
                     tool: "search_invoices".into(),
                     args: Params::new(),
                     call_id: String::new(),
+                    upstream: None,
                 },
             )
             .expect("a decision");

@@ -269,6 +269,11 @@ pub struct Call {
     /// The agent's or protocol's id for this call, if it has one.
     #[serde(default)]
     pub call_id: String,
+    /// The MCP server the call goes to, when Warden fronts servers: a tool is known by its
+    /// server and its name, since two servers may name different tools alike. `None` for calls
+    /// through the guard API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
 }
 
 /// The outcome of a decision.

@@ -127,6 +127,7 @@ fn call() -> Call {
         }))
         .expect("object"),
         call_id: String::new(),
+        upstream: None,
     }
 }
 

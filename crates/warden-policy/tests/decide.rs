@@ -43,6 +43,7 @@ fn call(tool: &str, args: Value) -> Call {
         tool: tool.into(),
         args: serde_json::from_value(args).expect("object"),
         call_id: String::new(),
+        upstream: None,
     }
 }
 

@@ -92,7 +92,7 @@ pub fn run(config: &Config, case: &Case) -> Result<DecisionRecord> {
                 call_id,
                 result,
             } => {
-                rt.observe(&session.id, call_id, Some(tool), result.clone())?;
+                rt.observe(&session.id, call_id, Some(tool), None, result.clone())?;
             }
             CaseStep::Call(call) => {
                 rt.decide(&session.id, call.clone())?;

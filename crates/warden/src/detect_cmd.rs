@@ -101,6 +101,7 @@ impl Traits {
             tool: tool.to_owned(),
             args: args.into_iter().collect(),
             call_id: String::new(),
+            upstream: None,
         };
         detect_step(t, &call, None, None)
     }

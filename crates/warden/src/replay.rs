@@ -266,6 +266,7 @@ fn replay_session(
                         tool: tool.clone(),
                         args,
                         call_id: e.call_id.clone().unwrap_or_default(),
+                        upstream: None,
                     },
                 )?;
                 last_call_id.insert(tool.clone(), record.call_id.clone());
@@ -291,7 +292,7 @@ fn replay_session(
                     }
                     _ => Value::String(text),
                 };
-                rt.observe(&sid, &call_id, Some(&tool), result)?;
+                rt.observe(&sid, &call_id, Some(&tool), None, result)?;
             }
             other => bail!("session {}: unknown event kind `{other}`", first.session),
         }
@@ -716,7 +717,7 @@ pub fn shadow(config: &Config, data_dir: &Path, since_ms: Option<u64>) -> Result
                     result,
                     ..
                 } => {
-                    rt.observe(&sid, &call_id, Some(&tool), result)?;
+                    rt.observe(&sid, &call_id, Some(&tool), None, result)?;
                 }
                 other => {
                     rt.event(&sid, other)?;

@@ -504,3 +504,50 @@ async fn a_remote_http_upstream_is_fronted_beside_a_child_and_reconnected_after_
     assert!(text_of(&again).contains("still here"), "{again:?}");
     client.cancel().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tool_is_known_by_its_upstream_and_name_so_alike_names_keep_their_own_traits() {
+    let ws = Workspace::new("");
+    // Only the `files` server's read brings outsiders' text; `docs` keeps its own annotation
+    // (closed-world: trusted).
+    let config = std::fs::read_to_string(ws.config()).expect("read config");
+    let scoped = config.replacen(
+        "[tools.read_text_file]\nopen_world = true",
+        "[tools.read_text_file]\nupstream = \"files\"\nopen_world = true",
+        1,
+    );
+    assert_ne!(config, scoped, "the config names the tool");
+    std::fs::write(ws.config(), scoped).expect("write config");
+    let (_serve, addr) = ws.serve();
+    let (session, token) = open_session(&addr, "Compare the docs with the report").await;
+    let client = connect(&addr, Some(&token), None).await;
+    client.list_all_tools().await.expect("tools/list");
+
+    let doc = json!({"path": ws.docs().join("readme.txt")});
+    let read = call(&client, "docs__read_text_file", doc).await;
+    assert_ne!(read.is_error, Some(true), "{read:?}");
+    let report = json!({"path": ws.report_path()});
+    let read = call(&client, "files__read_text_file", report).await;
+    assert_ne!(read.is_error, Some(true), "{read:?}");
+
+    let view: Value = reqwest::Client::new()
+        .get(format!("http://{addr}/v1/sessions/{session}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("GET session")
+        .json()
+        .await
+        .expect("JSON");
+    let steps = view["steps"].as_array().expect("steps");
+    let calls: Vec<&Value> = steps.iter().filter_map(|s| s["body"].get("call")).collect();
+    assert_eq!(calls.len(), 2, "{view}");
+    assert_eq!(calls[0]["upstream"], "docs", "{view}");
+    assert_eq!(calls[1]["upstream"], "files", "{view}");
+    let integrity: Vec<&str> = steps
+        .iter()
+        .filter_map(|s| s["body"]["integrity"].as_str())
+        .collect();
+    assert_eq!(integrity, ["trusted", "untrusted"], "{view}");
+    client.cancel().await.expect("close");
+}

@@ -415,17 +415,19 @@ async fn with_api_keys_mcp_needs_one_and_binds_a_session_to_the_key() {
 /// npm server-everything as a remote streamable HTTP server on this port; killed when dropped.
 fn remote_everything(port: u16) -> Killed {
     let entry = support::node_package("@modelcontextprotocol/server-everything/dist/index.js");
-    let child = Command::new("node")
-        .arg(entry)
-        .arg("streamableHttp")
-        .env("PORT", port.to_string())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("node starts server-everything");
+    let child = Killed(
+        Command::new("node")
+            .arg(entry)
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("node starts server-everything"),
+    );
     for _ in 0..300 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Killed(child);
+            return child;
         }
         std::thread::sleep(Duration::from_millis(50));
     }

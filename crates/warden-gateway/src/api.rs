@@ -530,18 +530,24 @@ async fn list_approvals(
             format!("unknown query parameter `{unknown}`; the only one is `status`"),
         ));
     }
-    let status = match query.get("status").map(String::as_str) {
-        None => Some(ApprovalStatus::Pending),
-        Some("all") => None,
-        Some(s) => Some(ApprovalStatus::parse(s).ok_or_else(|| {
+    let status = status_filter(query.get("status").map(String::as_str))?;
+    Ok(Json(json!({ "approvals": rt.approvals(status)? })))
+}
+
+/// The `status` query parameter of an approvals list: pending unless it says otherwise; `all`
+/// for every status.
+pub(crate) fn status_filter(status: Option<&str>) -> Result<Option<ApprovalStatus>, ApiError> {
+    match status {
+        None | Some("pending") => Ok(Some(ApprovalStatus::Pending)),
+        Some("all") => Ok(None),
+        Some(s) => ApprovalStatus::parse(s).map(Some).ok_or_else(|| {
             ApiError::field(
                 StatusCode::BAD_REQUEST,
                 "status",
                 format!("unknown status `{s}`; use pending, approved, denied, expired or all"),
             )
-        })?),
-    };
-    Ok(Json(json!({ "approvals": rt.approvals(status)? })))
+        }),
+    }
 }
 
 async fn get_approval(

@@ -632,17 +632,7 @@ async fn approvals(
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let q = query(q, &["status"])?;
-    let status = match q.get("status").map(String::as_str) {
-        None | Some("pending") => Some(ApprovalStatus::Pending),
-        Some("all") => None,
-        Some(s) => Some(ApprovalStatus::parse(s).ok_or_else(|| {
-            ApiError::field(
-                StatusCode::BAD_REQUEST,
-                "status",
-                format!("unknown status `{s}`; use pending, approved, denied, expired or all"),
-            )
-        })?),
-    };
+    let status = crate::api::status_filter(q.get("status").map(String::as_str))?;
     let mut list = blocking(&dash.rt, move |rt| rt.approvals(status)).await?;
     for a in &mut list {
         a.args = redact_secrets(&a.args);

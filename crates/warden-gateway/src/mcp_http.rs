@@ -1,10 +1,11 @@
 //! The streamable HTTP front of `warden serve`: MCP at `/mcp`, on the guard API's listener, in
 //! front of the MCP servers the config declares as `[[upstreams]]`.
 //!
-//! - `tools/list` merges every upstream's tools, each named `<upstream>__<tool>`; `tools/call`
-//!   routes by that prefix. Warden decides on the upstream's own tool name (so policies and
-//!   `[tools.<name>]` entries keyed by tool name keep working), with the tool's `upstream` set to
-//!   the upstream's name.
+//! - `tools/list` (and `prompts/list`) merges every upstream's tools (prompts), each named
+//!   `<upstream>__<name>`; resources keep their URIs and are read from the upstream that listed
+//!   them. `tools/call` and `prompts/get` route by the prefix. Warden decides on the upstream's
+//!   own tool name (so policies and `[tools.<name>]` entries keyed by tool name keep working),
+//!   and knows a tool by its upstream and its name.
 //! - Each MCP session (`Mcp-Session-Id`, protocol 2025-11-25 and earlier) is one Warden session,
 //!   bound on `initialize`: to the session whose token the request carries (`Authorization:
 //!   Bearer <token>` from `POST /v1/sessions`; `Warden-Session: <id>` may name it too), else a
@@ -141,6 +142,8 @@ async fn require_caller(State(rt): State<Arc<Runtime>>, req: Request, next: Next
 /// The upstreams by name, shared by every MCP session.
 struct Upstreams {
     slots: BTreeMap<String, Slot>,
+    /// Which upstream listed each resource URI (several upstreams: reads are routed by it).
+    resources: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 /// One upstream: how to start it, and the running connection if there is one.
@@ -173,7 +176,10 @@ impl Upstreams {
                 (c.name.clone(), slot)
             })
             .collect();
-        Upstreams { slots }
+        Upstreams {
+            slots,
+            resources: std::sync::Mutex::new(BTreeMap::new()),
+        }
     }
 }
 
@@ -206,6 +212,16 @@ impl Slot {
         let started = Arc::new(started);
         *running = Some(started.clone());
         Ok(started)
+    }
+
+    /// What the running upstream said it can do (`None` when it is not running).
+    fn capabilities(&self) -> Option<ServerCapabilities> {
+        let running = self.running.try_lock().ok()?;
+        let connection = running.as_ref()?;
+        connection
+            .peer()
+            .peer_info()
+            .map(|i| i.capabilities.clone())
     }
 
     /// Forget this connection if it is still the slot's own (stopping a child process).
@@ -481,21 +497,98 @@ impl Front {
         }
     }
 
-    /// Forward a request other than a tool call to the one upstream.
+    /// The upstreams that are up (started now if need be) and can do what `can` asks, with
+    /// their peers; one that cannot be reached is left out (and logged).
+    async fn connected(
+        &self,
+        can: impl Fn(&ServerCapabilities) -> bool,
+    ) -> Vec<(&Slot, Peer<RoleClient>)> {
+        let mut up = Vec::new();
+        for slot in self.upstreams.slots.values() {
+            match slot.connection().await {
+                Ok(c) => {
+                    let able = c.peer().peer_info().is_some_and(|i| can(&i.capabilities));
+                    if able {
+                        up.push((slot, c.peer().clone()));
+                    }
+                }
+                Err(e) => tracing::warn!(upstream = slot.name(), "warden mcp: left out: {e}"),
+            }
+        }
+        up
+    }
+
+    /// The upstream a request that names none goes to: the one Warden fronts, or (in front of
+    /// several) the one that listed this resource URI, or the only one with resources.
+    fn route(&self, uri: Option<&str>) -> Result<&Slot, ErrorData> {
+        if let Some(slot) = self.single() {
+            return Ok(slot);
+        }
+        let listed = uri.and_then(|u| {
+            self.upstreams
+                .resources
+                .lock()
+                .ok()
+                .and_then(|m| m.get(u).cloned())
+        });
+        if let Some(slot) = listed.and_then(|name| self.upstreams.slots.get(&name)) {
+            return Ok(slot);
+        }
+        let with_resources: Vec<&Slot> = self
+            .upstreams
+            .slots
+            .values()
+            .filter(|s| s.capabilities().is_some_and(|c| c.resources.is_some()))
+            .collect();
+        match (uri, with_resources.as_slice()) {
+            (Some(_), [only]) => Ok(only),
+            (Some(uri), _) => Err(ErrorData::invalid_params(
+                format!(
+                    "no MCP server behind Warden listed the resource `{uri}`; list resources \
+                     (resources/list) first"
+                ),
+                None,
+            )),
+            (None, _) => Err(ErrorData::invalid_request(
+                "logging levels go to every server; completions name a prompt or a resource",
+                None,
+            )),
+        }
+    }
+
+    /// The upstream a namespaced name (`<upstream>__<name>`) belongs to, and the name there.
+    fn route_name<'n>(&self, name: &'n str) -> Result<(&Slot, &'n str), ErrorData> {
+        if let Some(slot) = self.single() {
+            return Ok((slot, name));
+        }
+        split_name(name)
+            .and_then(|(up, rest)| self.upstreams.slots.get(up).map(|slot| (slot, rest)))
+            .ok_or_else(|| {
+                ErrorData::invalid_params(
+                    format!(
+                        "unknown name `{name}`: names are `<upstream>{TOOL_SEPARATOR}<name>`; \
+                         upstreams: {}",
+                        self.upstreams
+                            .slots
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    None,
+                )
+            })
+    }
+
+    /// Forward a request other than a tool call to an upstream.
     async fn passthrough(
         &self,
+        slot: &Slot,
         request: ClientRequest,
         ctx: &RequestContext<RoleServer>,
     ) -> Result<ServerResult, ErrorData> {
         let bound = self.binding(ctx, None).await?;
         bound.guard.note_instruction(&ctx.meta);
-        let Some(slot) = self.single() else {
-            return Err(ErrorData::invalid_request(
-                "resources, prompts, logging and completions are forwarded only when Warden \
-                 fronts a single MCP server; this one fronts several",
-                None,
-            ));
-        };
         let connection = slot.connection().await.map_err(|e| {
             ErrorData::internal_error(
                 format!("could not reach the MCP server `{}`: {e}", slot.name()),
@@ -510,14 +603,14 @@ impl Front {
     /// Forward `resources/read` or `prompts/get` and observe what it returns as untrusted content.
     async fn read_and_observe(
         &self,
+        slot: &Slot,
         request: ClientRequest,
         pseudo_tool: &str,
         ctx: &RequestContext<RoleServer>,
     ) -> Result<ServerResult, ErrorData> {
-        let result = self.passthrough(request, ctx).await?;
+        let result = self.passthrough(slot, request, ctx).await?;
         let bound = self.binding(ctx, None).await?;
-        // `passthrough` answers only with a single upstream.
-        let upstream = self.single().map(Slot::name).unwrap_or_default();
+        let upstream = slot.name();
         mcp::register_pseudo_tools(&self.rt, upstream);
         bound
             .guard
@@ -538,8 +631,9 @@ impl ServerHandler for Front {
         let mut info = InitializeResult::new(ServerCapabilities::builder().enable_tools().build());
         info.server_info = Implementation::new("warden", env!("CARGO_PKG_VERSION"));
         info.instructions = Some(
-            "Tools of several MCP servers behind Warden, each named `<server>__<tool>`. Warden \
-             checks every call against the user's task; a refused call says why."
+            "Tools and prompts of several MCP servers behind Warden, each named \
+             `<server>__<name>`, and their resources. Warden checks every tool call against the \
+             user's task; a refused call says why."
                 .into(),
         );
         info
@@ -561,6 +655,27 @@ impl ServerHandler for Front {
                     result.instructions = upstream.instructions.clone();
                 }
             }
+        } else {
+            // In front of several: what any of them can do, bar change notifications.
+            let caps = &mut result.capabilities;
+            for (_, peer) in self.connected(|_| true).await {
+                let Some(info) = peer.peer_info() else {
+                    continue;
+                };
+                let theirs = &info.capabilities;
+                if theirs.prompts.is_some() {
+                    caps.prompts.get_or_insert_with(Default::default);
+                }
+                if theirs.resources.is_some() {
+                    caps.resources.get_or_insert_with(Default::default);
+                }
+                if theirs.logging.is_some() {
+                    caps.logging.get_or_insert_with(Default::default);
+                }
+                if theirs.completions.is_some() {
+                    caps.completions.get_or_insert_with(Default::default);
+                }
+            }
         }
         Ok(result)
     }
@@ -570,14 +685,36 @@ impl ServerHandler for Front {
         request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let request = ClientRequest::ListResourcesRequest(match request {
-            Some(p) => ListResourcesRequest::with_param(p),
-            None => ListResourcesRequest::default(),
-        });
-        match self.passthrough(request, &ctx).await? {
-            ServerResult::ListResourcesResult(r) => Ok(r),
-            other => Err(unexpected("resources/list", other)),
+        if let Some(slot) = self.single() {
+            let request = ClientRequest::ListResourcesRequest(match request {
+                Some(p) => ListResourcesRequest::with_param(p),
+                None => ListResourcesRequest::default(),
+            });
+            return match self.passthrough(slot, request, &ctx).await? {
+                ServerResult::ListResourcesResult(r) => Ok(r),
+                other => Err(unexpected("resources/list", other)),
+            };
         }
+        // In front of several: every server's resources, remembering whose each URI is.
+        self.binding(&ctx, None).await?;
+        let mut all = Vec::new();
+        for (slot, peer) in self.connected(|c| c.resources.is_some()).await {
+            match peer.list_all_resources().await {
+                Ok(listed) => {
+                    if let Ok(mut owners) = self.upstreams.resources.lock() {
+                        for r in &listed {
+                            owners.insert(r.uri.clone(), slot.name().to_owned());
+                        }
+                    }
+                    all.extend(listed);
+                }
+                Err(e) => tracing::warn!(
+                    upstream = slot.name(),
+                    "warden mcp: resources/list left out this upstream: {e}"
+                ),
+            }
+        }
+        Ok(ListResourcesResult::with_all_items(all))
     }
 
     async fn list_resource_templates(
@@ -585,14 +722,20 @@ impl ServerHandler for Front {
         request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let request = ClientRequest::ListResourceTemplatesRequest(match request {
-            Some(p) => ListResourceTemplatesRequest::with_param(p),
-            None => ListResourceTemplatesRequest::default(),
-        });
-        match self.passthrough(request, &ctx).await? {
-            ServerResult::ListResourceTemplatesResult(r) => Ok(r),
-            other => Err(unexpected("resources/templates/list", other)),
+        if let Some(slot) = self.single() {
+            let request = ClientRequest::ListResourceTemplatesRequest(match request {
+                Some(p) => ListResourceTemplatesRequest::with_param(p),
+                None => ListResourceTemplatesRequest::default(),
+            });
+            return match self.passthrough(slot, request, &ctx).await? {
+                ServerResult::ListResourceTemplatesResult(r) => Ok(r),
+                other => Err(unexpected("resources/templates/list", other)),
+            };
         }
+        // Several servers' templates cannot say whose a URI made from them is: in front of
+        // several, only listed resources are read.
+        self.binding(&ctx, None).await?;
+        Ok(ListResourceTemplatesResult::with_all_items(Vec::new()))
     }
 
     async fn read_resource(
@@ -600,9 +743,10 @@ impl ServerHandler for Front {
         request: ReadResourceRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
+        let slot = self.route(Some(&request.uri))?;
         let request = ClientRequest::ReadResourceRequest(ReadResourceRequest::new(request));
         match self
-            .read_and_observe(request, mcp::RESOURCES_READ, &ctx)
+            .read_and_observe(slot, request, mcp::RESOURCES_READ, &ctx)
             .await?
         {
             ServerResult::ReadResourceResult(r) => Ok(ReadResourceResponse::Complete(r)),
@@ -617,8 +761,9 @@ impl ServerHandler for Front {
         request: SubscribeRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        let slot = self.route(Some(&request.uri))?;
         let request = ClientRequest::SubscribeRequest(SubscribeRequest::new(request));
-        self.passthrough(request, &ctx).await.map(|_| ())
+        self.passthrough(slot, request, &ctx).await.map(|_| ())
     }
 
     #[allow(deprecated)]
@@ -627,8 +772,9 @@ impl ServerHandler for Front {
         request: UnsubscribeRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
+        let slot = self.route(Some(&request.uri))?;
         let request = ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(request));
-        self.passthrough(request, &ctx).await.map(|_| ())
+        self.passthrough(slot, request, &ctx).await.map(|_| ())
     }
 
     async fn list_prompts(
@@ -636,14 +782,32 @@ impl ServerHandler for Front {
         request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        let request = ClientRequest::ListPromptsRequest(match request {
-            Some(p) => ListPromptsRequest::with_param(p),
-            None => ListPromptsRequest::default(),
-        });
-        match self.passthrough(request, &ctx).await? {
-            ServerResult::ListPromptsResult(r) => Ok(r),
-            other => Err(unexpected("prompts/list", other)),
+        if let Some(slot) = self.single() {
+            let request = ClientRequest::ListPromptsRequest(match request {
+                Some(p) => ListPromptsRequest::with_param(p),
+                None => ListPromptsRequest::default(),
+            });
+            return match self.passthrough(slot, request, &ctx).await? {
+                ServerResult::ListPromptsResult(r) => Ok(r),
+                other => Err(unexpected("prompts/list", other)),
+            };
         }
+        // In front of several: every server's prompts, named `<upstream>__<prompt>`.
+        self.binding(&ctx, None).await?;
+        let mut all = Vec::new();
+        for (slot, peer) in self.connected(|c| c.prompts.is_some()).await {
+            match peer.list_all_prompts().await {
+                Ok(listed) => all.extend(listed.into_iter().map(|mut p| {
+                    p.name = format!("{}{TOOL_SEPARATOR}{}", slot.name(), p.name);
+                    p
+                })),
+                Err(e) => tracing::warn!(
+                    upstream = slot.name(),
+                    "warden mcp: prompts/list left out this upstream: {e}"
+                ),
+            }
+        }
+        Ok(ListPromptsResult::with_all_items(all))
     }
 
     async fn get_prompt(
@@ -651,9 +815,12 @@ impl ServerHandler for Front {
         request: GetPromptRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
+        let mut request = request;
+        let (slot, name) = self.route_name(&request.name)?;
+        request.name = name.to_owned();
         let request = ClientRequest::GetPromptRequest(GetPromptRequest::new(request));
         match self
-            .read_and_observe(request, mcp::PROMPTS_GET, &ctx)
+            .read_and_observe(slot, request, mcp::PROMPTS_GET, &ctx)
             .await?
         {
             ServerResult::GetPromptResult(r) => Ok(GetPromptResponse::Complete(r)),
@@ -667,8 +834,18 @@ impl ServerHandler for Front {
         request: SetLevelRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let request = ClientRequest::SetLevelRequest(SetLevelRequest::new(request));
-        self.passthrough(request, &ctx).await.map(|_| ())
+        if let Some(slot) = self.single() {
+            let request = ClientRequest::SetLevelRequest(SetLevelRequest::new(request));
+            return self.passthrough(slot, request, &ctx).await.map(|_| ());
+        }
+        // In front of several: every server that logs.
+        self.binding(&ctx, None).await?;
+        for (slot, peer) in self.connected(|c| c.logging.is_some()).await {
+            if let Err(e) = peer.set_level(request.clone()).await {
+                tracing::warn!(upstream = slot.name(), "warden mcp: logging/setLevel: {e}");
+            }
+        }
+        Ok(())
     }
 
     async fn complete(
@@ -676,8 +853,18 @@ impl ServerHandler for Front {
         request: CompleteRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
+        let mut request = request;
+        let slot = match &mut request.r#ref {
+            rmcp::model::Reference::Prompt(prompt) => {
+                let (slot, name) = self.route_name(&prompt.name)?;
+                prompt.name = name.to_owned();
+                slot
+            }
+            rmcp::model::Reference::Resource(resource) => self.route(Some(&resource.uri))?,
+            _ => self.route(None)?,
+        };
         let request = ClientRequest::CompleteRequest(CompleteRequest::new(request));
-        match self.passthrough(request, &ctx).await? {
+        match self.passthrough(slot, request, &ctx).await? {
             ServerResult::CompleteResult(r) => Ok(r),
             other => Err(unexpected("completion/complete", other)),
         }

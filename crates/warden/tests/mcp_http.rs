@@ -526,3 +526,112 @@ async fn a_tool_is_known_by_its_upstream_and_name_so_alike_names_keep_their_own_
     assert_eq!(integrity, ["trusted", "untrusted"], "{view}");
     client.cancel().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_front_of_several_servers_prompts_are_namespaced_and_resources_routed_by_uri() {
+    let everything = support::node_package("@modelcontextprotocol/server-everything/dist/index.js");
+    let ws = Workspace::new(&format!(
+        "[[upstreams]]\nname = \"ev\"\ncommand = [\"node\", {:?}, \"stdio\"]\n",
+        everything.display().to_string()
+    ));
+    let (_serve, addr) = ws.serve();
+    let (session, token) = open_session(&addr, "Use the prompts and resources").await;
+    let client = connect(&addr, Some(&token), None).await;
+    let caps = client
+        .peer_info()
+        .map(|i| i.capabilities.clone())
+        .expect("initialized");
+    assert!(
+        caps.prompts.is_some() && caps.resources.is_some(),
+        "{caps:?}"
+    );
+
+    let prompts: Vec<String> = client
+        .list_all_prompts()
+        .await
+        .expect("prompts/list")
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert!(
+        prompts.iter().any(|p| p == "ev__simple-prompt"),
+        "{prompts:?}"
+    );
+    assert!(
+        prompts.iter().all(|p| p.contains("__")),
+        "every prompt names its server: {prompts:?}"
+    );
+    let prompt = client
+        .get_prompt(rmcp::model::GetPromptRequestParams::new(
+            "ev__simple-prompt",
+        ))
+        .await
+        .expect("prompts/get");
+    assert!(!prompt.messages.is_empty(), "{prompt:?}");
+    let unknown = client
+        .get_prompt(rmcp::model::GetPromptRequestParams::new(
+            "nope__simple-prompt",
+        ))
+        .await
+        .expect_err("an unknown server");
+    assert!(
+        unknown.to_string().contains("upstreams: docs, ev, files"),
+        "{unknown}"
+    );
+
+    let resources = client.list_all_resources().await.expect("resources/list");
+    let uri = resources
+        .iter()
+        .map(|r| r.uri.clone())
+        .find(|u| u.starts_with("demo://resource/static/document/"))
+        .unwrap_or_else(|| panic!("a document among {resources:?}"));
+    let read = client
+        .read_resource(rmcp::model::ReadResourceRequestParams::new(uri.clone()))
+        .await
+        .expect("resources/read");
+    assert!(!read.contents.is_empty(), "{read:?}");
+    // A URI nobody listed goes to the only server with resources, which answers for itself.
+    let unlisted = client
+        .read_resource(rmcp::model::ReadResourceRequestParams::new(
+            "demo://never/listed",
+        ))
+        .await
+        .expect_err("nobody has it");
+    assert!(
+        unlisted
+            .to_string()
+            .contains("demo://never/listed not found"),
+        "{unlisted}"
+    );
+
+    // What the prompt and the resource brought is observed, as untrusted content of its server.
+    let view: Value = reqwest::Client::new()
+        .get(format!("http://{addr}/v1/sessions/{session}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("GET session")
+        .json()
+        .await
+        .expect("JSON");
+    let observed: Vec<(&str, &str)> = view["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| {
+            Some((
+                s["body"]["tool"].as_str()?,
+                s["body"]["integrity"].as_str()?,
+            ))
+        })
+        .collect();
+    assert_eq!(
+        observed,
+        [
+            ("prompts/get", "untrusted"),
+            ("resources/read", "untrusted")
+        ],
+        "{view}"
+    );
+    client.cancel().await.expect("close");
+}

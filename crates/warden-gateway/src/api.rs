@@ -206,7 +206,13 @@ async fn authenticate(State(rt): State<Arc<Runtime>>, mut req: Request, next: Ne
 #[derive(Debug, Clone)]
 struct ApproverKey(String);
 
-/// Approvals are for people: an API key whose role is `approver` or `admin`.
+/// The session whose token asks about one of its own held calls.
+#[derive(Debug, Clone)]
+struct OwnSession(String);
+
+/// Approvals are for people: an API key whose role is `approver` or `admin`. An agent may only
+/// read the approval of a call of its own session (to learn whether it may go ahead), with that
+/// session's token.
 async fn require_approver(
     State(rt): State<Arc<Runtime>>,
     mut req: Request,
@@ -236,11 +242,23 @@ async fn require_approver(
                 ),
             )
         }
+        Some(Caller::Token(token))
+            if req.method() == axum::http::Method::GET && req.uri().path() != "/v1/approvals" =>
+        {
+            match blocking(&rt, move |rt| rt.session_for_token(&token)).await {
+                Ok(session) => {
+                    req.extensions_mut().insert(OwnSession(session));
+                    return next.run(req).await;
+                }
+                Err(e) => e,
+            }
+        }
         Some(Caller::Token(_)) => ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            "a session token cannot see or decide approvals; use an API key with role `approver` \
-             or `admin`",
+            "a session token can only read the approvals of its own session's calls \
+             (GET /v1/approvals/{id}); listing and deciding them needs an API key with role \
+             `approver` or `admin`",
         ),
         Some(Caller::Anonymous) | None => ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -552,9 +570,21 @@ pub(crate) fn status_filter(status: Option<&str>) -> Result<Option<ApprovalStatu
 
 async fn get_approval(
     State(rt): State<Arc<Runtime>>,
+    own: Option<axum::Extension<OwnSession>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(rt.approval(&id)?)))
+    let approval = rt.approval(&id)?;
+    if let Some(axum::Extension(OwnSession(session))) = own {
+        if approval.session != session {
+            // Another session's approval does not exist, as far as this token can tell.
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no approval `{id}` in session `{session}`"),
+            ));
+        }
+    }
+    Ok(Json(json!(approval)))
 }
 
 #[derive(Deserialize)]

@@ -275,7 +275,57 @@ async fn a_session_token_may_not_list_approvals() {
     h.server.stop().await;
     assert_eq!(status, 403, "{err}");
     let message = err["error"]["message"].as_str().expect("message");
-    assert!(message.contains("a session token cannot"), "{message}");
+    assert!(
+        message.contains("a session token can only read the approvals of its own session"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_session_token_reads_its_own_calls_approval_and_no_other_and_decides_none() {
+    let h = held().await;
+    let path = format!("/v1/approvals/{}", h.id);
+    let (status, own) = h.get(&path, &h.token).await;
+    assert_eq!(status, 200, "{own}");
+    assert_eq!(own["status"], "pending", "{own}");
+    assert_eq!(own["session"], h.session.as_str(), "{own}");
+
+    // Another session's token does not see it.
+    let other: Value = h
+        .client
+        .post(h.server.url("/v1/sessions"))
+        .bearer_auth(AGENT_KEY)
+        .json(
+            &json!({"principal": "bob", "profile": "support", "task": {"customer_id": "C-2"},
+                      "instruction": "Look at customer C-2"}),
+        )
+        .send()
+        .await
+        .expect("POST /v1/sessions")
+        .json()
+        .await
+        .expect("JSON");
+    let other_token = other["token"].as_str().expect("token");
+    let (status, err) = h.get(&path, other_token).await;
+    assert_eq!(status, 404, "{err}");
+
+    // A forged token is refused; the owner cannot decide its own call.
+    let (status, _) = h.get(&path, "wst_not_a_token").await;
+    assert_eq!(status, 401);
+    let (status, err) = h
+        .decide(&h.id, &h.token, json!({"decision": "approve"}))
+        .await;
+    assert_eq!(status, 403, "{err}");
+
+    // Once a person decides, the agent reads the outcome.
+    let (status, _) = h
+        .decide(&h.id, APPROVER_KEY, json!({"decision": "deny"}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, own) = h.get(&path, &h.token).await;
+    h.server.stop().await;
+    assert_eq!(status, 200, "{own}");
+    assert_eq!(own["status"], "denied", "{own}");
 }
 
 #[tokio::test]

@@ -65,6 +65,11 @@ pub struct ServerConfig {
     /// traffic before enforcing it).
     #[serde(default)]
     pub shadow: bool,
+    /// A held call nobody decided within this many seconds expires (it is refused), even when
+    /// nobody waits for it any more: an agent that stopped polling, a `warden mcp` that was
+    /// killed. `warden serve` sweeps once a minute.
+    #[serde(default = "default_approval_expiry")]
+    pub approval_expiry_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -75,8 +80,13 @@ impl Default for ServerConfig {
             max_body_bytes: default_body_limit(),
             max_live_sessions: default_live_sessions(),
             shadow: false,
+            approval_expiry_secs: default_approval_expiry(),
         }
     }
+}
+
+fn default_approval_expiry() -> u64 {
+    24 * 60 * 60
 }
 
 fn default_listen() -> SocketAddr {
@@ -585,6 +595,13 @@ impl Config {
                 )));
             }
             up.validate_endpoint()?;
+        }
+        if self.server.approval_expiry_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "server.approval_expiry_secs must be at least 1 (a held call needs time for a \
+                 person)"
+                    .into(),
+            ));
         }
         for key in &self.api_keys {
             let ok = key.sha256.len() == 64 && key.sha256.chars().all(|c| c.is_ascii_hexdigit());

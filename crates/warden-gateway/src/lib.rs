@@ -67,9 +67,32 @@ pub async fn serve(
         shutdown.await;
         stop.cancel();
     };
-    axum::serve(nodelay(listener), api::router_with(rt, streams))
+    let sweeper = tokio::spawn(sweep_stale_approvals(rt.clone()));
+    let served = axum::serve(nodelay(listener), api::router_with(rt, streams))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    sweeper.abort();
+    served
+}
+
+/// Held calls nobody will decide any more expire after `server.approval_expiry_secs`.
+async fn sweep_stale_approvals(rt: Arc<Runtime>) {
+    let max_age = std::time::Duration::from_secs(rt.config().server.approval_expiry_secs);
+    let every = (max_age / 2).clamp(
+        std::time::Duration::from_millis(200),
+        std::time::Duration::from_secs(60),
+    );
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let rt = rt.clone();
+        match tokio::task::spawn_blocking(move || rt.expire_stale_approvals(max_age)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!("expired {n} held call(s) nobody decided"),
+            Ok(Err(e)) => tracing::warn!("sweeping stale approvals: {e}"),
+            Err(e) => tracing::warn!("sweeping stale approvals: {e}"),
+        }
+    }
 }
 
 /// Small request/response exchanges (a decision, an MCP call) must not wait for Nagle's

@@ -1042,6 +1042,26 @@ impl Runtime {
     ///
     /// Unlike a decision, an expiry is recorded in the audit log after the store: it lets nothing
     /// through, and the log then never holds an expiry that lost the race to an approval.
+    /// Expire the pending approvals older than `max_age`; how many it expired.
+    pub fn expire_stale_approvals(
+        &self,
+        max_age: std::time::Duration,
+    ) -> Result<usize, RuntimeError> {
+        let cutoff = now_ms().saturating_sub(max_age.as_millis() as u64);
+        let why = format!("nobody decided within {} s", max_age.as_secs());
+        let mut expired = 0;
+        for stale in self
+            .approvals(Some(ApprovalStatus::Pending))?
+            .into_iter()
+            .filter(|a| a.created_ms < cutoff)
+        {
+            if self.expire_approval(&stale.id, &why)?.status == ApprovalStatus::Expired {
+                expired += 1;
+            }
+        }
+        Ok(expired)
+    }
+
     pub fn expire_approval(&self, id: &str, why: &str) -> Result<Approval, RuntimeError> {
         let resolution = Resolution {
             status: ApprovalStatus::Expired,

@@ -64,8 +64,14 @@ struct Held {
 }
 
 async fn held() -> Held {
+    held_with(|_| {}).await
+}
+
+async fn held_with(adjust: impl FnOnce(&mut Config)) -> Held {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(config(dir.path())).await;
+    let mut config = config(dir.path());
+    adjust(&mut config);
+    let server = Server::start(config).await;
     let client = reqwest::Client::new();
     let opened: Value = client
         .post(server.url("/v1/sessions"))
@@ -360,4 +366,34 @@ async fn an_unknown_status_filter_is_a_400_naming_status() {
     h.server.stop().await;
     assert_eq!(status, 400, "{err}");
     assert_eq!(err["error"]["field"], "status");
+}
+
+#[tokio::test]
+async fn a_held_call_nobody_decides_expires_after_the_configured_time_and_the_log_says_so() {
+    let h = held_with(|c| c.server.approval_expiry_secs = 1).await;
+    let path = format!("/v1/approvals/{}", h.id);
+    let (_, fresh) = h.get(&path, APPROVER_KEY).await;
+    assert_eq!(fresh["status"], "pending", "{fresh}");
+    let mut last = Value::Null;
+    for _ in 0..50 {
+        let (_, now) = h.get(&path, APPROVER_KEY).await;
+        if now["status"] != "pending" {
+            last = now;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(last["status"], "expired", "{last}");
+    assert_eq!(last["comment"], "nobody decided within 1 s", "{last}");
+    h.server.stop().await;
+    let reader = warden_audit::AuditReader::open(h.dir.path()).expect("the audit log opens");
+    let events = reader
+        .events(&warden_audit::EventFilter {
+            kind: Some(warden_audit::EventKind::Approval),
+            ..Default::default()
+        })
+        .expect("events");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].event.body["decision"], "expired");
+    assert_eq!(events[0].event.body["decision_id"], h.id.as_str());
 }

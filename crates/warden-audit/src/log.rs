@@ -1,13 +1,14 @@
-//! The writing side: `AuditLog::append` queues the event and takes the writer; whoever holds the
-//! writer commits everything queued in one transaction (group commit: appenders that arrive
-//! while a commit runs are committed together by the next one), assigning indexes, growing the
-//! tree's frontier and signing checkpoints. An append returns only once its batch is committed.
-//! The commit runs on the appender's own thread (no hand-off to another thread and back on the
-//! hot path); one background thread only signs the checkpoints that fall due with no appends.
+//! The writing side: `AuditLog::append` queues the event. With no commit running, the appender
+//! leads: it commits everything queued in one transaction on its own thread, assigning indexes,
+//! growing the tree's frontier and signing checkpoints, until its own append is committed; then it
+//! hands the lead to the first appender still queued. Appenders that arrive while a commit runs
+//! wait for their answer and are committed together by the next batch (group commit). An append
+//! returns only once its batch is committed. One background thread only signs the checkpoints
+//! that fall due while no one appends.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -55,25 +56,36 @@ impl Default for AuditConfig {
     }
 }
 
-type Reply<T> = SyncSender<Result<T, AuditError>>;
-
 /// How many times one batch catches up with another process's appends before it fails.
 const MAX_CATCH_UPS: u32 = 8;
 
-/// An append waiting for a committer to give it an index.
+/// An append waiting for a commit to give it an index.
 struct Append {
     event: Vec<u8>,
     session: String,
     kind: EventKind,
     time_ms: u64,
     latest_cause: Option<u64>,
-    reply: Reply<u64>,
+    reply: SyncSender<Turn>,
 }
 
-/// What appenders share: the appends no committer has taken yet, and the writer. Whoever holds
-/// `writer` commits what is queued; an append is answered by the commit that took it.
+/// What a queued appender is told: how its append ended, or that it now leads (commits for
+/// everyone queued).
+enum Turn {
+    Done(Result<u64, AuditError>),
+    Lead,
+}
+
+/// The appends no commit has taken yet, and whether an appender is leading (committing them).
+#[derive(Default)]
+struct Queue {
+    appends: Vec<Append>,
+    leading: bool,
+}
+
+/// What appenders share: the queue, and the writer the leader commits with.
 struct Shared {
-    queue: Mutex<Vec<Append>>,
+    queue: Mutex<Queue>,
     writer: Mutex<Writer>,
     /// Set when the log is dropped: the checkpoint thread stops.
     closing: AtomicBool,
@@ -83,6 +95,38 @@ impl Shared {
     fn writer(&self) -> Result<MutexGuard<'_, Writer>, AuditError> {
         // A committer that panicked left the writer in an unknown state: nothing more is written.
         self.writer.lock().map_err(|_| AuditError::Closed)
+    }
+
+    /// The oldest `max` queued appends.
+    fn take(&self, max: usize) -> Vec<Append> {
+        match self.queue.lock() {
+            Ok(mut q) => {
+                let n = q.appends.len().min(max);
+                q.appends.drain(..n).collect()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// The lead, held by one appender at a time. Given up (also when its holder unwinds), it passes
+/// to the first appender still queued, or ends when none is.
+struct Lead<'a>(&'a Shared);
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        let Ok(mut q) = self.0.queue.lock() else {
+            return;
+        };
+        while let Some(next) = q.appends.first() {
+            // Its channel is empty (it is queued, so unanswered): this never blocks.
+            if next.reply.try_send(Turn::Lead).is_ok() {
+                return;
+            }
+            // Its appender is gone: nobody waits for it.
+            q.appends.remove(0);
+        }
+        q.leading = false;
     }
 }
 
@@ -129,7 +173,7 @@ impl AuditLog {
         let (wake, woken) = mpsc::sync_channel(1);
         let writer = Writer::resume(writer_store, key, config, wake)?;
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Vec::new()),
+            queue: Mutex::new(Queue::default()),
             writer: Mutex::new(writer),
             closing: AtomicBool::new(false),
         });
@@ -152,7 +196,7 @@ impl AuditLog {
     /// Records `event` and returns its index once it is durably committed. On `Err` the event
     /// is not in the log, and the caller must act as if it never happened (the gateway denies).
     pub fn append(&self, event: &Event) -> Result<u64, AuditError> {
-        let (reply, answer) = mpsc::sync_channel(1);
+        let (reply, turn) = mpsc::sync_channel(1);
         let append = Append {
             event: event.canonical_body(),
             session: event.session.clone(),
@@ -161,29 +205,48 @@ impl AuditLog {
             latest_cause: event.causes.iter().copied().max(),
             reply,
         };
-        self.queue()?.push(append);
-        let mut writer = self.shared.writer()?;
-        // The commit that held the writer while this one waited may have taken this append.
-        if let Ok(answer) = answer.try_recv() {
-            return answer;
+        let leads = {
+            let mut q = self.shared.queue.lock().map_err(|_| AuditError::Closed)?;
+            q.appends.push(append);
+            !std::mem::replace(&mut q.leading, true)
+        };
+        if !leads {
+            match turn.recv() {
+                Ok(Turn::Done(answer)) => return answer,
+                Ok(Turn::Lead) => {}
+                Err(_) => return Err(AuditError::Closed),
+            }
         }
-        writer.commit_queued(&self.shared.queue);
-        answer.try_recv().map_err(|_| AuditError::Closed)?
+        let _lead = Lead(&self.shared);
+        loop {
+            let taken = {
+                let mut writer = self.shared.writer()?;
+                let mut batch = self.shared.take(writer.max_batch);
+                let taken = !batch.is_empty();
+                writer.commit(&mut batch);
+                if writer.due() {
+                    // A failed signature is tried again at the next commit or tick.
+                    let _ = writer.sign();
+                }
+                taken
+            };
+            match turn.try_recv() {
+                Ok(Turn::Done(answer)) => return answer,
+                // More than a batch was queued ahead of this append: commit the next one.
+                Ok(Turn::Lead) | Err(TryRecvError::Empty) if taken => {}
+                _ => return Err(AuditError::Closed),
+            }
+        }
     }
 
     /// Signs a checkpoint over everything appended so far (if anything is unsigned) and
     /// returns the latest checkpoint.
     pub fn checkpoint(&self) -> Result<SignedCheckpoint, AuditError> {
         let mut writer = self.shared.writer()?;
-        writer.commit_queued(&self.shared.queue);
         writer
             .sign()
             .map_err(|e| AuditError::Write(e.to_string()))?;
         writer.latest()
-    }
-
-    fn queue(&self) -> Result<MutexGuard<'_, Vec<Append>>, AuditError> {
-        self.shared.queue.lock().map_err(|_| AuditError::Closed)
     }
 
     /// The reading side (queries, proofs, verification) over the same log.
@@ -388,25 +451,6 @@ impl Writer {
         }
     }
 
-    /// Commits everything queued, `max_batch` at a time, answering each append; then signs a
-    /// checkpoint if one is due.
-    fn commit_queued(&mut self, queue: &Mutex<Vec<Append>>) {
-        loop {
-            let mut batch = match queue.lock() {
-                Ok(mut q) if !q.is_empty() => {
-                    let n = q.len().min(self.max_batch);
-                    q.drain(..n).collect::<Vec<_>>()
-                }
-                _ => break,
-            };
-            self.commit(&mut batch);
-        }
-        if self.due() {
-            // A failed signature is tried again at the next commit or tick.
-            let _ = self.sign();
-        }
-    }
-
     /// Commits `appends` in one transaction and answers them.
     fn commit(&mut self, appends: &mut Vec<Append>) {
         // Another process on the same data dir (`warden approvals approve` beside `warden mcp`)
@@ -423,7 +467,7 @@ impl Writer {
                 Ok(()) => {
                     self.mark_unsigned();
                     for (append, index) in appends.drain(..).zip(indexes) {
-                        let _ = append.reply.send(Ok(index));
+                        let _ = append.reply.send(Turn::Done(Ok(index)));
                     }
                     return;
                 }
@@ -436,7 +480,9 @@ impl Writer {
             if !caught_up {
                 let why = failure.to_string();
                 for append in appends.drain(..) {
-                    let _ = append.reply.send(Err(AuditError::Write(why.clone())));
+                    let _ = append
+                        .reply
+                        .send(Turn::Done(Err(AuditError::Write(why.clone()))));
                 }
                 return;
             }
@@ -454,7 +500,7 @@ impl Writer {
             if let Some(cause) = append.latest_cause.filter(|c| *c >= index) {
                 let _ = append
                     .reply
-                    .send(Err(AuditError::InvalidCause { index, cause }));
+                    .send(Turn::Done(Err(AuditError::InvalidCause { index, cause })));
                 continue;
             }
             let entry = entry_bytes(index, &append.event);

@@ -1,7 +1,8 @@
 //! Warden's tamper-evident audit log. Every event (session opened, call, decision, approval,
 //! result, alert, message) is an entry of an RFC 9162 Merkle tree over SHA-256, committed to a
-//! `LogStore` by one writer thread that batches concurrent appends into one transaction (group
-//! commit) and signs C2SP checkpoints every N events or T milliseconds. `verify` recomputes
+//! `LogStore` by the appenders themselves: one leads at a time and commits every append queued
+//! meanwhile in one transaction (group commit), and signs C2SP checkpoints every N events or T
+//! milliseconds. `verify` recomputes
 //! everything from the stored bytes and names the first entry that does not fit.
 //!
 //! # On disk (in the data dir)

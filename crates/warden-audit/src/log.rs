@@ -1,9 +1,15 @@
-//! The writing side: `AuditLog::append` hands the event to one writer thread, which assigns
-//! indexes, hashes, commits whole batches in one transaction (group commit), grows the tree's
-//! frontier and signs checkpoints. An append returns only once its batch is committed.
+//! The writing side: `AuditLog::append` queues the event. With no commit running, the appender
+//! leads: it commits everything queued in one transaction on its own thread, assigning indexes,
+//! growing the tree's frontier and signing checkpoints, until its own append is committed; then it
+//! hands the lead to the first appender still queued. Appenders that arrive while a commit runs
+//! wait for their answer and are committed together by the next batch (group commit). An append
+//! returns only once its batch is committed. One background thread only signs the checkpoints
+//! that fall due while no one appends.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -50,40 +56,85 @@ impl Default for AuditConfig {
     }
 }
 
-type Reply<T> = SyncSender<Result<T, AuditError>>;
-
 /// How many times one batch catches up with another process's appends before it fails.
 const MAX_CATCH_UPS: u32 = 8;
 
-/// An append waiting in the writer for its index.
+/// An append waiting for a commit to give it an index.
 struct Append {
     event: Vec<u8>,
     session: String,
     kind: EventKind,
     time_ms: u64,
     latest_cause: Option<u64>,
-    reply: Reply<u64>,
+    reply: SyncSender<Turn>,
 }
 
-enum Request {
-    Append {
-        event: Vec<u8>,
-        session: String,
-        kind: EventKind,
-        time_ms: u64,
-        latest_cause: Option<u64>,
-        reply: Reply<u64>,
-    },
-    Checkpoint {
-        reply: Reply<SignedCheckpoint>,
-    },
+/// What a queued appender is told: how its append ended, or that it now leads (commits for
+/// everyone queued).
+enum Turn {
+    Done(Result<u64, AuditError>),
+    Lead,
+}
+
+/// The appends no commit has taken yet, and whether an appender is leading (committing them).
+#[derive(Default)]
+struct Queue {
+    appends: Vec<Append>,
+    leading: bool,
+}
+
+/// What appenders share: the queue, and the writer the leader commits with.
+struct Shared {
+    queue: Mutex<Queue>,
+    writer: Mutex<Writer>,
+    /// Set when the log is dropped: the checkpoint thread stops.
+    closing: AtomicBool,
+}
+
+impl Shared {
+    fn writer(&self) -> Result<MutexGuard<'_, Writer>, AuditError> {
+        // A committer that panicked left the writer in an unknown state: nothing more is written.
+        self.writer.lock().map_err(|_| AuditError::Closed)
+    }
+
+    /// The oldest `max` queued appends.
+    fn take(&self, max: usize) -> Vec<Append> {
+        match self.queue.lock() {
+            Ok(mut q) => {
+                let n = q.appends.len().min(max);
+                q.appends.drain(..n).collect()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// The lead, held by one appender at a time. Given up (also when its holder unwinds), it passes
+/// to the first appender still queued, or ends when none is.
+struct Lead<'a>(&'a Shared);
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        let Ok(mut q) = self.0.queue.lock() else {
+            return;
+        };
+        while let Some(next) = q.appends.first() {
+            // Its channel is empty (it is queued, so unanswered): this never blocks.
+            if next.reply.try_send(Turn::Lead).is_ok() {
+                return;
+            }
+            // Its appender is gone: nobody waits for it.
+            q.appends.remove(0);
+        }
+        q.leading = false;
+    }
 }
 
 /// The audit log, open for appending. Dropping it signs a last checkpoint over any unsigned
-/// entries and stops the writer.
+/// entries and stops the checkpoint thread.
 pub struct AuditLog {
-    tx: Option<SyncSender<Request>>,
-    writer: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+    ticker: Option<JoinHandle<()>>,
     reader: AuditReader,
     digest_key: DigestKey,
 }
@@ -119,18 +170,24 @@ impl AuditLog {
         digest_key: DigestKey,
         config: &AuditConfig,
     ) -> Result<AuditLog, AuditError> {
-        let writer = Writer::resume(writer_store, key, config)?;
-        let (tx, rx) = mpsc::sync_channel(config.max_batch.max(1) * 4);
-        let handle = std::thread::Builder::new()
-            .name("warden-audit-writer".into())
-            .spawn(move || writer.run(rx))
+        let (wake, woken) = mpsc::sync_channel(1);
+        let writer = Writer::resume(writer_store, key, config, wake)?;
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            writer: Mutex::new(writer),
+            closing: AtomicBool::new(false),
+        });
+        let ticking = shared.clone();
+        let ticker = std::thread::Builder::new()
+            .name("warden-audit-checkpoints".into())
+            .spawn(move || sign_when_due(&ticking, &woken))
             .map_err(|source| AuditError::Io {
-                path: PathBuf::from("<writer thread>"),
+                path: PathBuf::from("<checkpoint thread>"),
                 source,
             })?;
         Ok(AuditLog {
-            tx: Some(tx),
-            writer: Some(handle),
+            shared,
+            ticker: Some(ticker),
             reader,
             digest_key,
         })
@@ -139,8 +196,8 @@ impl AuditLog {
     /// Records `event` and returns its index once it is durably committed. On `Err` the event
     /// is not in the log, and the caller must act as if it never happened (the gateway denies).
     pub fn append(&self, event: &Event) -> Result<u64, AuditError> {
-        let (reply, rx) = mpsc::sync_channel(1);
-        let request = Request::Append {
+        let (reply, turn) = mpsc::sync_channel(1);
+        let append = Append {
             event: event.canonical_body(),
             session: event.session.clone(),
             kind: event.kind,
@@ -148,21 +205,48 @@ impl AuditLog {
             latest_cause: event.causes.iter().copied().max(),
             reply,
         };
-        self.send(request)?;
-        rx.recv().map_err(|_| AuditError::Closed)?
+        let leads = {
+            let mut q = self.shared.queue.lock().map_err(|_| AuditError::Closed)?;
+            q.appends.push(append);
+            !std::mem::replace(&mut q.leading, true)
+        };
+        if !leads {
+            match turn.recv() {
+                Ok(Turn::Done(answer)) => return answer,
+                Ok(Turn::Lead) => {}
+                Err(_) => return Err(AuditError::Closed),
+            }
+        }
+        let _lead = Lead(&self.shared);
+        loop {
+            let taken = {
+                let mut writer = self.shared.writer()?;
+                let mut batch = self.shared.take(writer.max_batch);
+                let taken = !batch.is_empty();
+                writer.commit(&mut batch);
+                if writer.due() {
+                    // A failed signature is tried again at the next commit or tick.
+                    let _ = writer.sign();
+                }
+                taken
+            };
+            match turn.try_recv() {
+                Ok(Turn::Done(answer)) => return answer,
+                // More than a batch was queued ahead of this append: commit the next one.
+                Ok(Turn::Lead) | Err(TryRecvError::Empty) if taken => {}
+                _ => return Err(AuditError::Closed),
+            }
+        }
     }
 
     /// Signs a checkpoint over everything appended so far (if anything is unsigned) and
     /// returns the latest checkpoint.
     pub fn checkpoint(&self) -> Result<SignedCheckpoint, AuditError> {
-        let (reply, rx) = mpsc::sync_channel(1);
-        self.send(Request::Checkpoint { reply })?;
-        rx.recv().map_err(|_| AuditError::Closed)?
-    }
-
-    fn send(&self, request: Request) -> Result<(), AuditError> {
-        let tx = self.tx.as_ref().ok_or(AuditError::Closed)?;
-        tx.send(request).map_err(|_| AuditError::Closed)
+        let mut writer = self.shared.writer()?;
+        writer
+            .sign()
+            .map_err(|e| AuditError::Write(e.to_string()))?;
+        writer.latest()
     }
 
     /// The reading side (queries, proofs, verification) over the same log.
@@ -200,10 +284,46 @@ impl AuditLog {
 
 impl Drop for AuditLog {
     fn drop(&mut self) {
-        self.tx = None;
-        if let Some(handle) = self.writer.take() {
-            // A writer that panicked has already failed every pending append; nothing to add.
+        self.shared.closing.store(true, Ordering::SeqCst);
+        if let Ok(writer) = self.shared.writer() {
+            let _ = writer.wake.try_send(());
+        }
+        if let Some(handle) = self.ticker.take() {
             let _ = handle.join();
+        }
+        // Cover what is left with a checkpoint.
+        if let Ok(mut writer) = self.shared.writer() {
+            let _ = writer.sign();
+        }
+    }
+}
+
+/// The checkpoint thread: signs a checkpoint once the oldest unsigned entry is `checkpoint_ms`
+/// old, when no append came to do it. Sleeps while everything is signed (the writer wakes it).
+fn sign_when_due(shared: &Shared, woken: &Receiver<()>) {
+    while !shared.closing.load(Ordering::SeqCst) {
+        let wait = match shared.writer() {
+            Ok(writer) => match writer.unsigned_since {
+                // Not less than 10 ms, so a store that cannot sign is not asked in a busy loop.
+                Some(since) => (since + writer.interval)
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(10)),
+                None => Duration::from_secs(3600),
+            },
+            Err(_) => return,
+        };
+        match woken.recv_timeout(wait) {
+            Ok(()) => continue,
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        match shared.writer() {
+            // A failed signature is tried again at the next append or tick.
+            Ok(mut writer) if writer.due() => {
+                let _ = writer.sign();
+            }
+            Ok(_) => {}
+            Err(_) => return,
         }
     }
 }
@@ -260,6 +380,8 @@ struct Writer {
     every: u64,
     interval: Duration,
     max_batch: usize,
+    /// Wakes the checkpoint thread when an entry is first left unsigned.
+    wake: SyncSender<()>,
 }
 
 impl Writer {
@@ -270,6 +392,7 @@ impl Writer {
         store: Box<dyn LogStore>,
         key: LogKey,
         config: &AuditConfig,
+        wake: SyncSender<()>,
     ) -> Result<Self, AuditError> {
         let latest = store.latest_checkpoint()?;
         let (mut frontier, signed) = match &latest {
@@ -308,89 +431,45 @@ impl Writer {
             every: config.checkpoint_every.max(1),
             interval: Duration::from_millis(config.checkpoint_ms),
             max_batch: config.max_batch.max(1),
+            wake,
         })
     }
 
-    fn run(mut self, rx: Receiver<Request>) {
-        let mut batch = Vec::with_capacity(self.max_batch);
-        loop {
-            let wait = match self.unsigned_since {
-                Some(since) => (since + self.interval).saturating_duration_since(Instant::now()),
-                None => Duration::from_secs(3600),
-            };
-            match rx.recv_timeout(wait) {
-                Ok(first) => batch.push(first),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            while batch.len() < self.max_batch {
-                match rx.try_recv() {
-                    Ok(r) => batch.push(r),
-                    Err(_) => break,
-                }
-            }
-            let asked = self.commit(&mut batch);
-            let due = self.frontier.size() - self.signed >= self.every
-                || self
-                    .unsigned_since
-                    .is_some_and(|since| since.elapsed() >= self.interval);
-            if due || !asked.is_empty() {
-                let signed = self.sign();
-                for reply in asked {
-                    let answer = match &signed {
-                        Ok(()) => self.latest(),
-                        Err(e) => Err(AuditError::Write(e.to_string())),
-                    };
-                    let _ = reply.send(answer);
-                }
-            }
-        }
-        // The last appender is gone: cover what is left with a checkpoint.
-        let _ = self.sign();
+    /// Whether a checkpoint is due: `every` entries unsigned, or the oldest `interval` old.
+    fn due(&self) -> bool {
+        self.frontier.size() - self.signed >= self.every
+            || self
+                .unsigned_since
+                .is_some_and(|since| since.elapsed() >= self.interval)
     }
 
-    /// Commits the appends of `batch` in one transaction and answers them; returns the
-    /// checkpoint requests for after the commit.
-    fn commit(&mut self, batch: &mut Vec<Request>) -> Vec<Reply<SignedCheckpoint>> {
-        let mut asked = Vec::new();
-        let mut appends = Vec::with_capacity(batch.len());
-        for request in batch.drain(..) {
-            match request {
-                Request::Checkpoint { reply } => asked.push(reply),
-                Request::Append {
-                    event,
-                    session,
-                    kind,
-                    time_ms,
-                    latest_cause,
-                    reply,
-                } => appends.push(Append {
-                    event,
-                    session,
-                    kind,
-                    time_ms,
-                    latest_cause,
-                    reply,
-                }),
-            }
+    /// Notes that entries are unsigned from now (if none were), waking the checkpoint thread.
+    fn mark_unsigned(&mut self) {
+        if self.unsigned_since.is_none() {
+            self.unsigned_since = Some(Instant::now());
+            let _ = self.wake.try_send(());
         }
+    }
+
+    /// Commits `appends` in one transaction and answers them.
+    fn commit(&mut self, appends: &mut Vec<Append>) {
         // Another process on the same data dir (`warden approvals approve` beside `warden mcp`)
         // may have taken the indexes this writer would hand out: the commit then fails on the
         // taken index; catch up with what it wrote and try again.
         let mut attempts = 0;
         loop {
             let before = self.frontier.clone();
-            let (entries, indexes) = self.assign(&mut appends);
+            let (entries, indexes) = self.assign(appends);
             if entries.is_empty() {
-                return asked;
+                return;
             }
             let failure = match self.store.append(&entries) {
                 Ok(()) => {
-                    self.unsigned_since.get_or_insert_with(Instant::now);
-                    for (append, index) in appends.into_iter().zip(indexes) {
-                        let _ = append.reply.send(Ok(index));
+                    self.mark_unsigned();
+                    for (append, index) in appends.drain(..).zip(indexes) {
+                        let _ = append.reply.send(Turn::Done(Ok(index)));
                     }
-                    return asked;
+                    return;
                 }
                 Err(e) => e,
             };
@@ -400,10 +479,12 @@ impl Writer {
             let caught_up = attempts <= MAX_CATCH_UPS && self.catch_up().unwrap_or(false);
             if !caught_up {
                 let why = failure.to_string();
-                for append in appends {
-                    let _ = append.reply.send(Err(AuditError::Write(why.clone())));
+                for append in appends.drain(..) {
+                    let _ = append
+                        .reply
+                        .send(Turn::Done(Err(AuditError::Write(why.clone()))));
                 }
-                return asked;
+                return;
             }
         }
     }
@@ -419,7 +500,7 @@ impl Writer {
             if let Some(cause) = append.latest_cause.filter(|c| *c >= index) {
                 let _ = append
                     .reply
-                    .send(Err(AuditError::InvalidCause { index, cause }));
+                    .send(Turn::Done(Err(AuditError::InvalidCause { index, cause })));
                 continue;
             }
             let entry = entry_bytes(index, &append.event);
@@ -459,7 +540,7 @@ impl Writer {
             }
             self.frontier.push(hash);
         }
-        self.unsigned_since.get_or_insert_with(Instant::now);
+        self.mark_unsigned();
         Ok(true)
     }
 

@@ -251,6 +251,63 @@ fn concurrent_appends_all_get_distinct_contiguous_indexes() {
     assert!(report.ok(), "{}", report.message());
 }
 
+/// Batches of two with sixteen appenders: a leader commits batch after batch until its own append
+/// is in, then hands the lead on; every append is answered with its own index, and a checkpoint
+/// falls due by time alone (no append signs it: `checkpoint_every` is never reached).
+#[test]
+fn appenders_hand_the_lead_on_and_idle_checkpoints_are_signed_in_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = AuditConfig {
+        checkpoint_every: 1_000_000,
+        checkpoint_ms: 50,
+        max_batch: 2,
+        ..AuditConfig::default()
+    };
+    let log = Arc::new(AuditLog::open(dir.path(), &config).expect("open"));
+    let handles: Vec<_> = (0..16)
+        .map(|t| {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                (0..50)
+                    .map(|i| {
+                        let session = format!("s{t}");
+                        let index = log
+                            .append(&event(EventKind::Call, &session, i, vec![]))
+                            .expect("append");
+                        let read = log.event(index).expect("read").expect("present").event;
+                        assert_eq!((read.session.as_str(), read.time_ms), (session.as_str(), i));
+                        index
+                    })
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("thread"))
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..800).collect::<Vec<u64>>());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let signed = log
+            .reader()
+            .latest_checkpoint()
+            .expect("read")
+            .map(|c| c.checkpoint.size);
+        if signed == Some(800) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint covers the 800 entries 10 s after the last append (latest: {signed:?})"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let report = log.verify(&VerifyOptions::default()).expect("verify");
+    assert!(report.ok(), "{}", report.message());
+}
+
 #[test]
 fn two_writers_on_one_data_dir_interleave_without_losing_an_append() {
     // `warden mcp` and a `warden approvals approve` process each open the log.

@@ -270,10 +270,12 @@ impl SessionStore for SqliteStore {
     }
 
     fn append_step(&self, session_id: &str, step: &StoredStep) -> Result<(), StoreError> {
-        self.conn()?.execute(
-            "INSERT INTO steps (session_id, seq, kind, body) VALUES (?1, ?2, ?3, ?4)",
-            params![session_id, step.seq as i64, step.kind, step.body],
-        )?;
+        // Once per step of every call: the statement is parsed once per connection.
+        self.conn()?
+            .prepare_cached(
+                "INSERT INTO steps (session_id, seq, kind, body) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![session_id, step.seq as i64, step.kind, step.body])?;
         Ok(())
     }
 

@@ -6,7 +6,9 @@
 //! The full decision and audit path is on; state goes to a fresh temp data dir.
 //!
 //!   cargo build --release -p warden
-//!   cargo bench -p warden --bench mcp_gateway
+//!   cargo bench -p warden --bench mcp_gateway [stdio|http]
+//!
+//! `MCP_GATEWAY_QUICK=1` runs a tenth of the calls, for quick iteration (report full runs).
 //!
 //! Needs Node 20 and npm (the peers are pinned in `tests/node/package.json`; `npm ci` runs there
 //! on first use). Everything runs on loopback; every child process is ended at the end.
@@ -39,6 +41,15 @@ const SEQ_ROUNDS: usize = 10;
 const CONC_CALLS: usize = 4_000;
 const CONC_ROUNDS: usize = 4;
 const IN_FLIGHT: usize = 16;
+
+/// How many calls of each kind a run makes: all of them, or a tenth with `MCP_GATEWAY_QUICK`.
+fn calls(full: usize) -> usize {
+    if std::env::var_os("MCP_GATEWAY_QUICK").is_some_and(|v| !v.is_empty() && v != "0") {
+        full / 10
+    } else {
+        full
+    }
+}
 
 type Client = RunningService<RoleClient, ()>;
 
@@ -245,7 +256,7 @@ async fn compare(direct: &mut Side, through: &mut Side) {
         in_flight(&side.peer, WARMUP).await;
     }
     for round in 0..SEQ_ROUNDS {
-        let n = SEQ_CALLS / SEQ_ROUNDS;
+        let n = calls(SEQ_CALLS) / SEQ_ROUNDS;
         if round % 2 == 0 {
             direct.seq(n).await;
             through.seq(n).await;
@@ -255,7 +266,7 @@ async fn compare(direct: &mut Side, through: &mut Side) {
         }
     }
     for round in 0..CONC_ROUNDS {
-        let n = CONC_CALLS / CONC_ROUNDS;
+        let n = calls(CONC_CALLS) / CONC_ROUNDS;
         if round % 2 == 0 {
             direct.conc(n).await;
             through.conc(n).await;
@@ -487,8 +498,10 @@ async fn bench_http(everything: &Path, tmp: &Path) -> (Stats, Stats) {
 fn report(rows: &[(&str, Stats, Stats)], ticks: (f64, bool)) {
     println!();
     println!(
-        "`tools/call echo` on npm server-everything, {SEQ_CALLS} sequential + {CONC_CALLS} with \
-         {IN_FLIGHT} in flight per side, alternating direct and through Warden (full decision + audit path)"
+        "`tools/call echo` on npm server-everything, {} sequential + {} with {IN_FLIGHT} in \
+         flight per side, alternating direct and through Warden (full decision + audit path)",
+        calls(SEQ_CALLS),
+        calls(CONC_CALLS)
     );
     println!();
     println!(
@@ -520,7 +533,7 @@ fn report(rows: &[(&str, Stats, Stats)], ticks: (f64, bool)) {
     println!(
         "Gateway CPU = utime+stime of the warden process (not its upstream child) over all {} \
          through-Warden calls (sequential and in flight), at {} clock ticks/s{}.",
-        SEQ_CALLS + CONC_CALLS,
+        calls(SEQ_CALLS) + calls(CONC_CALLS),
         ticks.0,
         if ticks.1 {
             " (getconf CLK_TCK)"

@@ -92,7 +92,13 @@ pub fn run(mut config: Config, args: McpArgs) -> Result<ExitCode> {
         hold_timeout: std::time::Duration::from_secs(args.hold_timeout),
     };
     let rt = warden_gateway::runtime(config).context("starting Warden")?;
-    let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    // One agent and one server: every hop of a call (agent → decision → server → result → agent)
+    // runs on one thread, with no hand-off between threads. The decision and result records are
+    // synchronous and ordered by the session anyway, so more threads would only add wake-ups.
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     let telemetry = rt.telemetry().cloned();
     let ran = tokio.block_on(run_stdio(rt, opts));
     if let Some(t) = telemetry {

@@ -518,6 +518,30 @@ impl Front {
         up
     }
 
+    /// Each able upstream's list (of `what`, for the log), by upstream; one that cannot be
+    /// reached or fails to list is left out, so one server down hides nothing of the others.
+    async fn gather<T, Fut>(
+        &self,
+        what: &str,
+        can: impl Fn(&ServerCapabilities) -> bool,
+        list: impl Fn(Peer<RoleClient>) -> Fut,
+    ) -> Vec<(&Slot, Vec<T>)>
+    where
+        Fut: std::future::Future<Output = Result<Vec<T>, ServiceError>>,
+    {
+        let mut lists = Vec::new();
+        for (slot, peer) in self.connected(can).await {
+            match list(peer).await {
+                Ok(items) => lists.push((slot, items)),
+                Err(e) => tracing::warn!(
+                    upstream = slot.name(),
+                    "warden mcp: {what} left out this upstream: {e}"
+                ),
+            }
+        }
+        lists
+    }
+
     /// The upstream a request that names none goes to: the one Warden fronts, or (in front of
     /// several) the one that listed this resource URI, or the only one with resources.
     fn route(&self, uri: Option<&str>) -> Result<&Slot, ErrorData> {
@@ -697,22 +721,21 @@ impl ServerHandler for Front {
         }
         // In front of several: every server's resources, remembering whose each URI is.
         self.binding(&ctx, None).await?;
+        let lists = self
+            .gather(
+                "resources/list",
+                |c| c.resources.is_some(),
+                |peer| async move { peer.list_all_resources().await },
+            )
+            .await;
         let mut all = Vec::new();
-        for (slot, peer) in self.connected(|c| c.resources.is_some()).await {
-            match peer.list_all_resources().await {
-                Ok(listed) => {
-                    if let Ok(mut owners) = self.upstreams.resources.lock() {
-                        for r in &listed {
-                            owners.insert(r.uri.clone(), slot.name().to_owned());
-                        }
-                    }
-                    all.extend(listed);
+        for (slot, listed) in lists {
+            if let Ok(mut owners) = self.upstreams.resources.lock() {
+                for r in &listed {
+                    owners.insert(r.uri.clone(), slot.name().to_owned());
                 }
-                Err(e) => tracing::warn!(
-                    upstream = slot.name(),
-                    "warden mcp: resources/list left out this upstream: {e}"
-                ),
             }
+            all.extend(listed);
         }
         Ok(ListResourcesResult::with_all_items(all))
     }
@@ -794,18 +817,19 @@ impl ServerHandler for Front {
         }
         // In front of several: every server's prompts, named `<upstream>__<prompt>`.
         self.binding(&ctx, None).await?;
+        let lists = self
+            .gather(
+                "prompts/list",
+                |c| c.prompts.is_some(),
+                |peer| async move { peer.list_all_prompts().await },
+            )
+            .await;
         let mut all = Vec::new();
-        for (slot, peer) in self.connected(|c| c.prompts.is_some()).await {
-            match peer.list_all_prompts().await {
-                Ok(listed) => all.extend(listed.into_iter().map(|mut p| {
-                    p.name = format!("{}{TOOL_SEPARATOR}{}", slot.name(), p.name);
-                    p
-                })),
-                Err(e) => tracing::warn!(
-                    upstream = slot.name(),
-                    "warden mcp: prompts/list left out this upstream: {e}"
-                ),
-            }
+        for (slot, listed) in lists {
+            all.extend(listed.into_iter().map(|mut p| {
+                p.name = format!("{}{TOOL_SEPARATOR}{}", slot.name(), p.name);
+                p
+            }));
         }
         Ok(ListPromptsResult::with_all_items(all))
     }
@@ -877,23 +901,15 @@ impl ServerHandler for Front {
     ) -> Result<ListToolsResult, ErrorData> {
         let bound = self.binding(&ctx, None).await?;
         bound.guard.note_instruction(&ctx.meta);
+        let lists = self
+            .gather(
+                "tools/list",
+                |_| true,
+                |peer| async move { peer.list_all_tools().await },
+            )
+            .await;
         let mut all = Vec::new();
-        for slot in self.upstreams.slots.values() {
-            let listed = match slot.connection().await {
-                Ok(c) => c.peer().list_all_tools().await.map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            };
-            let mut tools = match listed {
-                Ok(tools) => tools,
-                Err(e) => {
-                    // One upstream down must not hide the others' tools.
-                    tracing::warn!(
-                        upstream = slot.name(),
-                        "warden mcp: tools/list left out this upstream: {e}"
-                    );
-                    continue;
-                }
-            };
+        for (slot, mut tools) in lists {
             bound.guard.list_tools(slot.name(), &mut tools);
             let single = self.upstreams.slots.len() == 1;
             for mut tool in tools {

@@ -1003,15 +1003,16 @@ async fn forward_call(
         // A slow tool, or a connection that will never answer (a remote server that lost
         // Warden's session and says so in a way the client cannot match to the call): ask.
         let ping = ClientRequest::PingRequest(Default::default());
-        let alive = tokio::time::timeout(PING_WAIT, connection.peer().send_request(ping)).await;
-        if !matches!(alive, Ok(Ok(_))) {
+        let pinged = tokio::time::timeout(PING_WAIT, connection.peer().send_request(ping)).await;
+        let alive = matches!(pinged, Ok(Ok(_)));
+        if !alive {
             slot.discard(&connection).await;
         }
         return Ok(Forwarded::Unavailable(format!(
             "The MCP server `{name}` did not answer this call to `{tool}` within {} s; it may \
              still be carrying it out.{}",
             limit.as_secs(),
-            if matches!(alive, Ok(Ok(_))) {
+            if alive {
                 ""
             } else {
                 " It did not answer a ping either, so Warden connects to it afresh on the next call."

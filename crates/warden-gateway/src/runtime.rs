@@ -111,8 +111,8 @@ pub struct Runtime {
     engine: Arc<PolicyEngine>,
     store: Arc<dyn SessionStore>,
     sessions: RwLock<HashMap<String, Arc<Live>>>,
-    /// Tools by (upstream, name); `""` is the guard API's, which has no upstream.
-    tools: RwLock<BTreeMap<(String, String), Arc<Tool>>>,
+    /// Tools by upstream, then name; `""` is the guard API's, which has no upstream.
+    tools: RwLock<BTreeMap<String, BTreeMap<String, Arc<Tool>>>>,
     /// The tamper-evident log every step goes to before it takes effect (none for replays).
     audit: Option<Arc<AuditLog>>,
     /// Shadow mode: decide and record as usual, but allow every call.
@@ -408,8 +408,8 @@ impl Runtime {
     /// upstream said of it, then its name; for a tool nobody described, the call's argument names
     /// stand in for a schema.
     pub fn tool(&self, upstream: Option<&str>, name: &str, args: &Params) -> Arc<Tool> {
-        let key = (upstream.unwrap_or_default().to_owned(), name.to_owned());
-        if let Some(t) = self.tools.read().ok().and_then(|m| m.get(&key).cloned()) {
+        let upstream_key = upstream.unwrap_or_default();
+        if let Some(t) = self.known_tool(upstream_key, name) {
             return t;
         }
         let entry = self.tool_entry(upstream, name);
@@ -436,7 +436,9 @@ impl Runtime {
         // Tools inferred from one call's argument names are not cached: another call may name more.
         if entry.is_some_and(|e| !e.params.is_empty()) {
             if let Ok(mut m) = self.tools.write() {
-                m.insert(key, tool.clone());
+                m.entry(upstream_key.to_owned())
+                    .or_default()
+                    .insert(name.to_owned(), tool.clone());
             }
         }
         tool
@@ -454,26 +456,29 @@ impl Runtime {
             })
     }
 
+    /// The tool as this upstream described it (or as the config spelled out its parameters).
+    fn known_tool(&self, upstream: &str, name: &str) -> Option<Arc<Tool>> {
+        let tools = self.tools.read().ok()?;
+        tools.get(upstream)?.get(name).cloned()
+    }
+
     /// Whether this upstream has described this tool (its annotations and schema are evidence).
     pub fn knows_tool(&self, upstream: &str, name: &str) -> bool {
-        self.tools
-            .read()
-            .is_ok_and(|m| m.contains_key(&(upstream.to_owned(), name.to_owned())))
+        self.known_tool(upstream, name).is_some()
     }
 
     /// Register tools an upstream described (MCP `tools/list`): their annotations and schemas
     /// become evidence for their traits. The operator's config still wins.
     pub fn register_tools(&self, upstream: &str, specs: &[ToolSpec]) {
-        let resolved: Vec<((String, String), Arc<Tool>)> = specs
+        let resolved: Vec<(String, Arc<Tool>)> = specs
             .iter()
             .map(|s| {
                 let cfg = self.tool_entry(Some(upstream), &s.name).map(|e| &e.traits);
-                let key = (upstream.to_owned(), s.name.clone());
-                (key, Arc::new(tools::resolve(s, upstream, cfg)))
+                (s.name.clone(), Arc::new(tools::resolve(s, upstream, cfg)))
             })
             .collect();
         if let Ok(mut m) = self.tools.write() {
-            m.extend(resolved);
+            m.entry(upstream.to_owned()).or_default().extend(resolved);
         }
     }
 

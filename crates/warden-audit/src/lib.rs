@@ -63,6 +63,15 @@ pub enum AuditError {
     Config(String),
     #[error("audit log: {}stored data is not valid: {why}; run `warden audit verify`", index.map(|i| format!("entry {i}: ")).unwrap_or_default())]
     Corrupt { index: Option<u64>, why: String },
+    #[error(
+        "audit log{}: {why}. Warden will not append to a damaged log: {recover}",
+        dir.as_ref().map(|d| format!(" in {}", d.display())).unwrap_or_default()
+    )]
+    Damaged {
+        dir: Option<PathBuf>,
+        why: String,
+        recover: String,
+    },
     #[error("audit log: the append was not committed: {0}")]
     Write(String),
     #[error("audit log: the writer has stopped; nothing more can be recorded")]

@@ -6,6 +6,7 @@
 //! returns only once its batch is committed. One background thread only signs the checkpoints
 //! that fall due while no one appends.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
@@ -18,13 +19,16 @@ use sha2::Digest as _;
 
 use crate::checkpoint::{hex, read_or_create_secret, Checkpoint, LogKey, SignedCheckpoint};
 use crate::event::{entry_bytes, Event, EventKind, LoggedEvent};
-use crate::merkle::{leaf_hash, Frontier, Hash};
+use crate::merkle::{leaf_hash, Frontier};
 use crate::reader::AuditReader;
 use crate::redact::DigestKey;
 use crate::store::{
     Durability, EventFilter, LogStore, SqliteLogStore, StoredCheckpoint, StoredEntry,
 };
-use crate::verify::{VerifyOptions, VerifyReport};
+use crate::verify::{
+    check_row, unsigned_tail_problem, Problem, ProblemKind, UnsignedTail, VerifyOptions,
+    VerifyReport,
+};
 use crate::{AuditError, DB_FILE, DIGEST_KEY_FILE, KEY_FILE, PUBLIC_KEY_FILE};
 
 /// The `[audit]` settings.
@@ -137,6 +141,8 @@ pub struct AuditLog {
     ticker: Option<JoinHandle<()>>,
     reader: AuditReader,
     digest_key: DigestKey,
+    checkpoint_ms: u64,
+    unsigned_at_start: Range<u64>,
 }
 
 impl AuditLog {
@@ -158,7 +164,14 @@ impl AuditLog {
             Box::new(SqliteLogStore::open(&db, config.durability)?),
             key.verifier().clone(),
         );
-        AuditLog::start(Box::new(store), key, reader, digest_key, config)
+        AuditLog::start(Box::new(store), key, reader, digest_key, config).map_err(|e| match e {
+            AuditError::Damaged { why, recover, .. } => AuditError::Damaged {
+                dir: Some(data_dir.to_path_buf()),
+                why,
+                recover,
+            },
+            other => other,
+        })
     }
 
     /// Starts a log over any store: `writer_store` is owned by the writer thread, `reader` reads
@@ -172,6 +185,7 @@ impl AuditLog {
     ) -> Result<AuditLog, AuditError> {
         let (wake, woken) = mpsc::sync_channel(1);
         let writer = Writer::resume(writer_store, key, config, wake)?;
+        let unsigned_at_start = writer.unsigned_at_start.clone();
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             writer: Mutex::new(writer),
@@ -190,6 +204,8 @@ impl AuditLog {
             ticker: Some(ticker),
             reader,
             digest_key,
+            checkpoint_ms: config.checkpoint_ms,
+            unsigned_at_start,
         })
     }
 
@@ -266,8 +282,19 @@ impl AuditLog {
         self.reader.causes_closure(index)
     }
 
+    /// Verifies the whole log (with this log's `checkpoint_ms` unless `options` names one).
     pub fn verify(&self, options: &VerifyOptions) -> Result<VerifyReport, AuditError> {
-        self.reader.verify(options)
+        let options = VerifyOptions {
+            checkpoint_ms: options.checkpoint_ms.or(Some(self.checkpoint_ms)),
+            ..options.clone()
+        };
+        self.reader.verify(&options)
+    }
+
+    /// The entries no checkpoint covered when the log was opened: what a writer that was
+    /// killed left unsigned. They were checked (as `verify` would) and are signed soon.
+    pub fn unsigned_at_start(&self) -> Range<u64> {
+        self.unsigned_at_start.clone()
     }
 
     /// The C2SP verifier key string of the log's signing key.
@@ -364,6 +391,37 @@ fn write_public_key(path: &Path, key: &LogKey) -> Result<(), AuditError> {
     })
 }
 
+/// A log start-up refuses: `why` it is damaged.
+fn damaged(why: String) -> AuditError {
+    AuditError::Damaged {
+        dir: None,
+        why,
+        recover: REPAIR.into(),
+    }
+}
+
+/// What to do about a damaged log.
+const REPAIR: &str = "run `warden audit verify` for the full report, then keep the log as \
+     evidence by moving the data dir aside (audit.db with its -wal and -shm files, audit.key, \
+     audit.pub and warden.db) and start afresh";
+
+/// A start-up refusal for `problem`, found by the same rules as `verify`.
+fn damaged_at(problem: Problem) -> AuditError {
+    let recover = match (problem.kind, problem.index) {
+        (ProblemKind::Unsigned, Some(start)) => format!(
+            "if they are not Warden's, remove them (the signed entries stay as they are): \
+             `sqlite3 audit.db \"DELETE FROM entries WHERE idx >= {start}\"`; or keep them as \
+             evidence by moving the data dir aside and start afresh"
+        ),
+        _ => REPAIR.into(),
+    };
+    AuditError::Damaged {
+        dir: None,
+        why: problem.message,
+        recover,
+    }
+}
+
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -376,6 +434,8 @@ struct Writer {
     key: LogKey,
     frontier: Frontier,
     signed: u64,
+    /// The entries no checkpoint covered when the writer started (a stopped writer's tail).
+    unsigned_at_start: Range<u64>,
     unsigned_since: Option<Instant>,
     every: u64,
     interval: Duration,
@@ -385,41 +445,78 @@ struct Writer {
 }
 
 impl Writer {
-    /// Rebuilds the frontier from the latest checkpoint's stored compact range plus the leaf
-    /// hashes after it. A log whose stored indexes are not contiguous is refused: appending to
-    /// it would bury the damage.
+    /// Resumes from the latest checkpoint after checking what it builds on: the checkpoint's
+    /// signature and its stored compact range, that no entry is missing, and every entry after
+    /// it, read from its bytes (`verify::check_row`) and one a stopped writer could have left
+    /// unsigned (`verify::unsigned_tail_problem`). Signing over a damaged log would vouch for
+    /// the damage, so it is refused.
     fn resume(
         store: Box<dyn LogStore>,
         key: LogKey,
         config: &AuditConfig,
         wake: SyncSender<()>,
     ) -> Result<Self, AuditError> {
-        let latest = store.latest_checkpoint()?;
-        let (mut frontier, signed) = match &latest {
-            Some(cp) => match Frontier::from_bytes(cp.size, &cp.frontier) {
-                Some(f) if f.root() == cp.root => (f, cp.size),
-                _ => (Frontier::default(), 0),
-            },
-            None => (Frontier::default(), 0),
-        };
-        for (idx, hash) in store.leaf_hashes_from(frontier.size())? {
-            let hash: Hash = hash.try_into().map_err(|_| AuditError::Corrupt {
-                index: Some(idx),
-                why: "its stored leaf hash is not 32 bytes".into(),
-            })?;
-            if idx != frontier.size() {
-                return Err(AuditError::Corrupt {
-                    index: Some(frontier.size()),
-                    why: format!("it is missing (the next stored entry is {idx})"),
-                });
+        let (mut frontier, signed, signed_ms) = match store.latest_checkpoint()? {
+            None => (Frontier::default(), 0, None),
+            Some(cp) => {
+                let note = key.verifier().verify_checkpoint(&cp.note).map_err(|e| {
+                    damaged(format!(
+                        "the latest checkpoint (stored at size {}) does not verify: {e}",
+                        cp.size
+                    ))
+                })?;
+                if note.size != cp.size || note.root != cp.root {
+                    return Err(damaged(format!(
+                        "the latest checkpoint is stored at size {} but its signed text says \
+                         size {}: its columns were edited",
+                        cp.size, note.size
+                    )));
+                }
+                let frontier = Frontier::from_bytes(cp.size, &cp.frontier)
+                    .filter(|f| f.root() == cp.root)
+                    .ok_or_else(|| {
+                        damaged(format!(
+                            "the compact range stored with the latest checkpoint (size {}) does \
+                             not give its signed root: it was edited",
+                            cp.size
+                        ))
+                    })?;
+                (frontier, cp.size, Some(note.time_ms.unwrap_or(cp.time_ms)))
             }
-            frontier.push(hash);
+        };
+        let next = store.next_index()?;
+        let count = store.count()?;
+        if count != next {
+            return Err(damaged(format!(
+                "it holds {count} entries but numbers them up to {}: {} entries were deleted",
+                next.saturating_sub(1),
+                next - count
+            )));
         }
-        if frontier.size() < signed || store.next_index()? != frontier.size() {
-            return Err(AuditError::Corrupt {
-                index: None,
-                why: "the entries do not reach the latest checkpoint".into(),
-            });
+        if next < signed {
+            return Err(damaged(format!(
+                "it holds {next} entries but its latest checkpoint covers {signed}: entries \
+                 {next} to {} were removed",
+                signed - 1
+            )));
+        }
+        let mut tail = UnsignedTail::default();
+        let mut problem = None;
+        store.scan(signed, &mut |row| match check_row(frontier.size(), row) {
+            Ok((leaf, time_ms)) => {
+                frontier.push(leaf);
+                tail.add(row.index, time_ms);
+                true
+            }
+            Err(p) => {
+                problem = Some(p);
+                false
+            }
+        })?;
+        if let Some(p) =
+            problem.or_else(|| unsigned_tail_problem(&tail, signed_ms, config.checkpoint_ms))
+        {
+            return Err(damaged_at(p));
         }
         let unsigned = frontier.size() > signed;
         Ok(Writer {
@@ -427,6 +524,7 @@ impl Writer {
             key,
             frontier,
             signed,
+            unsigned_at_start: signed..next,
             unsigned_since: unsigned.then(Instant::now),
             every: config.checkpoint_every.max(1),
             interval: Duration::from_millis(config.checkpoint_ms),
@@ -521,25 +619,30 @@ impl Writer {
         (entries, indexes)
     }
 
-    /// Adds to the frontier the entries another writer stored past it; false if there were none.
+    /// Adds to the frontier the entries another writer stored past it, each checked against
+    /// its bytes (`verify::check_row`) as at start; false if there were none.
     fn catch_up(&mut self) -> Result<bool, AuditError> {
         let start = self.frontier.size();
         if self.store.next_index()? <= start {
             return Ok(false);
         }
-        for (idx, hash) in self.store.leaf_hashes_from(start)? {
-            let hash: Hash = hash.try_into().map_err(|_| AuditError::Corrupt {
-                index: Some(idx),
-                why: "its stored leaf hash is not 32 bytes".into(),
+        let mut grown = self.frontier.clone();
+        let mut problem = None;
+        self.store
+            .scan(start, &mut |row| match check_row(grown.size(), row) {
+                Ok((leaf, _)) => {
+                    grown.push(leaf);
+                    true
+                }
+                Err(p) => {
+                    problem = Some(p);
+                    false
+                }
             })?;
-            if idx != self.frontier.size() {
-                return Err(AuditError::Corrupt {
-                    index: Some(self.frontier.size()),
-                    why: format!("it is missing (the next stored entry is {idx})"),
-                });
-            }
-            self.frontier.push(hash);
+        if let Some(p) = problem {
+            return Err(damaged_at(p));
         }
+        self.frontier = grown;
         self.mark_unsigned();
         Ok(true)
     }

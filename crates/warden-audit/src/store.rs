@@ -25,7 +25,8 @@ pub enum Durability {
 }
 
 /// One entry as stored: its index, its canonical bytes and their leaf hash, and copies of the
-/// fields queries filter on (conveniences only: verification reads the bytes).
+/// fields queries filter on. The copies are not hashed: verification and start-up check them
+/// against the bytes, so an edited copy cannot hide an event from a query unnoticed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEntry {
     pub index: u64,
@@ -61,8 +62,20 @@ pub struct EventFilter {
     pub newest: bool,
 }
 
-/// What `LogStore::scan` calls for each row: (index, entry bytes, stored leaf hash) -> go on?
-pub type RowVisitor<'a> = dyn FnMut(u64, &[u8], &[u8]) -> bool + 'a;
+/// One stored row as `LogStore::scan` reads it, unchecked. A query column that does not hold the
+/// type the writer stores is `None`.
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    pub index: u64,
+    pub entry: &'a [u8],
+    pub leaf_hash: &'a [u8],
+    pub session: Option<&'a str>,
+    pub kind: Option<&'a str>,
+    pub time_ms: Option<i64>,
+}
+
+/// What `LogStore::scan` calls for each row; returns false to stop.
+pub type RowVisitor<'a> = dyn FnMut(&Row<'_>) -> bool + 'a;
 
 /// A store of log entries. `append` must be durable (per the store's `Durability`) and atomic
 /// (all entries of the call or none) before it returns: the writer acknowledges appenders only
@@ -76,11 +89,10 @@ pub trait LogStore: Send {
     fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, AuditError>;
     /// The stored leaf hashes of the entries with index < `size`, in index order.
     fn leaf_hashes_below(&self, size: u64) -> Result<Vec<(u64, Vec<u8>)>, AuditError>;
-    /// Stored leaf hashes from `from` on, in index order.
-    fn leaf_hashes_from(&self, from: u64) -> Result<Vec<(u64, Vec<u8>)>, AuditError>;
-    /// Every stored row in index order: (index, entry bytes, stored leaf hash). `visit` returns
-    /// false to stop.
-    fn scan(&self, visit: &mut RowVisitor<'_>) -> Result<(), AuditError>;
+    /// How many entries are stored (equal to `next_index` unless some were deleted).
+    fn count(&self) -> Result<u64, AuditError>;
+    /// The stored rows with index >= `from`, in index order. `visit` returns false to stop.
+    fn scan(&self, from: u64, visit: &mut RowVisitor<'_>) -> Result<(), AuditError>;
     /// All checkpoints, smallest size first.
     fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, AuditError>;
     fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, AuditError>;
@@ -240,30 +252,37 @@ impl LogStore for SqliteLogStore {
         to_hash_rows(&mut stmt, size)
     }
 
-    fn leaf_hashes_from(&self, from: u64) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
-        let mut stmt = self
+    fn count(&self) -> Result<u64, AuditError> {
+        let n: i64 = self
             .conn
-            .prepare_cached("SELECT idx, leaf_hash FROM entries WHERE idx >= ?1 ORDER BY idx")?;
-        to_hash_rows(&mut stmt, from)
+            .query_row("SELECT COUNT(*) FROM entries", [], |r| r.get(0))?;
+        Ok(n as u64)
     }
 
-    fn scan(&self, visit: &mut RowVisitor<'_>) -> Result<(), AuditError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT idx, entry, leaf_hash FROM entries ORDER BY idx")?;
-        let mut rows = stmt.query([])?;
+    fn scan(&self, from: u64, visit: &mut RowVisitor<'_>) -> Result<(), AuditError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT idx, entry, leaf_hash, session, kind, time_ms FROM entries \
+             WHERE idx >= ?1 ORDER BY idx",
+        )?;
+        let mut rows = stmt.query(params![from as i64])?;
         while let Some(r) = rows.next()? {
             let idx = r.get::<_, i64>(0)? as u64;
             let not_bytes = |what: &str| AuditError::Corrupt {
                 index: Some(idx),
                 why: format!("its {what} is not a blob"),
             };
-            let entry = r.get_ref(1)?.as_bytes().map_err(|_| not_bytes("entry"))?;
-            let leaf = r
-                .get_ref(2)?
-                .as_bytes()
-                .map_err(|_| not_bytes("leaf hash"))?;
-            if !visit(idx, entry, leaf) {
+            let row = Row {
+                index: idx,
+                entry: r.get_ref(1)?.as_bytes().map_err(|_| not_bytes("entry"))?,
+                leaf_hash: r
+                    .get_ref(2)?
+                    .as_bytes()
+                    .map_err(|_| not_bytes("leaf hash"))?,
+                session: r.get_ref(3)?.as_str().ok(),
+                kind: r.get_ref(4)?.as_str().ok(),
+                time_ms: r.get_ref(5)?.as_i64().ok(),
+            };
+            if !visit(&row) {
                 break;
             }
         }

@@ -16,6 +16,12 @@ const PER_THREAD: u64 = 5_000;
 /// Kill the child once this many appends were acknowledged (of 40 000 it would make).
 const KILL_AFTER: usize = 12_000;
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The child's body; does nothing unless the parent test started this binary to be killed.
 #[test]
 fn crash_child_appends_until_killed() {
@@ -37,7 +43,8 @@ fn crash_child_appends_until_killed() {
                         .append(&Event {
                             kind: EventKind::Call,
                             session: format!("s{t}"),
-                            time_ms: i,
+                            // A real time: a restart checks that the unsigned tail is recent.
+                            time_ms: now_ms(),
                             body: json!({"thread": t, "i": i}),
                             causes: vec![],
                         })

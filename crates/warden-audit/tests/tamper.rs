@@ -10,19 +10,35 @@ use warden_audit::{
     AuditConfig, AuditLog, AuditReader, Event, EventKind, ProblemKind, VerifyOptions, VerifyReport,
 };
 
-/// A log of 20 events with signed checkpoints at 5, 10, 15 and 20.
-fn written_log(dir: &Path) {
-    let config = AuditConfig {
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+const HOUR_MS: u64 = 3_600_000;
+
+fn config() -> AuditConfig {
+    AuditConfig {
         checkpoint_every: 5,
         checkpoint_ms: 60_000,
         ..AuditConfig::default()
-    };
-    let log = AuditLog::open(dir, &config).expect("open");
+    }
+}
+
+/// A log of 20 events written just now, with signed checkpoints at 5, 10, 15 and 20.
+fn written_log(dir: &Path) {
+    written_log_at(dir, now_ms());
+}
+
+/// The same log, its events dated from `base_ms` on (one millisecond apart).
+fn written_log_at(dir: &Path, base_ms: u64) {
+    let log = AuditLog::open(dir, &config()).expect("open");
     for i in 0..20u64 {
         log.append(&Event {
             kind: EventKind::Call,
             session: "s1".into(),
-            time_ms: 1000 + i,
+            time_ms: base_ms + i,
             body: json!({"principal": "alice", "tool": "pay", "amount": i}),
             causes: vec![],
         })
@@ -199,18 +215,48 @@ fn a_truncation_that_also_removes_checkpoints_is_caught_by_a_checkpoint_kept_out
         .verify(&VerifyOptions {
             external: Some(("saved.checkpoint".into(), saved.note)),
             verifier: None,
+            checkpoint_ms: None,
         })
         .expect("verify");
     assert_first_problem(&with_saved, ProblemKind::Truncated, 12);
 }
 
-fn forged_entry_20(conn: &Connection) -> Vec<u8> {
+/// Entry 19 again as entry 20, for a larger amount and dated `time_ms`.
+fn forged_entry_20(conn: &Connection, time_ms: u64) -> Vec<u8> {
     let e = entry(conn, 19);
+    let original: serde_json::Value = serde_json::from_slice(&e).expect("json");
+    let old_time = original["time_ms"].as_u64().expect("time");
     String::from_utf8(e)
         .expect("utf8")
         .replace("{\"index\":19,", "{\"index\":20,")
         .replace("\"amount\":19", "\"amount\":1000000")
+        .replace(
+            &format!("\"time_ms\":{old_time},"),
+            &format!("\"time_ms\":{time_ms},"),
+        )
         .into_bytes()
+}
+
+/// Appends `forged` as entry 20, filed as the writer files it, with `leaf` as its leaf hash.
+fn insert_entry_20(conn: &Connection, forged: &[u8], leaf: &[u8]) {
+    let time_ms = serde_json::from_slice::<serde_json::Value>(forged).expect("json")["time_ms"]
+        .as_i64()
+        .expect("time");
+    conn.execute(
+        "INSERT INTO entries (idx, entry, leaf_hash, session, kind, time_ms) \
+         VALUES (20, ?1, ?2, 's1', 'call', ?3)",
+        params![forged, leaf, time_ms],
+    )
+    .expect("insert");
+}
+
+fn leaf_of(conn: &Connection, idx: u64) -> Vec<u8> {
+    conn.query_row(
+        "SELECT leaf_hash FROM entries WHERE idx = ?1",
+        params![idx as i64],
+        |r| r.get(0),
+    )
+    .expect("leaf")
 }
 
 #[test]
@@ -218,37 +264,224 @@ fn an_appended_forged_entry_without_a_matching_leaf_hash_is_an_edit() {
     let dir = tempfile::tempdir().expect("tempdir");
     written_log(dir.path());
     let conn = db(dir.path());
-    let forged = forged_entry_20(&conn);
-    let stale_leaf: Vec<u8> = conn
-        .query_row("SELECT leaf_hash FROM entries WHERE idx = 19", [], |r| {
-            r.get(0)
-        })
-        .expect("leaf");
-    conn.execute(
-        "INSERT INTO entries (idx, entry, leaf_hash, session, kind, time_ms) \
-         VALUES (20, ?1, ?2, 's1', 'call', 2000)",
-        params![forged, stale_leaf],
-    )
-    .expect("insert");
+    let forged = forged_entry_20(&conn, now_ms());
+    insert_entry_20(&conn, &forged, &leaf_of(&conn, 19));
     assert_first_problem(&verify(dir.path()), ProblemKind::Edited, 20);
 }
 
 #[test]
-fn an_appended_forged_entry_with_its_leaf_hash_is_reported_unsigned() {
+fn a_forged_entry_dated_before_the_last_checkpoint_fails_verify() {
     let dir = tempfile::tempdir().expect("tempdir");
     written_log(dir.path());
     let conn = db(dir.path());
-    let forged = forged_entry_20(&conn);
-    conn.execute(
-        "INSERT INTO entries (idx, entry, leaf_hash, session, kind, time_ms) \
-         VALUES (20, ?1, ?2, 's1', 'call', 2000)",
-        params![forged, &leaf_hash(&forged)[..]],
-    )
-    .expect("insert");
+    let forged = forged_entry_20(&conn, now_ms() - HOUR_MS);
+    insert_entry_20(&conn, &forged, &leaf_hash(&forged));
+    let report = verify(dir.path());
+    assert_first_problem(&report, ProblemKind::Unsigned, 20);
+    assert!(
+        report.message().contains("added outside Warden"),
+        "{}",
+        report.message()
+    );
+}
+
+#[test]
+fn a_log_far_older_than_checkpoint_ms_without_a_checkpoint_fails_verify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    written_log_at(dir.path(), now_ms() - 2 * HOUR_MS);
+    db(dir.path())
+        .execute("DELETE FROM checkpoints", [])
+        .expect("delete");
+    let report = verify(dir.path());
+    assert_first_problem(&report, ProblemKind::Unsigned, 0);
+    assert!(report.message().contains("0..20"), "{}", report.message());
+}
+
+#[test]
+fn the_unsigned_tail_a_killed_writer_left_verifies_as_not_yet_covered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    written_log(dir.path());
+    db(dir.path())
+        .execute("DELETE FROM checkpoints WHERE tree_size = 20", [])
+        .expect("delete");
     let report = verify(dir.path());
     assert!(report.ok(), "{}", report.message());
-    assert_eq!(report.unsigned(), 20..21);
-    assert!(report.message().contains("20..21"), "{}", report.message());
+    assert_eq!(report.unsigned(), 15..20);
+}
+
+fn start_error(dir: &Path) -> String {
+    match AuditLog::open(dir, &config()) {
+        Ok(_) => panic!("the log started on a damaged log"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn checkpoint_sizes(conn: &Connection) -> Vec<i64> {
+    let mut stmt = conn
+        .prepare("SELECT tree_size FROM checkpoints ORDER BY tree_size")
+        .expect("prepare");
+    let sizes = stmt
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<Vec<i64>, _>>()
+        .expect("rows");
+    sizes
+}
+
+#[test]
+fn start_refuses_to_sign_a_forged_entry_dated_before_the_last_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    written_log(dir.path());
+    let conn = db(dir.path());
+    let forged = forged_entry_20(&conn, now_ms() - HOUR_MS);
+    insert_entry_20(&conn, &forged, &leaf_hash(&forged));
+    let err = start_error(dir.path());
+    assert!(err.contains("entries 20..21"), "{err}");
+    assert!(
+        err.contains("DELETE FROM entries WHERE idx >= 20"),
+        "the refusal says how to recover: {err}"
+    );
+    assert_eq!(
+        checkpoint_sizes(&conn),
+        [5, 10, 15, 20],
+        "nothing was signed"
+    );
+}
+
+#[test]
+fn resuming_recomputes_the_unsigned_tails_leaf_hashes_from_their_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    written_log(dir.path());
+    let conn = db(dir.path());
+    // The bytes of a forged entry 20 under the leaf hash of entry 19: a writer that trusted the
+    // stored hash would sign a tree whose entry 20 is not these bytes.
+    let forged = forged_entry_20(&conn, now_ms());
+    insert_entry_20(&conn, &forged, &leaf_of(&conn, 19));
+    let err = start_error(dir.path());
+    assert!(err.contains("entry 20 was changed"), "{err}");
+    assert!(err.contains("warden audit verify"), "{err}");
+    assert_eq!(
+        checkpoint_sizes(&conn),
+        [5, 10, 15, 20],
+        "nothing was signed"
+    );
+}
+
+#[test]
+fn an_edited_session_column_hides_nothing_from_verify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    written_log(dir.path());
+    db(dir.path())
+        .execute("UPDATE entries SET session = 's2' WHERE idx = 7", [])
+        .expect("update");
+    let report = verify(dir.path());
+    assert_first_problem(&report, ProblemKind::Misfiled, 7);
+    let message = &report.first_problem().expect("problem").message;
+    assert!(
+        message.contains("`s2`") && message.contains("`s1`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_edited_kind_or_time_column_hides_nothing_from_verify() {
+    for edit in [
+        "UPDATE entries SET kind = 'message' WHERE idx = 7",
+        "UPDATE entries SET time_ms = 0 WHERE idx = 7",
+        "UPDATE entries SET time_ms = 'soon' WHERE idx = 7",
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        written_log(dir.path());
+        db(dir.path()).execute(edit, []).expect("update");
+        assert_first_problem(&verify(dir.path()), ProblemKind::Misfiled, 7);
+    }
+}
+
+#[test]
+fn start_refuses_a_misfiled_entry_after_the_last_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    written_log(dir.path());
+    let conn = db(dir.path());
+    conn.execute("DELETE FROM checkpoints WHERE tree_size = 20", [])
+        .expect("delete");
+    conn.execute("UPDATE entries SET session = 's2' WHERE idx = 17", [])
+        .expect("update");
+    let err = start_error(dir.path());
+    assert!(
+        err.contains("entry 17 is filed under session `s2`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn start_refuses_a_log_whose_latest_checkpoint_does_not_verify() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    written_log(dir.path());
+    let conn = db(dir.path());
+    let note: String = conn
+        .query_row(
+            "SELECT note FROM checkpoints WHERE tree_size = 20",
+            [],
+            |r| r.get(0),
+        )
+        .expect("note");
+    conn.execute(
+        "UPDATE checkpoints SET note = ?1 WHERE tree_size = 20",
+        params![note.replacen("\n20\n", "\n21\n", 1)],
+    )
+    .expect("update");
+    let err = start_error(dir.path());
+    assert!(
+        err.contains("the latest checkpoint (stored at size 20) does not verify"),
+        "{err}"
+    );
+    assert!(
+        err.contains("moving the data dir aside"),
+        "the refusal says how to recover: {err}"
+    );
+}
+
+#[test]
+fn start_refuses_a_log_with_a_deleted_signed_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    written_log(dir.path());
+    db(dir.path())
+        .execute("DELETE FROM entries WHERE idx = 3", [])
+        .expect("delete");
+    let err = start_error(dir.path());
+    assert!(err.contains("1 entries were deleted"), "{err}");
+}
+
+#[test]
+fn start_refuses_a_log_with_swapped_entries_after_the_last_checkpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    written_log(dir.path());
+    let conn = db(dir.path());
+    conn.execute("DELETE FROM checkpoints WHERE tree_size = 20", [])
+        .expect("delete");
+    let (a, b) = (entry(&conn, 16), entry(&conn, 17));
+    set_entry(&conn, 16, &b, Some(&leaf_hash(&b)));
+    set_entry(&conn, 17, &a, Some(&leaf_hash(&a)));
+    let err = start_error(dir.path());
+    assert!(
+        err.contains("entry 16 holds the event written as entry 17"),
+        "{err}"
+    );
+}
+
+#[test]
+fn start_signs_the_tail_a_killed_writer_left_and_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    written_log(dir.path());
+    db(dir.path())
+        .execute("DELETE FROM checkpoints WHERE tree_size = 20", [])
+        .expect("delete");
+    let log = AuditLog::open(dir.path(), &config()).expect("a killed writer's tail is resumed");
+    assert_eq!(log.unsigned_at_start(), 15..20);
+    drop(log);
+    let report = verify(dir.path());
+    assert!(report.ok(), "{}", report.message());
+    assert!(report.unsigned().is_empty(), "{}", report.message());
 }
 
 #[test]

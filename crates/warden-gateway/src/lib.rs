@@ -24,6 +24,16 @@ pub fn runtime(config: Config) -> Result<Arc<Runtime>, StartError> {
     std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
     let store = warden_store::SqliteStore::open(&dir.join("warden.db"))?;
     let audit = warden_audit::AuditLog::open(&dir, &config.audit)?;
+    let unsigned = audit.unsigned_at_start();
+    if !unsigned.is_empty() {
+        tracing::warn!(
+            "audit log: entries {}..{} were covered by no signed checkpoint when Warden last \
+             stopped (it was killed, or the machine lost power); they were checked against \
+             their bytes and are signed now",
+            unsigned.start,
+            unsigned.end
+        );
+    }
     let mut rt = Runtime::new(config.clone(), engine, Arc::new(store))
         .with_audit(Arc::new(audit))
         .with_shadow(config.server.shadow);

@@ -142,7 +142,8 @@ fn hex(h: &Hash) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub fn run(data_dir: &Path, cmd: AuditCommand) -> Result<ExitCode> {
+/// Runs `cmd` on the log in `data_dir`, written by a writer that signs within `checkpoint_ms`.
+pub fn run(data_dir: &Path, checkpoint_ms: u64, cmd: AuditCommand) -> Result<ExitCode> {
     let reader = AuditReader::open(data_dir)
         .with_context(|| format!("opening the audit log in {}", data_dir.display()))?;
     match cmd {
@@ -159,7 +160,11 @@ pub fn run(data_dir: &Path, cmd: AuditCommand) -> Result<ExitCode> {
                 .map(|k| NoteVerifier::parse(&k))
                 .transpose()
                 .context("parsing --key")?;
-            let report = reader.verify(&VerifyOptions { external, verifier })?;
+            let report = reader.verify(&VerifyOptions {
+                external,
+                verifier,
+                checkpoint_ms: Some(checkpoint_ms),
+            })?;
             if report.ok() {
                 println!("{}", report.message());
                 return Ok(ExitCode::SUCCESS);

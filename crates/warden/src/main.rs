@@ -287,7 +287,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Some(d) => d,
                 None => config.data_dir(),
             };
-            audit_cmd::run(&dir, command)
+            audit_cmd::run(&dir, config.audit.checkpoint_ms, command)
         }
         Command::Detect { command } => detect_cmd::run(&config, command),
         Command::Mcp(args) => mcp_cmd::run(config, args),

@@ -554,6 +554,23 @@ impl Writer {
         // Another process on the same data dir (`warden approvals approve` beside `warden mcp`)
         // may have taken the indexes this writer would hand out: the commit then fails on the
         // taken index; catch up with what it wrote and try again.
+        // An append may name as its cause an entry another process wrote since this writer
+        // last looked (an approval of a decision `warden mcp` made): catch up first.
+        let size = self.frontier.size();
+        if appends
+            .iter()
+            .any(|a| a.latest_cause.is_some_and(|c| c >= size))
+        {
+            if let Err(e) = self.catch_up() {
+                let why = e.to_string();
+                for append in appends.drain(..) {
+                    let _ = append
+                        .reply
+                        .send(Turn::Done(Err(AuditError::Write(why.clone()))));
+                }
+                return;
+            }
+        }
         let mut attempts = 0;
         loop {
             let before = self.frontier.clone();

@@ -463,3 +463,17 @@ fn a_failed_commit_fails_the_append_and_leaves_no_gap() {
         t0() + 3
     );
 }
+
+#[test]
+fn an_append_caused_by_another_writers_newer_entry_catches_up_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let late = open(dir.path(), 1000);
+    let other = open(dir.path(), 1000);
+    let decision = other
+        .append(&event(EventKind::Decision, "s", 1, vec![]))
+        .expect("the other process's decision");
+    let approval = late
+        .append(&event(EventKind::Approval, "s", 2, vec![decision]))
+        .expect("an approval of a decision another process logged");
+    assert_eq!(approval, decision + 1);
+}

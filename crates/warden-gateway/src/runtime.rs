@@ -121,8 +121,6 @@ pub struct Runtime {
     detector: Option<Mutex<Baseline>>,
     /// Wakes this process's waiters when it resolves an approval (other processes are polled).
     approvals_changed: tokio::sync::Notify,
-    /// Serialises this process's resolutions, so two of them never both reach the audit log.
-    resolving: Mutex<()>,
     /// What changed, for live views (the dashboard's event stream); sent after it is durable.
     changes: tokio::sync::broadcast::Sender<Change>,
     /// OpenTelemetry spans of sessions and decided calls (none unless configured).
@@ -281,7 +279,6 @@ impl Runtime {
             shadow: false,
             detector: None,
             approvals_changed: tokio::sync::Notify::new(),
-            resolving: Mutex::new(()),
             changes: tokio::sync::broadcast::channel(CHANGES_BUFFERED).0,
             telemetry: None,
         }
@@ -984,7 +981,9 @@ impl Runtime {
 
     /// A person's decision on a pending approval. It is in the audit log (an `approval` event
     /// caused by the held decision) before it takes effect in the store: if the log cannot
-    /// record it, nothing is approved. Only a pending approval can be decided, once.
+    /// record it, nothing is approved. Only a pending approval can be decided, once, and only
+    /// the decision that wins is logged: the store calls back to log it inside the change, with
+    /// the approval locked against every other process (`SessionStore::resolve_approval`).
     pub fn resolve_approval(
         &self,
         id: &str,
@@ -998,10 +997,6 @@ impl Runtime {
                 message: "`approver` must name who decides".into(),
             });
         }
-        let _serial = self
-            .resolving
-            .lock()
-            .map_err(|_| RuntimeError::Store(StoreError::Poisoned))?;
         let current = self.approval(id)?;
         if current.status != ApprovalStatus::Pending {
             return Err(already_decided(&current));
@@ -1012,7 +1007,7 @@ impl Runtime {
             ApprovalStatus::Denied
         };
         let held = self.decision_audit_index(&current.session, current.seq)?;
-        self.append_audit(&AuditEvent {
+        let event = AuditEvent {
             kind: EventKind::Approval,
             session: current.session.clone(),
             time_ms: now_ms(),
@@ -1023,22 +1018,32 @@ impl Runtime {
                 "comment": comment,
             }),
             causes: held.into_iter().collect(),
-        })?;
+        };
         let resolution = Resolution {
             status,
             approver: Some(approver.to_owned()),
             comment,
             decided_ms: now_ms(),
         };
-        match self.store.resolve_approval(id, &resolution)? {
-            Resolved::Done(a) => {
+        let mut unrecorded = None;
+        let resolved = self.store.resolve_approval(id, &resolution, &mut |_| {
+            self.append_audit(&event).map(|_| ()).map_err(|e| {
+                let why = e.to_string();
+                unrecorded = Some(e);
+                why
+            })
+        });
+        match resolved {
+            Ok(Resolved::Done(a)) => {
                 self.approvals_changed.notify_waiters();
                 self.announce(ChangeKind::ApprovalResolved, &a.session, Some(a.seq));
                 Ok(a)
             }
-            // Another process decided between our read and our write; the log holds both.
-            Resolved::NotPending(a) => Err(already_decided(&a)),
-            Resolved::Unknown => Err(RuntimeError::NotFound(format!("no approval `{id}`"))),
+            // Another process decided between our read and our change; only its decision is
+            // in the log.
+            Ok(Resolved::NotPending(a)) => Err(already_decided(&a)),
+            Ok(Resolved::Unknown) => Err(RuntimeError::NotFound(format!("no approval `{id}`"))),
+            Err(e) => Err(unrecorded.take().unwrap_or(RuntimeError::Store(e))),
         }
     }
 
@@ -1074,7 +1079,10 @@ impl Runtime {
             comment: Some(why.to_owned()),
             decided_ms: now_ms(),
         };
-        let expired = match self.store.resolve_approval(id, &resolution)? {
+        let expired = match self
+            .store
+            .resolve_approval(id, &resolution, &mut |_| Ok(()))?
+        {
             Resolved::Done(a) => a,
             Resolved::NotPending(a) => return Ok(a),
             Resolved::Unknown => {
@@ -1226,7 +1234,7 @@ impl Runtime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use warden_store::{SqliteStore, StoredSession};
+    use warden_store::{RecordDecision, SqliteStore, StoredSession};
 
     /// A store that keeps sessions but refuses every step: a full disk, say.
     struct RefusingStore(SqliteStore);
@@ -1260,8 +1268,13 @@ mod tests {
         ) -> Result<Vec<Approval>, StoreError> {
             self.0.list_approvals(status, limit)
         }
-        fn resolve_approval(&self, id: &str, r: &Resolution) -> Result<Resolved, StoreError> {
-            self.0.resolve_approval(id, r)
+        fn resolve_approval(
+            &self,
+            id: &str,
+            r: &Resolution,
+            record: &mut RecordDecision<'_>,
+        ) -> Result<Resolved, StoreError> {
+            self.0.resolve_approval(id, r, record)
         }
     }
 

@@ -397,3 +397,158 @@ async fn a_held_call_nobody_decides_expires_after_the_configured_time_and_the_lo
     assert_eq!(events[0].event.body["decision"], "expired");
     assert_eq!(events[0].event.body["decision_id"], h.id.as_str());
 }
+
+/// The session store of this process, where a rival process (its own store and audit log on
+/// the same data dir) decides an approval just before this process's resolution reaches the
+/// store: the race `warden approvals approve` and the dashboard run across processes.
+struct RivalDecidesFirst {
+    inner: warden_store::SqliteStore,
+    rival: std::sync::Arc<warden_gateway::Runtime>,
+}
+
+impl warden_store::SessionStore for RivalDecidesFirst {
+    fn create_session(
+        &self,
+        session: &warden_model::Session,
+        token_hash: &str,
+    ) -> Result<(), warden_store::StoreError> {
+        self.inner.create_session(session, token_hash)
+    }
+    fn append_step(
+        &self,
+        session_id: &str,
+        step: &warden_store::StoredStep,
+    ) -> Result<(), warden_store::StoreError> {
+        self.inner.append_step(session_id, step)
+    }
+    fn load_session(
+        &self,
+        id: &str,
+    ) -> Result<Option<warden_store::StoredSession>, warden_store::StoreError> {
+        self.inner.load_session(id)
+    }
+    fn session_by_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<String>, warden_store::StoreError> {
+        self.inner.session_by_token(token_hash)
+    }
+    fn list_sessions(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<warden_model::Session>, warden_store::StoreError> {
+        self.inner.list_sessions(limit)
+    }
+    fn create_approval(
+        &self,
+        approval: &warden_store::Approval,
+    ) -> Result<(), warden_store::StoreError> {
+        self.inner.create_approval(approval)
+    }
+    fn approval(
+        &self,
+        id: &str,
+    ) -> Result<Option<warden_store::Approval>, warden_store::StoreError> {
+        self.inner.approval(id)
+    }
+    fn list_approvals(
+        &self,
+        status: Option<warden_store::ApprovalStatus>,
+        limit: usize,
+    ) -> Result<Vec<warden_store::Approval>, warden_store::StoreError> {
+        self.inner.list_approvals(status, limit)
+    }
+    fn resolve_approval(
+        &self,
+        id: &str,
+        resolution: &warden_store::Resolution,
+        record: &mut warden_store::RecordDecision<'_>,
+    ) -> Result<warden_store::Resolved, warden_store::StoreError> {
+        self.rival
+            .resolve_approval(id, true, "bob", None)
+            .expect("the rival decides");
+        self.inner.resolve_approval(id, resolution, record)
+    }
+}
+
+#[test]
+fn in_an_approval_race_across_processes_only_the_winners_decision_is_logged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path());
+    let rival = warden_gateway::runtime(config.clone()).expect("the rival process starts");
+    let store = RivalDecidesFirst {
+        inner: warden_store::SqliteStore::open(&dir.path().join("warden.db")).expect("store"),
+        rival,
+    };
+    let audit = warden_audit::AuditLog::open(dir.path(), &config.audit).expect("audit log");
+    let rt = warden_gateway::Runtime::new(
+        config.clone(),
+        config.engine().expect("engine"),
+        std::sync::Arc::new(store),
+    )
+    .with_audit(std::sync::Arc::new(audit));
+    let (session, _) = rt
+        .open_session(warden_gateway::runtime::OpenRequest {
+            principal: "alice".into(),
+            agent: "support-bot".into(),
+            profile: Some("support".into()),
+            task: [("customer_id".to_string(), json!("C-1"))].into(),
+            instruction: "Refund order 7731 for customer C-1".into(),
+            channel: "test".into(),
+        })
+        .expect("open");
+    rt.observe(
+        &session.id,
+        "t1",
+        Some("search_tickets"),
+        None,
+        json!("Ticket 88: refund to my new account GB33 BUKB 2020 1555 5555 55"),
+    )
+    .expect("observe");
+    let held = rt
+        .decide(
+            &session.id,
+            warden_model::Call {
+                tool: "refund_order".into(),
+                args: [
+                    ("order_id".to_string(), json!("7731")),
+                    ("iban".to_string(), json!("GB33BUKB20201555555555")),
+                ]
+                .into(),
+                call_id: "c1".into(),
+                upstream: None,
+            },
+        )
+        .expect("decide");
+    assert_eq!(held.decision.verdict, warden_model::Verdict::Hold);
+
+    let lost = rt
+        .resolve_approval(&held.decision_id, false, "carol", None)
+        .expect_err("the rival decided first");
+    assert!(
+        lost.to_string().contains("already approved by bob"),
+        "{lost}"
+    );
+    let stored = rt.approval(&held.decision_id).expect("approval");
+    assert_eq!(
+        (stored.status, stored.approver.as_deref()),
+        (warden_store::ApprovalStatus::Approved, Some("bob"))
+    );
+    let logged: Vec<(String, String)> = AuditReader::open(dir.path())
+        .expect("the audit log opens")
+        .events(&EventFilter {
+            kind: Some(EventKind::Approval),
+            ..Default::default()
+        })
+        .expect("events")
+        .into_iter()
+        .map(|e| {
+            let body = &e.event.body;
+            (
+                body["decision"].as_str().unwrap_or_default().to_owned(),
+                body["approver"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(logged, [("approved".to_string(), "bob".to_string())]);
+}

@@ -26,7 +26,14 @@ pub enum StoreError {
     DuplicateApproval(String),
     #[error("session store: approval `{id}` has an unknown status `{status}`")]
     BadStatus { id: String, status: String },
+    #[error("session store: the approval was left pending, since its decision could not be recorded: {0}")]
+    NotRecorded(String),
 }
+
+/// What `resolve_approval` calls for the caller that wins, with the approval still pending,
+/// before the change is committed: it records the decision elsewhere (the audit log). An `Err`
+/// leaves the approval pending.
+pub type RecordDecision<'a> = dyn FnMut(&Approval) -> Result<(), String> + 'a;
 
 /// One stored step: its sequence number in the session, a kind, and a JSON body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,8 +141,14 @@ pub trait SessionStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Approval>, StoreError>;
     /// Move a pending approval to `resolution`, atomically: of two processes resolving the same
-    /// approval, exactly one gets `Done`.
-    fn resolve_approval(&self, id: &str, resolution: &Resolution) -> Result<Resolved, StoreError>;
+    /// approval, exactly one gets `Done`, and only that one calls `record` (inside the change, so
+    /// no other process can resolve the approval between the call and the change).
+    fn resolve_approval(
+        &self,
+        id: &str,
+        resolution: &Resolution,
+        record: &mut RecordDecision<'_>,
+    ) -> Result<Resolved, StoreError>;
 }
 
 /// SQLite in WAL mode with `synchronous=NORMAL`: a committed step survives a crash of the
@@ -385,10 +398,24 @@ impl SessionStore for SqliteStore {
         rows.into_iter().map(ApprovalRow::into_approval).collect()
     }
 
-    fn resolve_approval(&self, id: &str, r: &Resolution) -> Result<Resolved, StoreError> {
-        let conn = self.conn()?;
-        // One statement: SQLite serialises writers, so the `pending` test and the update are one.
-        let changed = conn.execute(
+    fn resolve_approval(
+        &self,
+        id: &str,
+        r: &Resolution,
+        record: &mut RecordDecision<'_>,
+    ) -> Result<Resolved, StoreError> {
+        let mut conn = self.conn()?;
+        // An immediate transaction takes the database's write lock first: another process's
+        // resolution waits until this one is committed or rolled back, so the `pending` test,
+        // the winner's `record` and the update are one step for every process.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let pending = match read_approval(&tx, id)? {
+            None => return Ok(Resolved::Unknown),
+            Some(a) if a.status != ApprovalStatus::Pending => return Ok(Resolved::NotPending(a)),
+            Some(a) => a,
+        };
+        record(&pending).map_err(StoreError::NotRecorded)?;
+        tx.execute(
             "UPDATE approvals SET status = ?2, approver = ?3, comment = ?4, decided_ms = ?5 \
              WHERE id = ?1 AND status = 'pending'",
             params![
@@ -399,11 +426,9 @@ impl SessionStore for SqliteStore {
                 r.decided_ms as i64
             ],
         )?;
-        Ok(match (changed, read_approval(&conn, id)?) {
-            (_, None) => Resolved::Unknown,
-            (0, Some(a)) => Resolved::NotPending(a),
-            (_, Some(a)) => Resolved::Done(a),
-        })
+        let done = read_approval(&tx, id)?;
+        tx.commit()?;
+        Ok(done.map_or(Resolved::Unknown, Resolved::Done))
     }
 }
 
@@ -506,7 +531,7 @@ mod tests {
             .expect("approval");
 
         let done = second
-            .resolve_approval("s1/2", &approve("bob"))
+            .resolve_approval("s1/2", &approve("bob"), &mut |_| Ok(()))
             .expect("resolve");
         let Resolved::Done(a) = done else {
             panic!("expected Done, got {done:?}")
@@ -529,7 +554,7 @@ mod tests {
             .create_approval(&pending("s1/2", 2))
             .expect("approval");
         store
-            .resolve_approval("s1/2", &approve("bob"))
+            .resolve_approval("s1/2", &approve("bob"), &mut |_| Ok(()))
             .expect("first");
         let deny = Resolution {
             status: ApprovalStatus::Denied,
@@ -537,16 +562,63 @@ mod tests {
             comment: None,
             decided_ms: 100,
         };
-        let again = store.resolve_approval("s1/2", &deny).expect("second");
+        let again = store
+            .resolve_approval("s1/2", &deny, &mut |_| Ok(()))
+            .expect("second");
         let Resolved::NotPending(a) = again else {
             panic!("expected NotPending, got {again:?}")
         };
         assert_eq!(a.status, ApprovalStatus::Approved);
         assert_eq!(a.approver.as_deref(), Some("bob"));
         assert_eq!(
-            store.resolve_approval("s1/9", &deny).expect("unknown"),
+            store
+                .resolve_approval("s1/9", &deny, &mut |_| Ok(()))
+                .expect("unknown"),
             Resolved::Unknown
         );
+    }
+
+    #[test]
+    fn only_the_winning_resolution_records_its_decision() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        let first = SqliteStore::open(&path).expect("open");
+        let second = SqliteStore::open(&path).expect("open again");
+        first.create_session(&session("s1"), "h").expect("create");
+        first
+            .create_approval(&pending("s1/2", 2))
+            .expect("approval");
+        let mut recorded = Vec::new();
+        let won = first
+            .resolve_approval("s1/2", &approve("bob"), &mut |a| {
+                recorded.push(("bob", a.status));
+                Ok(())
+            })
+            .expect("first");
+        assert!(matches!(won, Resolved::Done(_)), "{won:?}");
+        let lost = second
+            .resolve_approval("s1/2", &approve("eve"), &mut |a| {
+                recorded.push(("eve", a.status));
+                Ok(())
+            })
+            .expect("second");
+        assert!(matches!(lost, Resolved::NotPending(_)), "{lost:?}");
+        assert_eq!(recorded, [("bob", ApprovalStatus::Pending)]);
+    }
+
+    #[test]
+    fn a_resolution_that_cannot_be_recorded_leaves_the_approval_pending() {
+        let store = SqliteStore::in_memory().expect("open");
+        store.create_session(&session("s1"), "h").expect("create");
+        store
+            .create_approval(&pending("s1/2", 2))
+            .expect("approval");
+        let err = store
+            .resolve_approval("s1/2", &approve("bob"), &mut |_| Err("disk full".into()))
+            .expect_err("not recorded");
+        assert!(err.to_string().contains("disk full"), "{err}");
+        let a = store.approval("s1/2").expect("read").expect("present");
+        assert_eq!((a.status, a.approver), (ApprovalStatus::Pending, None));
     }
 
     #[test]
@@ -559,7 +631,7 @@ mod tests {
                 .expect("approval");
         }
         store
-            .resolve_approval("s1/2", &approve("bob"))
+            .resolve_approval("s1/2", &approve("bob"), &mut |_| Ok(()))
             .expect("resolve");
         let ids = |status| -> Vec<String> {
             store

@@ -34,6 +34,7 @@ pub fn runtime(config: Config) -> Result<Arc<Runtime>, StartError> {
             unsigned.end
         );
     }
+    check_same_history(&store, &audit, &dir)?;
     let mut rt = Runtime::new(config.clone(), engine, Arc::new(store))
         .with_audit(Arc::new(audit))
         .with_shadow(config.server.shadow);
@@ -44,6 +45,64 @@ pub fn runtime(config: Config) -> Result<Arc<Runtime>, StartError> {
         rt = rt.with_telemetry(Arc::new(t));
     }
     Ok(Arc::new(rt))
+}
+
+/// The session store and the audit log must tell one history. The log is written first, so it
+/// records the opening of the newest stored session; and a decision is made only in a session
+/// the store holds, so the store holds the session of the log's newest decision. Otherwise one
+/// of the two files was deleted, emptied or replaced, and starting would record a history that
+/// the other does not back.
+fn check_same_history(
+    store: &dyn warden_store::SessionStore,
+    audit: &warden_audit::AuditLog,
+    dir: &std::path::Path,
+) -> Result<(), StartError> {
+    use warden_audit::{EventFilter, EventKind};
+    let afresh = format!(
+        "to start afresh, move the data dir {} aside (it is the evidence) and start again",
+        dir.display()
+    );
+    if let Some(newest) = store.list_sessions(1)?.into_iter().next() {
+        let opened = audit.events(&EventFilter {
+            session: Some(newest.id.clone()),
+            kind: Some(EventKind::SessionOpened),
+            limit: 1,
+            ..EventFilter::default()
+        })?;
+        if opened.is_empty() {
+            return Err(StartError::Disagree(format!(
+                "{} holds sessions that the audit log {} does not record (the newest is `{}`): \
+                 the audit log was deleted, emptied or replaced. Put back the {} (with its -wal \
+                 and -shm files) that belongs with this {}; {afresh}",
+                dir.join("warden.db").display(),
+                dir.join(warden_audit::DB_FILE).display(),
+                newest.id,
+                warden_audit::DB_FILE,
+                "warden.db",
+            )));
+        }
+    }
+    let newest_decision = audit.events(&EventFilter {
+        kind: Some(EventKind::Decision),
+        limit: 1,
+        newest: true,
+        ..EventFilter::default()
+    })?;
+    if let Some(decision) = newest_decision.first() {
+        if !store.has_session(&decision.event.session)? {
+            return Err(StartError::Disagree(format!(
+                "the audit log {} records decisions in session `{}`, which {} does not hold: \
+                 the session store was deleted, emptied or replaced (its sessions and pending \
+                 approvals are gone). Put back the warden.db (with its -wal and -shm files) that \
+                 belongs with this {}; {afresh}",
+                dir.join(warden_audit::DB_FILE).display(),
+                decision.event.session,
+                dir.join("warden.db").display(),
+                warden_audit::DB_FILE,
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The detector's model file under the data dir.
@@ -128,6 +187,8 @@ pub enum StartError {
     Store(#[from] warden_store::StoreError),
     #[error("opening the audit log: {0}")]
     Audit(#[from] warden_audit::AuditError),
+    #[error("the session store and the audit log disagree: {0}")]
+    Disagree(String),
     #[error("loading the detector model: {0}")]
     Detect(#[from] warden_detect::DetectError),
     #[error(transparent)]

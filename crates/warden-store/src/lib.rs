@@ -127,6 +127,10 @@ pub trait SessionStore: Send + Sync {
     fn append_step(&self, session_id: &str, step: &StoredStep) -> Result<(), StoreError>;
     /// A session with all its steps in order, or `None`.
     fn load_session(&self, id: &str) -> Result<Option<StoredSession>, StoreError>;
+    /// Whether the store holds session `id` (without loading its steps).
+    fn has_session(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.load_session(id)?.is_some())
+    }
     /// The id of the session whose token has this SHA-256, if any.
     fn session_by_token(&self, token_hash: &str) -> Result<Option<String>, StoreError>;
     /// Session summaries, newest first.
@@ -290,6 +294,16 @@ impl SessionStore for SqliteStore {
             )?
             .execute(params![session_id, step.seq as i64, step.kind, step.body])?;
         Ok(())
+    }
+
+    fn has_session(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn()?
+            .query_row("SELECT 1 FROM sessions WHERE id = ?1", params![id], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_some())
     }
 
     fn session_by_token(&self, token_hash: &str) -> Result<Option<String>, StoreError> {

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
-use crate::checkpoint::{hex, read_or_create_secret, Checkpoint, LogKey, SignedCheckpoint};
+use crate::checkpoint::{
+    hex, read_or_create_secret, Checkpoint, LogKey, NoteVerifier, SignedCheckpoint,
+};
 use crate::event::{entry_bytes, Event, EventKind, LoggedEvent};
 use crate::merkle::{leaf_hash, Frontier};
 use crate::reader::AuditReader;
@@ -153,13 +155,32 @@ impl AuditLog {
             path: data_dir.to_path_buf(),
             source,
         })?;
-        let seed = read_or_create_secret(&data_dir.join(KEY_FILE))?;
-        let origin = origin(data_dir, config, &seed)?;
-        let key = LogKey::from_seed(&seed, &origin)?;
-        write_public_key(&data_dir.join(PUBLIC_KEY_FILE), &key)?;
-        let digest_key = DigestKey::load_or_create(&data_dir.join(DIGEST_KEY_FILE))?;
         let db = data_dir.join(DB_FILE);
         let store = SqliteLogStore::open(&db, config.durability)?;
+        let latest = store.latest_checkpoint()?;
+        let key_path = data_dir.join(KEY_FILE);
+        let key_missing = matches!(
+            std::fs::metadata(&key_path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound
+        );
+        if key_missing && latest.is_some() {
+            return Err(AuditError::Key {
+                path: key_path,
+                why: format!(
+                    "it is missing, but {} holds checkpoints signed with it, and a new key would \
+                     make every later checkpoint fail `warden audit verify`. Restore audit.key \
+                     from a backup (mode 0600); to start a new log instead, move the data dir \
+                     {} aside",
+                    db.display(),
+                    data_dir.display()
+                ),
+            });
+        }
+        let seed = read_or_create_secret(&key_path)?;
+        let origin = origin(data_dir, config, &seed, latest.as_ref())?;
+        let key = LogKey::from_seed(&seed, &origin)?;
+        write_public_key(data_dir, &key)?;
+        let digest_key = DigestKey::load_or_create(&data_dir.join(DIGEST_KEY_FILE))?;
         let reader = AuditReader::from_store(
             Box::new(SqliteLogStore::open(&db, config.durability)?),
             key.verifier().clone(),
@@ -355,16 +376,24 @@ fn sign_when_due(shared: &Shared, woken: &Receiver<()>) {
     }
 }
 
-/// The origin is fixed at the first start (kept in `audit.pub`); a config that names another
-/// one later is refused rather than silently starting a second identity for the same log.
-fn origin(data_dir: &Path, config: &AuditConfig, seed: &[u8; 32]) -> Result<String, AuditError> {
+/// The origin is fixed at the first start (kept in `audit.pub`, and the first line of every
+/// checkpoint); a config that names another one later is refused rather than silently starting a
+/// second identity for the same log. An `audit.pub` a file-system failure damaged is rewritten:
+/// the origin is then the latest checkpoint's (whose signature start-up checks).
+fn origin(
+    data_dir: &Path,
+    config: &AuditConfig,
+    seed: &[u8; 32],
+    latest: Option<&StoredCheckpoint>,
+) -> Result<String, AuditError> {
     let path = data_dir.join(PUBLIC_KEY_FILE);
-    let existing = match std::fs::read_to_string(&path) {
-        Ok(s) => s.split('+').next().map(str::to_string),
+    let recorded = match std::fs::read_to_string(&path) {
+        Ok(s) => NoteVerifier::parse(&s).ok().map(|v| v.name().to_string()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(source) => return Err(AuditError::Io { path, source }),
     };
-    match (existing, &config.origin) {
+    let signed = latest.and_then(|cp| cp.note.split('\n').next().map(str::to_string));
+    match (recorded.or(signed), &config.origin) {
         (Some(have), Some(want)) if &have != want => Err(AuditError::Config(format!(
             "audit.origin is `{want}` but this log was created as `{have}` (see {}); \
              remove audit.origin or set it back",
@@ -380,15 +409,30 @@ fn origin(data_dir: &Path, config: &AuditConfig, seed: &[u8; 32]) -> Result<Stri
     }
 }
 
-fn write_public_key(path: &Path, key: &LogKey) -> Result<(), AuditError> {
+/// Writes `audit.pub` if it does not already say `key`: to a temporary file that is synced and
+/// then renamed over it, so a crash or a file-system failure leaves the old file or the new one,
+/// never an empty one.
+fn write_public_key(data_dir: &Path, key: &LogKey) -> Result<(), AuditError> {
+    let path = data_dir.join(PUBLIC_KEY_FILE);
     let text = format!("{}\n", key.verifier());
-    if std::fs::read_to_string(path).ok().as_deref() == Some(text.as_str()) {
+    if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
         return Ok(());
     }
-    std::fs::write(path, text).map_err(|source| AuditError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    let partial = data_dir.join(format!("{PUBLIC_KEY_FILE}.partial"));
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| AuditError::Io { path, source }
+    };
+    let mut file = std::fs::File::create(&partial).map_err(io(&partial))?;
+    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io(&partial))?;
+    file.sync_all().map_err(io(&partial))?;
+    std::fs::rename(&partial, &path).map_err(io(&path))?;
+    // The rename is durable once the directory is.
+    #[cfg(unix)]
+    std::fs::File::open(data_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(data_dir))?;
+    Ok(())
 }
 
 /// A log start-up refuses: `why` it is damaged.

@@ -477,3 +477,57 @@ fn an_append_caused_by_another_writers_newer_entry_catches_up_first() {
         .expect("an approval of a decision another process logged");
     assert_eq!(approval, decision + 1);
 }
+
+#[test]
+fn start_refuses_when_audit_key_is_missing_on_a_log_with_checkpoints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let log = open(dir.path(), 1);
+        log.append(&event(EventKind::Call, "s", 1, vec![]))
+            .expect("append");
+    }
+    std::fs::remove_file(dir.path().join("audit.key")).expect("remove the key");
+    let err = match AuditLog::open(dir.path(), &AuditConfig::default()) {
+        Ok(_) => panic!("a new key was made for a log signed with another"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("audit.key") && err.contains("it is missing"),
+        "{err}"
+    );
+    assert!(err.contains("Restore audit.key from a backup"), "{err}");
+    assert!(
+        !dir.path().join("audit.key").exists(),
+        "no key was created in its place"
+    );
+}
+
+#[test]
+fn a_damaged_audit_pub_is_rewritten_from_the_key_and_the_checkpoints_origin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let named = AuditConfig {
+        origin: Some("example.org/warden".into()),
+        checkpoint_every: 1,
+        ..AuditConfig::default()
+    };
+    let public_key = {
+        let log = AuditLog::open(dir.path(), &named).expect("open");
+        log.append(&event(EventKind::Call, "s", 1, vec![]))
+            .expect("append");
+        log.public_key()
+    };
+    // What a file-system failure left of an unsynced write.
+    std::fs::write(dir.path().join("audit.pub"), "").expect("truncate");
+    let log = AuditLog::open(dir.path(), &AuditConfig::default()).expect("start");
+    assert_eq!(log.public_key(), public_key);
+    drop(log);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("audit.pub")).expect("audit.pub"),
+        format!("{public_key}\n")
+    );
+    let report = AuditReader::open(dir.path())
+        .expect("reader")
+        .verify(&VerifyOptions::default())
+        .expect("verify");
+    assert!(report.ok(), "{}", report.message());
+}

@@ -38,6 +38,7 @@ use crate::{AuditError, DB_FILE, DIGEST_KEY_FILE, KEY_FILE, PUBLIC_KEY_FILE};
 #[serde(default, deny_unknown_fields)]
 pub struct AuditConfig {
     /// `"process"` (survives kill -9) or `"power"` (also survives power loss; fsync per batch).
+    /// The gateway opens the session store with the same durability.
     pub durability: Durability,
     /// Sign a checkpoint after this many new events...
     pub checkpoint_every: u64,

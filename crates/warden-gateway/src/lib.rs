@@ -22,7 +22,12 @@ pub fn runtime(config: Config) -> Result<Arc<Runtime>, StartError> {
     let engine = config.engine()?;
     let dir = config.data_dir();
     std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
-    let store = warden_store::SqliteStore::open(&dir.join("warden.db"))?;
+    // The session store survives what the audit log survives.
+    let durability = match config.audit.durability {
+        warden_audit::Durability::Process => warden_store::Durability::Process,
+        warden_audit::Durability::Power => warden_store::Durability::Power,
+    };
+    let store = warden_store::SqliteStore::open_with(&dir.join("warden.db"), durability)?;
     let audit = warden_audit::AuditLog::open(&dir, &config.audit)?;
     let unsigned = audit.unsigned_at_start();
     if !unsigned.is_empty() {

@@ -155,8 +155,20 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<Resolved, StoreError>;
 }
 
-/// SQLite in WAL mode with `synchronous=NORMAL`: a committed step survives a crash of the
-/// process (kill -9); the last few may be lost if the machine loses power.
+/// How hard a commit tries to survive a crash; the gateway sets it from `[audit] durability`,
+/// so the session store survives what the audit log survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=NORMAL`: a committed step survives a crash of the process (kill -9); the
+    /// last few may be lost if the machine loses power.
+    #[default]
+    Process,
+    /// `synchronous=FULL`: the WAL is fsynced at every commit, so a committed step also
+    /// survives a power loss.
+    Power,
+}
+
+/// SQLite in WAL mode (see `Durability` for what a commit survives).
 pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
@@ -248,17 +260,26 @@ fn read_approval(conn: &Connection, id: &str) -> Result<Option<Approval>, StoreE
 }
 
 impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`, surviving a crash of the process.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::init(Connection::open(path)?)
+        Self::open_with(path, Durability::Process)
+    }
+
+    pub fn open_with(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        Self::init(Connection::open(path)?, durability)
     }
 
     pub fn in_memory() -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory()?)
+        Self::init(Connection::open_in_memory()?, Durability::Process)
     }
 
-    fn init(conn: Connection) -> Result<Self, StoreError> {
+    fn init(conn: Connection, durability: Durability) -> Result<Self, StoreError> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let sync = match durability {
+            Durability::Process => "NORMAL",
+            Durability::Power => "FULL",
+        };
+        conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
@@ -485,6 +506,21 @@ mod tests {
         assert_eq!(loaded.token_hash, "h");
         let seqs: Vec<u64> = loaded.steps.iter().map(|s| s.seq).collect();
         assert_eq!(seqs, vec![1, 3]);
+    }
+
+    #[test]
+    fn a_power_durable_store_syncs_every_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let synchronous = |durability| -> i64 {
+            let store =
+                SqliteStore::open_with(&dir.path().join("state.db"), durability).expect("open");
+            let conn = store.conn().expect("conn");
+            conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .expect("pragma")
+        };
+        // SQLite's numbers: 1 is NORMAL, 2 is FULL.
+        assert_eq!(synchronous(Durability::Power), 2);
+        assert_eq!(synchronous(Durability::Process), 1);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `audit.db` (+ `-wal`, `-shm`) | SQLite: `entries(idx, entry, leaf_hash, session, kind, time_ms)` and `checkpoints(tree_size, time_ms, root_hash, note, frontier)` |
+//! | `audit.db` (+ `-wal`, `-shm`) | SQLite, mode 0600: `entries(idx, entry, leaf_hash, session, kind, time_ms)` and `checkpoints(tree_size, time_ms, root_hash, note, frontier)` |
 //! | `audit.key` | the Ed25519 signing key: its 32-byte seed, mode 0600, created on first start |
 //! | `audit.pub` | the C2SP verifier key string (`<origin>+<key hash>+<base64 key>`), for readers |
 //! | `audit.hmac` | the 32-byte key of result-body digests, mode 0600 |
@@ -33,7 +33,7 @@ use std::path::PathBuf;
 
 pub use checkpoint::{Checkpoint, CheckpointError, LogKey, NoteVerifier, SignedCheckpoint};
 pub use event::{Event, EventKind, LoggedEvent};
-pub use log::{AuditConfig, AuditLog};
+pub use log::{create_private_dir, AuditConfig, AuditLog};
 pub use merkle::{Hash, ProofError};
 pub use reader::{AuditReader, ConsistencyProof, InclusionProof};
 pub use redact::{redact_secrets, result_body, DigestKey};

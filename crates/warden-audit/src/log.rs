@@ -152,7 +152,7 @@ impl AuditLog {
     /// Opens the log in `data_dir` (creating the directory, database and keys on first start)
     /// and starts the writer.
     pub fn open(data_dir: &Path, config: &AuditConfig) -> Result<AuditLog, AuditError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| AuditError::Io {
+        create_private_dir(data_dir).map_err(|source| AuditError::Io {
             path: data_dir.to_path_buf(),
             source,
         })?;
@@ -434,6 +434,16 @@ fn write_public_key(data_dir: &Path, key: &LogKey) -> Result<(), AuditError> {
         .and_then(|d| d.sync_all())
         .map_err(io(data_dir))?;
     Ok(())
+}
+
+/// Creates `dir` (and any missing parent) with mode 0700: only its owner may list the log's
+/// files. A directory that exists is left as it is.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 /// A log start-up refuses: `why` it is damaged.

@@ -127,6 +127,10 @@ pub struct SqliteLogStore {
 impl SqliteLogStore {
     /// Opens (creating if needed) the log at `path`.
     pub fn open(path: &Path, durability: Durability) -> Result<Self, AuditError> {
+        make_private(path).map_err(|source| AuditError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         let sync = match durability {
@@ -153,6 +157,38 @@ impl SqliteLogStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(SqliteLogStore { conn })
     }
+}
+
+/// Creates the log's database file at `path` readable and writable by its owner only (SQLite
+/// gives its -wal and -shm files the same mode), or narrows an existing one and its -wal and
+/// -shm files to that.
+#[cfg(unix)]
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    if !path.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn make_private(_: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 fn to_hash_rows(

@@ -21,7 +21,8 @@ pub fn runtime(config: Config) -> Result<Arc<Runtime>, StartError> {
     config.validate()?;
     let engine = config.engine()?;
     let dir = config.data_dir();
-    std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
+    warden_audit::create_private_dir(&dir)
+        .map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
     // The session store survives what the audit log survives.
     let durability = match config.audit.durability {
         warden_audit::Durability::Process => warden_store::Durability::Process,

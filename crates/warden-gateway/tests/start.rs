@@ -16,6 +16,11 @@ fn config(dir: &Path) -> Config {
 /// A data dir with one session and one decision in it, as a stopped Warden leaves it.
 fn used_data_dir(dir: &Path) -> String {
     let rt = warden_gateway::runtime(config(dir)).expect("a fresh data dir starts");
+    history(&rt)
+}
+
+/// Opens a session and decides one call in it; the session's id.
+fn history(rt: &warden_gateway::Runtime) -> String {
     let (session, _) = rt
         .open_session(OpenRequest {
             principal: "alice".into(),
@@ -93,4 +98,53 @@ fn start_refuses_when_session_store_was_deleted_but_audit_log_has_decisions() {
         err.contains("Put back the warden.db") && err.contains("aside"),
         "says how to recover: {err}"
     );
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[cfg(unix)]
+#[test]
+fn a_new_data_dir_and_its_databases_are_private_to_their_owner() {
+    let parent = tempfile::tempdir().expect("tempdir");
+    let dir = parent.path().join("state");
+    // While it runs: SQLite removes the -wal and -shm files when the last connection closes.
+    let rt = warden_gateway::runtime(config(&dir)).expect("a fresh data dir starts");
+    history(&rt);
+    assert_eq!(mode(&dir), 0o700, "the data dir");
+    for file in [
+        "warden.db",
+        "warden.db-wal",
+        "warden.db-shm",
+        "audit.db",
+        "audit.db-wal",
+        "audit.db-shm",
+    ] {
+        assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn databases_others_could_read_are_narrowed_to_their_owner_at_start() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    used_data_dir(dir.path());
+    for file in ["warden.db", "audit.db"] {
+        std::fs::set_permissions(
+            dir.path().join(file),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .expect("chmod");
+    }
+    let _rt = warden_gateway::runtime(config(dir.path())).expect("restart");
+    assert_eq!(mode(&dir.path().join("warden.db")), 0o600);
+    assert_eq!(mode(&dir.path().join("audit.db")), 0o600);
 }

@@ -26,6 +26,11 @@ pub enum StoreError {
     DuplicateApproval(String),
     #[error("session store: approval `{id}` has an unknown status `{status}`")]
     BadStatus { id: String, status: String },
+    #[error("session store: {path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("session store: the approval was left pending, since its decision could not be recorded: {0}")]
     NotRecorded(String),
 }
@@ -266,6 +271,10 @@ impl SqliteStore {
     }
 
     pub fn open_with(path: &Path, durability: Durability) -> Result<Self, StoreError> {
+        make_private(path).map_err(|source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::init(Connection::open(path)?, durability)
     }
 
@@ -291,6 +300,38 @@ impl SqliteStore {
     fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
         self.conn.lock().map_err(|_| StoreError::Poisoned)
     }
+}
+
+/// Creates the database file at `path` readable and writable by its owner only (SQLite gives its
+/// -wal and -shm files the same mode), or narrows an existing one and its -wal and -shm files to
+/// that: they hold full tool results.
+#[cfg(unix)]
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    if !path.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn make_private(_: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 impl SessionStore for SqliteStore {

@@ -122,6 +122,49 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 /// SQLite in WAL mode (see `Durability` for what a commit survives).
 pub struct SqliteLogStore {
     conn: Connection,
+    /// The database file as opened, to notice it deleted or replaced while the log runs (SQLite
+    /// would go on writing to a file nobody can open again).
+    file: Option<OpenedFile>,
+}
+
+/// A file's path and identity (device and inode) when it was opened.
+#[derive(Debug, Clone)]
+struct OpenedFile {
+    path: std::path::PathBuf,
+    id: (u64, u64),
+}
+
+impl OpenedFile {
+    #[cfg(unix)]
+    fn id(path: &Path) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+
+    #[cfg(not(unix))]
+    fn id(_: &Path) -> Option<(u64, u64)> {
+        Some((0, 0))
+    }
+
+    fn of(path: &Path) -> Option<OpenedFile> {
+        Some(OpenedFile {
+            path: path.to_path_buf(),
+            id: OpenedFile::id(path)?,
+        })
+    }
+
+    /// Err unless the path still names the file that was opened.
+    fn check(&self) -> Result<(), AuditError> {
+        if OpenedFile::id(&self.path) == Some(self.id) {
+            return Ok(());
+        }
+        Err(AuditError::Write(format!(
+            "{} was deleted or replaced while Warden ran, so nothing written to it could be \
+             read again; stop Warden and put the file back (with its -wal and -shm files), or \
+             move the data dir aside and start afresh",
+            self.path.display()
+        )))
+    }
 }
 
 impl SqliteLogStore {
@@ -140,7 +183,10 @@ impl SqliteLogStore {
         conn.pragma_update(None, "synchronous", sync)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(SqliteLogStore { conn })
+        Ok(SqliteLogStore {
+            conn,
+            file: OpenedFile::of(path),
+        })
     }
 
     /// Opens an existing log to read it; a missing file is an error, not a new log. (Opened
@@ -155,7 +201,10 @@ impl SqliteLogStore {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        Ok(SqliteLogStore { conn })
+        Ok(SqliteLogStore {
+            conn,
+            file: OpenedFile::of(path),
+        })
     }
 }
 
@@ -237,6 +286,9 @@ impl LogStore for SqliteLogStore {
     }
 
     fn append(&mut self, entries: &[StoredEntry]) -> Result<(), AuditError> {
+        if let Some(file) = &self.file {
+            file.check()?;
+        }
         let tx = self.conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(

@@ -531,3 +531,22 @@ fn a_damaged_audit_pub_is_rewritten_from_the_key_and_the_checkpoints_origin() {
         .expect("verify");
     assert!(report.ok(), "{}", report.message());
 }
+
+#[test]
+fn an_append_after_audit_db_was_deleted_fails_naming_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path(), 1000);
+    log.append(&event(EventKind::Call, "s", 1, vec![]))
+        .expect("append");
+    for file in ["audit.db", "audit.db-wal", "audit.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(file));
+    }
+    let err = log
+        .append(&event(EventKind::Call, "s", 2, vec![]))
+        .expect_err("the log's file is gone");
+    assert!(
+        err.to_string()
+            .contains("audit.db was deleted or replaced while Warden ran"),
+        "{err}"
+    );
+}

@@ -148,3 +148,32 @@ fn databases_others_could_read_are_narrowed_to_their_owner_at_start() {
     assert_eq!(mode(&dir.path().join("warden.db")), 0o600);
     assert_eq!(mode(&dir.path().join("audit.db")), 0o600);
 }
+
+#[test]
+fn a_decision_after_audit_db_was_deleted_while_running_is_denied_naming_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = warden_gateway::runtime(config(dir.path())).expect("start");
+    let session = history(&rt);
+    remove_db(dir.path(), "audit.db");
+    let record = rt
+        .decide(
+            &session,
+            warden_model::Call {
+                tool: "pay".into(),
+                args: [("invoice".to_string(), json!("8"))].into(),
+                call_id: "c2".into(),
+                upstream: None,
+            },
+        )
+        .expect("a decision");
+    assert_eq!(record.decision.verdict, warden_model::Verdict::Deny);
+    let reason = &record.decision.reasons[0];
+    assert_eq!(reason.policy, "warden.record");
+    assert!(
+        reason
+            .message
+            .contains("audit.db was deleted or replaced while Warden ran"),
+        "{}",
+        reason.message
+    );
+}

@@ -314,7 +314,8 @@ impl AuditLog {
     }
 
     /// The entries no checkpoint covered when the log was opened: what a writer that was
-    /// killed left unsigned. They were checked (as `verify` would) and are signed soon.
+    /// killed left unsigned, or what another process's writer is about to sign. They were
+    /// checked (as `verify` would) and are signed soon.
     pub fn unsigned_at_start(&self) -> Range<u64> {
         self.unsigned_at_start.clone()
     }

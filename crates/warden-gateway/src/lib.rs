@@ -33,9 +33,10 @@ pub fn runtime(config: Config) -> Result<Arc<Runtime>, StartError> {
     let unsigned = audit.unsigned_at_start();
     if !unsigned.is_empty() {
         tracing::warn!(
-            "audit log: entries {}..{} were covered by no signed checkpoint when Warden last \
-             stopped (it was killed, or the machine lost power); they were checked against \
-             their bytes and are signed now",
+            "audit log: entries {}..{} were covered by no signed checkpoint at start: the \
+             Warden that wrote them was killed (or the machine lost power) before signing them, \
+             or another Warden on this data dir is about to; they were checked against their \
+             bytes and are signed soon",
             unsigned.start,
             unsigned.end
         );

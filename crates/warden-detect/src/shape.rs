@@ -124,7 +124,8 @@ fn classify(s: &str) -> StrKind {
         return StrKind::Text;
     }
     let no_space = !s.contains(char::is_whitespace);
-    let lower_prefix = |p: &str| s.len() >= p.len() && s[..p.len()].eq_ignore_ascii_case(p);
+    // `get`, not `[..]`: the cut may fall inside a multibyte character.
+    let lower_prefix = |p: &str| s.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
     if no_space && (lower_prefix("http://") || lower_prefix("https://") || lower_prefix("www.")) {
         return StrKind::Url;
     }
@@ -208,7 +209,29 @@ fn lower_hash(s: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    #[test]
+    fn a_multibyte_character_across_a_prefix_cut_is_words_not_a_panic() {
+        for s in ["東京都", "naïveté", "ab😀cdefgh", "h\u{301}ttpwww"] {
+            assert_eq!(classify(s), StrKind::Words, "{s}");
+            facet_list(json!(s));
+        }
+        assert_eq!(classify("HTTPS://例え.jp/道"), StrKind::Url);
+    }
+
+    proptest! {
+        /// Shapes and facets of any string, including combining marks, right-to-left text,
+        /// emoji, NUL and private-use characters, never panic.
+        #[test]
+        fn any_string_has_a_shape_and_facets(s in any::<String>(), t in "\\PC{0,40}") {
+            for v in [json!(s), json!(t), json!([s.clone(), t.clone()]), json!({ "k": s })] {
+                shape(&v);
+                facet_list(v);
+            }
+        }
+    }
 
     fn facet_list(v: Value) -> Vec<(Facet, u64)> {
         let mut out = vec![];

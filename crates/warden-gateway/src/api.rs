@@ -88,6 +88,11 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::Unavailable(m) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
             }
+            RuntimeError::Internal(m) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("internal error: {m}"),
+            ),
         }
     }
 }
@@ -316,6 +321,20 @@ pub fn router_with(rt: Arc<Runtime>, mcp_shutdown: tokio_util::sync::Cancellatio
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(rt)
         .merge(dashboard)
+        // Last line of defence: a handler that panics answers its own request with a JSON 500
+        // and the connection and every other request go on.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |panic: Box<dyn std::any::Any + Send>| {
+                let message = crate::runtime::panic_message(panic.as_ref());
+                tracing::error!(%message, "a request handler panicked");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("internal error while handling this request: {message}"),
+                )
+                .into_response()
+            },
+        ))
 }
 
 fn session_caller(rt: &Runtime, caller: &Caller, session: &str) -> Result<(), ApiError> {

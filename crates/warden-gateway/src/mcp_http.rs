@@ -346,7 +346,7 @@ fn runtime_error(e: RuntimeError) -> ErrorData {
         | RuntimeError::Forbidden(_)
         | RuntimeError::NotFound(_)
         | RuntimeError::Conflict(_) => ErrorData::invalid_request(e.to_string(), None),
-        RuntimeError::Store(_) | RuntimeError::Unavailable(_) => {
+        RuntimeError::Store(_) | RuntimeError::Unavailable(_) | RuntimeError::Internal(_) => {
             ErrorData::internal_error(e.to_string(), None)
         }
     }

@@ -4,7 +4,8 @@
 //! becomes a pending approval that a person approves or denies (from any process on the store).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -41,6 +42,9 @@ pub enum RuntimeError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Unavailable(String),
+    /// Warden itself failed (a panic, contained): only this request is affected.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// A decision as the runtime returns it: the decision, its id, and the policy set it was made under.
@@ -301,10 +305,7 @@ impl Runtime {
     /// The ids of the sessions this process holds in memory: those active since it started
     /// (up to `server.max_live_sessions`).
     pub fn live_session_ids(&self) -> Vec<String> {
-        self.sessions
-            .read()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default()
+        read(&self.sessions).keys().cloned().collect()
     }
 
     /// The newest sessions in the store, newest first.
@@ -343,10 +344,7 @@ impl Runtime {
         let Some(d) = &self.detector else {
             return Ok(());
         };
-        let baseline = d
-            .lock()
-            .map_err(|_| RuntimeError::Store(StoreError::Poisoned))?;
-        baseline
+        lock(d)
             .save(path)
             .map_err(|e| RuntimeError::Unavailable(format!("saving the detector model: {e}")))
     }
@@ -549,9 +547,27 @@ impl Runtime {
         Ok((session, token))
     }
 
+    /// A live session's state, locked. If a panic left it poisoned, its state is unknown: that
+    /// copy is dropped (the next step replays the session from the store) and this caller retries.
+    fn lock_live<'a>(
+        &self,
+        id: &str,
+        live: &'a Arc<Live>,
+    ) -> Result<MutexGuard<'a, LiveState>, RuntimeError> {
+        live.state.lock().map_err(|_| {
+            let mut m = write(&self.sessions);
+            if m.get(id).is_some_and(|l| Arc::ptr_eq(l, live)) {
+                m.remove(id);
+            }
+            RuntimeError::Unavailable(format!(
+                "session `{id}` is being reloaded after an internal error; retry"
+            ))
+        })
+    }
+
     /// The live session, loading and replaying it from the store if this process has not seen it.
     fn live(&self, id: &str) -> Result<Arc<Live>, RuntimeError> {
-        if let Some(l) = self.sessions.read().ok().and_then(|m| m.get(id).cloned()) {
+        if let Some(l) = read(&self.sessions).get(id).cloned() {
             return Ok(l);
         }
         let Some(stored) = self.store.load_session(id)? else {
@@ -612,9 +628,7 @@ impl Runtime {
     /// and are replayed from the store when next used. A session some request still holds is
     /// never dropped, so one session never has two live copies.
     fn cache(&self, id: &str, live: Arc<Live>) -> Arc<Live> {
-        let Ok(mut m) = self.sessions.write() else {
-            return live;
-        };
+        let mut m = write(&self.sessions);
         let cap = self.config.server.max_live_sessions.max(1);
         if m.len() >= cap {
             let idle: Vec<String> = m
@@ -781,7 +795,37 @@ impl Runtime {
     }
 
     /// [`Runtime::decide`], with how the call arrived for its telemetry span.
+    ///
+    /// A panic while deciding is contained here: that call is denied with reason
+    /// `warden.internal`, and no other call or session is affected.
     pub fn decide_traced(
+        &self,
+        session_id: &str,
+        call: Call,
+        trace: &crate::telemetry::CallTrace,
+    ) -> Result<DecisionRecord, RuntimeError> {
+        let tool_name = call.tool.clone();
+        let call_id = call.call_id.clone();
+        contain(self, session_id, || {
+            self.decide_contained(session_id, call, trace)
+        })
+        .unwrap_or_else(|message| {
+            // The panic struck past the decision (while recording or applying it): that
+            // session's live copy is dropped and replayed from the store on its next step.
+            Ok(DecisionRecord {
+                decision_id: String::new(),
+                session: session_id.to_owned(),
+                seq: 0,
+                call_id,
+                tool: tool_name,
+                decision: internal_error(&format!("{message}; the decision could not be recorded")),
+                policy_digest: self.engine.digest.clone(),
+                shadow_verdict: None,
+            })
+        })
+    }
+
+    fn decide_contained(
         &self,
         session_id: &str,
         mut call: Call,
@@ -790,10 +834,7 @@ impl Runtime {
         let started = SystemTime::now();
         let live = self.live(session_id)?;
         let tool = self.tool(call.upstream.as_deref(), &call.tool, &call.args);
-        let mut guard = live
-            .state
-            .lock()
-            .map_err(|_| RuntimeError::Store(StoreError::Poisoned))?;
+        let mut guard = self.lock_live(session_id, &live)?;
         let seq = guard.state.next_seq();
         if call.call_id.is_empty() {
             call.call_id = format!("{session_id}/{seq}");
@@ -803,21 +844,26 @@ impl Runtime {
             guard.state.session.profile.clone().unwrap_or_default(),
         );
         let mut behaviour = detect_step(&tool, &call, None, Some(now_ms()));
-        let anomaly = match &self.detector {
-            Some(d) => {
-                let baseline = d
-                    .lock()
-                    .map_err(|_| RuntimeError::Store(StoreError::Poisoned))?;
-                let s = warden_detect::score(&baseline, &key, &guard.behaviour, &behaviour);
-                Anomaly {
-                    score: s.value,
-                    reasons: s.contributions,
+        // Scoring and deciding read the session and change nothing, so a panic in them leaves
+        // every lock and state intact: the call is denied, and that denial is recorded as usual.
+        let decided = catch_unwind(AssertUnwindSafe(|| {
+            let anomaly = match &self.detector {
+                Some(d) => {
+                    let s = warden_detect::score(&lock(d), &key, &guard.behaviour, &behaviour);
+                    Anomaly {
+                        score: s.value,
+                        reasons: s.contributions,
+                    }
                 }
-            }
-            None => Anomaly::default(),
-        };
-        let decision =
-            warden_policy::decide_scored(&self.engine, &guard.state, &tool, &call, &anomaly);
+                None => Anomaly::default(),
+            };
+            warden_policy::decide_scored(&self.engine, &guard.state, &tool, &call, &anomaly)
+        }));
+        let decision = decided.unwrap_or_else(|panic| {
+            let message = panic_message(panic.as_ref());
+            tracing::error!(session = session_id, tool = %call.tool, %message, "internal error while deciding a call");
+            internal_error(&message)
+        });
         let mut record = DecisionRecord {
             decision_id: format!("{session_id}/{seq}"),
             session: session_id.to_owned(),
@@ -863,9 +909,7 @@ impl Runtime {
         }
         behaviour.verdict = Some(record.decision.verdict.as_str().to_owned());
         if let Some(d) = &self.detector {
-            if let Ok(mut baseline) = d.lock() {
-                baseline.observe(&key, &guard.behaviour, &behaviour);
-            }
+            lock(d).observe(&key, &guard.behaviour, &behaviour);
         }
         guard.behaviour.push(behaviour);
         self.alert_if_unusual(&guard, session_id, seq, &record.decision.anomaly);
@@ -918,11 +962,22 @@ impl Runtime {
         upstream: Option<&str>,
         result: Value,
     ) -> Result<(u64, Label), RuntimeError> {
+        contain(self, session_id, || {
+            self.observe_contained(session_id, call_id, tool, upstream, result)
+        })
+        .unwrap_or_else(|message| Err(RuntimeError::Internal(message)))
+    }
+
+    fn observe_contained(
+        &self,
+        session_id: &str,
+        call_id: &str,
+        tool: Option<&str>,
+        upstream: Option<&str>,
+        result: Value,
+    ) -> Result<(u64, Label), RuntimeError> {
         let live = self.live(session_id)?;
-        let mut guard = live
-            .state
-            .lock()
-            .map_err(|_| RuntimeError::Store(StoreError::Poisoned))?;
+        let mut guard = self.lock_live(session_id, &live)?;
         let (upstream, tool_name) = match (tool, guard.calls.get(call_id)) {
             // A replay names the tool of the call it answers, not its upstream.
             (Some(t), Some(d)) if upstream.is_none() && d.tool == t => {
@@ -960,12 +1015,12 @@ impl Runtime {
                 message: "events are `user_message`, `system_message` or `agent_reasoning`".into(),
             });
         }
-        let live = self.live(session_id)?;
-        let mut guard = live
-            .state
-            .lock()
-            .map_err(|_| RuntimeError::Store(StoreError::Poisoned))?;
-        Ok(self.commit(&mut guard, session_id, &step, None)?.0)
+        contain(self, session_id, || {
+            let live = self.live(session_id)?;
+            let mut guard = self.lock_live(session_id, &live)?;
+            Ok(self.commit(&mut guard, session_id, &step, None)?.0)
+        })
+        .unwrap_or_else(|message| Err(RuntimeError::Internal(message)))
     }
 
     /// Approvals with this status (any, for `None`), newest first.
@@ -1163,12 +1218,8 @@ impl Runtime {
         let Some(log) = &self.audit else {
             return Ok(None);
         };
-        let cached = self
-            .sessions
-            .read()
-            .ok()
-            .and_then(|m| m.get(session).cloned())
-            .and_then(|live| live.state.lock().ok()?.audit_of_seq.get(&seq).copied());
+        let live = read(&self.sessions).get(session).cloned();
+        let cached = live.and_then(|live| live.state.lock().ok()?.audit_of_seq.get(&seq).copied());
         if cached.is_some() {
             return Ok(cached);
         }
@@ -1194,20 +1245,14 @@ impl Runtime {
     /// How a session was opened.
     pub fn session(&self, session_id: &str) -> Result<Session, RuntimeError> {
         let live = self.live(session_id)?;
-        let guard = live
-            .state
-            .lock()
-            .map_err(|_| RuntimeError::Store(StoreError::Poisoned))?;
+        let guard = self.lock_live(session_id, &live)?;
         Ok(guard.state.session.clone())
     }
 
     /// A session's view: how it was opened, its history counts and its steps (read from the store).
     pub fn session_view(&self, session_id: &str) -> Result<Value, RuntimeError> {
         let live = self.live(session_id)?;
-        let guard = live
-            .state
-            .lock()
-            .map_err(|_| RuntimeError::Store(StoreError::Poisoned))?;
+        let guard = self.lock_live(session_id, &live)?;
         let stored = self
             .store
             .load_session(session_id)?
@@ -1231,20 +1276,83 @@ impl Runtime {
     }
 }
 
+/// A lock whose holder may have panicked. What `lock`, `read` and `write` guard stays consistent
+/// through a panic (a cache of sessions, a serialiser, the detector's counts), so a panic in one
+/// call must not turn every later caller away, as a poisoned lock would.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Run one request's work for a session, containing a panic: the error's text comes back, and the
+/// session's live copy (whose state the panic may have left half-changed) is dropped, so its next
+/// step replays it from the store. Other sessions never notice.
+fn contain<R>(rt: &Runtime, session_id: &str, work: impl FnOnce() -> R) -> Result<R, String> {
+    catch_unwind(AssertUnwindSafe(work)).map_err(|panic| {
+        let message = panic_message(panic.as_ref());
+        tracing::error!(session = session_id, %message, "internal error; the session is reloaded from the store");
+        write(&rt.sessions).remove(session_id);
+        message
+    })
+}
+
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
+/// The decision for a call Warden failed to decide: deny, saying so.
+fn internal_error(message: &str) -> Decision {
+    Decision {
+        verdict: Verdict::Deny,
+        reasons: vec![Reason {
+            policy: "warden.internal".into(),
+            message: format!(
+                "Warden hit an internal error while deciding this call, so it is refused ({message}); other calls are unaffected"
+            ),
+        }],
+        provenance: Default::default(),
+        provenance_evicted: 0,
+        anomaly: Anomaly::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use warden_store::{RecordDecision, SqliteStore, StoredSession};
 
-    /// A store that keeps sessions but refuses every step: a full disk, say.
-    struct RefusingStore(SqliteStore);
+    /// A store that keeps sessions but fails on steps: it refuses every one (a full disk, say),
+    /// or panics on a step whose body holds `PANIC` (a bug anywhere on the recording path).
+    enum Fault {
+        RefuseSteps,
+        PanicOnMarkedStep,
+    }
+
+    struct RefusingStore(SqliteStore, Fault);
 
     impl SessionStore for RefusingStore {
         fn create_session(&self, session: &Session, token_hash: &str) -> Result<(), StoreError> {
             self.0.create_session(session, token_hash)
         }
-        fn append_step(&self, _: &str, _: &StoredStep) -> Result<(), StoreError> {
-            Err(StoreError::Sqlite(rusqlite_full()))
+        fn append_step(&self, id: &str, step: &StoredStep) -> Result<(), StoreError> {
+            match self.1 {
+                Fault::RefuseSteps => Err(StoreError::Sqlite(rusqlite_full())),
+                Fault::PanicOnMarkedStep if step.body.contains("PANIC") => {
+                    panic!("a bug while storing a step")
+                }
+                Fault::PanicOnMarkedStep => self.0.append_step(id, step),
+            }
         }
         fn load_session(&self, id: &str) -> Result<Option<StoredSession>, StoreError> {
             self.0.load_session(id)
@@ -1289,7 +1397,7 @@ mod tests {
     fn a_decision_that_cannot_be_recorded_is_a_deny_saying_why() {
         let config = Config::default();
         let engine = config.engine().expect("engine");
-        let store = RefusingStore(SqliteStore::in_memory().expect("store"));
+        let store = RefusingStore(SqliteStore::in_memory().expect("store"), Fault::RefuseSteps);
         let rt = Runtime::new(config, engine, Arc::new(store));
         let (session, _) = rt
             .open_session(OpenRequest {
@@ -1319,6 +1427,126 @@ mod tests {
             "{:?}",
             record.decision.reasons
         );
+    }
+
+    fn open(rt: &Runtime, instruction: &str) -> String {
+        rt.open_session(OpenRequest {
+            principal: "alice".into(),
+            agent: "bot".into(),
+            profile: None,
+            task: Params::new(),
+            instruction: instruction.into(),
+            channel: "test".into(),
+        })
+        .expect("open")
+        .0
+        .id
+    }
+
+    fn call(tool: &str, args: Value) -> Call {
+        Call {
+            tool: tool.into(),
+            args: serde_json::from_value(args).expect("args"),
+            call_id: String::new(),
+            upstream: None,
+        }
+    }
+
+    #[test]
+    fn non_ascii_arguments_are_decided_and_every_session_keeps_deciding() {
+        let config = Config::default();
+        let engine = config.engine().expect("engine");
+        let store = Arc::new(SqliteStore::in_memory().expect("store"));
+        let detector = Baseline::new(warden_detect::Config::default());
+        let rt = Runtime::new(config, engine, store).with_detector(detector);
+        let (a, b) = (open(&rt, "find cafés in 東京"), open(&rt, "list my files"));
+        for value in [
+            "東京都渋谷区",
+            "naïveté",
+            "ab😀cdefgh",
+            "e\u{301}\u{202e}x\0y",
+        ] {
+            let record = rt
+                .decide(&a, call("search_places", serde_json::json!({ "q": value })))
+                .expect("a decision");
+            assert_eq!(record.decision.verdict, Verdict::Allow, "{value}");
+        }
+        let other = rt
+            .decide(
+                &b,
+                call("list_files", serde_json::json!({ "dir": "/home" })),
+            )
+            .expect("the other session decides");
+        assert_eq!(other.decision.verdict, Verdict::Allow);
+    }
+
+    #[test]
+    fn a_panic_on_one_call_denies_it_and_touches_no_other_call_or_session() {
+        let config = Config::default();
+        let engine = config.engine().expect("engine");
+        let store = RefusingStore(
+            SqliteStore::in_memory().expect("store"),
+            Fault::PanicOnMarkedStep,
+        );
+        let rt = Runtime::new(config, engine, Arc::new(store));
+        let (a, b) = (open(&rt, "look up my invoices"), open(&rt, "list my files"));
+        let before = rt
+            .decide(
+                &a,
+                call("search_invoices", serde_json::json!({ "q": "march" })),
+            )
+            .expect("a decision");
+        assert_eq!(before.decision.verdict, Verdict::Allow);
+        let panicked = rt
+            .decide(
+                &a,
+                call("search_invoices", serde_json::json!({ "q": "PANIC" })),
+            )
+            .expect("an answer, not a lost call");
+        assert_eq!(panicked.decision.verdict, Verdict::Deny);
+        assert_eq!(panicked.decision.reasons[0].policy, "warden.internal");
+        assert!(
+            panicked.decision.reasons[0]
+                .message
+                .contains("a bug while storing a step"),
+            "{:?}",
+            panicked.decision.reasons
+        );
+        // The session was reloaded from the store: it goes on from its last durable step.
+        let after = rt
+            .decide(
+                &a,
+                call("search_invoices", serde_json::json!({ "q": "april" })),
+            )
+            .expect("the same session decides again");
+        assert_eq!(after.decision.verdict, Verdict::Allow);
+        assert_eq!(after.seq, before.seq + 1);
+        let other = rt
+            .decide(
+                &b,
+                call("list_files", serde_json::json!({ "dir": "/home" })),
+            )
+            .expect("another session decides");
+        assert_eq!(other.decision.verdict, Verdict::Allow);
+        let observed = rt.observe(
+            &a,
+            "x",
+            Some("search_invoices"),
+            None,
+            serde_json::json!("PANIC"),
+        );
+        assert!(
+            matches!(observed, Err(RuntimeError::Internal(_))),
+            "{observed:?}"
+        );
+        rt.observe(
+            &a,
+            "y",
+            Some("search_invoices"),
+            None,
+            serde_json::json!("fine"),
+        )
+        .expect("results are observed after a contained panic");
     }
 
     /// A runtime over an in-memory store, with one session and a pending approval `<s>/1`.

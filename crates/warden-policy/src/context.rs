@@ -10,7 +10,7 @@ use cedar_policy_core::evaluator::RestrictedEvaluator;
 use cedar_policy_core::extensions::Extensions;
 use serde_json::Value as Json;
 use smol_str::SmolStr;
-use warden_model::{Anomaly, ArgProvenance, Call, Confidentiality, Tool};
+use warden_model::{Anomaly, ArgProvenance, Call, Confidentiality, SinkKind, Tool};
 
 use crate::engine::{NO_PROFILE, PROFILE_TYPE, TOOL_TYPE};
 use crate::session::SessionState;
@@ -25,6 +25,9 @@ pub struct Flow {
     pub steered_args: Vec<String>,
     /// Sink arguments with a salient value found nowhere in the session.
     pub unknown_sink_args: Vec<String>,
+    /// High-risk sink arguments (a recipient, a URL, an account, an amount) with a value that no
+    /// content of the session explains and no trusted content gives: unexplained is not trusted.
+    pub unexplained_sink_args: Vec<String>,
     /// Arguments carrying values from secret content.
     pub secret_args: Vec<String>,
     /// Arguments carrying values from internal (or secret) content.
@@ -58,7 +61,8 @@ impl Flow {
         let mut sinks = 0;
         let mut trusted_sinks = 0;
         for (arg, p) in provenance {
-            let sink = tool.sink(arg).is_some();
+            let sink_kind = tool.sink(arg).map(|s| s.kind);
+            let sink = sink_kind.is_some();
             if sink {
                 sinks += 1;
                 trusted_sinks += usize::from(p.all_trusted);
@@ -72,6 +76,13 @@ impl Flow {
             }
             if sink && p.unknown {
                 flow.unknown_sink_args.push(arg.clone());
+            }
+            let high_risk = matches!(
+                sink_kind,
+                Some(SinkKind::Recipient | SinkKind::Url | SinkKind::Account | SinkKind::Amount)
+            );
+            if high_risk && p.unknown && !p.all_trusted {
+                flow.unexplained_sink_args.push(arg.clone());
             }
             if p.confidentiality >= Confidentiality::Internal {
                 flow.internal_args.push(arg.clone());
@@ -297,6 +308,14 @@ pub fn build(
                 ("steered_args", strings(&flow.steered_args)),
                 ("unknown_sink", boolean(!flow.unknown_sink_args.is_empty())),
                 ("unknown_sink_args", strings(&flow.unknown_sink_args)),
+                (
+                    "unexplained_sink",
+                    boolean(!flow.unexplained_sink_args.is_empty()),
+                ),
+                (
+                    "unexplained_sink_args",
+                    strings(&flow.unexplained_sink_args),
+                ),
                 ("secret_in_args", boolean(!flow.secret_args.is_empty())),
                 ("secret_args", strings(&flow.secret_args)),
                 ("internal_in_args", boolean(!flow.internal_args.is_empty())),
@@ -435,6 +454,13 @@ pub fn render(
             list(&flow.unknown_sink_args)
         );
         out = out.replace("{unknown_sink}", &text);
+    }
+    if out.contains("{unexplained_sink}") {
+        let text = format!(
+            "{} carries a value that nothing trusted in this session gives (not the user's words, not a trusted system's data) while the session has read untrusted content",
+            list(&flow.unexplained_sink_args)
+        );
+        out = out.replace("{unexplained_sink}", &text);
     }
     if out.contains("{secret_args}") {
         let text = format!(

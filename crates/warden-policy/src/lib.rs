@@ -42,7 +42,7 @@ pub enum PolicyError {
 /// The 1-based line and column (in characters) of a byte offset: where errors in policy,
 /// profile and config files point.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    let before = &text[..text.floor_char_boundary(offset)];
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)

@@ -30,6 +30,9 @@ pub enum Kind {
     Text,
     /// Three consecutive words of free text.
     Shingle,
+    /// One word of any text. Evidence only for an argument that is itself one word (a user
+    /// name, a product, a repository): otherwise too weak, like a shingle.
+    Word,
 }
 
 impl Kind {
@@ -47,6 +50,7 @@ impl Kind {
             Kind::Name => "name",
             Kind::Text => "text",
             Kind::Shingle => "shingle",
+            Kind::Word => "word",
         }
     }
 }
@@ -64,6 +68,8 @@ impl Salient {
     }
 }
 
+/// Shorter words ("a", "to", "is") say nothing about where a value came from.
+const WORD_MIN_CHARS: usize = 3;
 /// Whole strings and `key: value` values longer than this are not values but prose.
 const MAX_TEXT_CHARS: usize = 120;
 /// Quoted strings outside this range (in chars) are not values.
@@ -219,6 +225,8 @@ const LEADING: &[char] = &['\'', '"', '“', '‘', '(', '[', '<'];
 
 /// The salient values of free text, appended to `out` (each distinct value once per call).
 pub fn extract(text: &str, out: &mut Vec<Salient>) {
+    let canon = crate::canonical(text);
+    let text: &str = &canon;
     let start = out.len();
     let mut claimed = Claims::default();
     // Each pattern needs some character to match at all; checking for it first skips most
@@ -238,7 +246,7 @@ pub fn extract(text: &str, out: &mut Vec<Salient>) {
         numbers(text, out, &claimed);
     }
     if has('.') {
-        domains(text, out);
+        domains(text, out, &claimed);
     }
     if has('/') || has('\\') || has('.') {
         paths(text, out, &claimed);
@@ -256,6 +264,7 @@ pub fn extract(text: &str, out: &mut Vec<Salient>) {
         key_values(text, out);
     }
     shingles(text, out);
+    words(text, out, &claimed);
     dedupe_from(out, start);
 }
 
@@ -289,7 +298,7 @@ pub fn extract_json(value: &Value, out: &mut Vec<Salient>) {
 
 /// A whole short string as one [`Kind::Text`] value.
 pub(crate) fn whole_text(s: &str, out: &mut Vec<Salient>) {
-    let text = clean(s);
+    let text = clean(&crate::canonical(s));
     if !text.is_empty() && text.chars().count() <= MAX_TEXT_CHARS {
         out.push(Salient::new(Kind::Text, text));
     }
@@ -352,7 +361,7 @@ fn urls(text: &str, out: &mut Vec<Salient>, claimed: &mut Claims) {
             continue;
         };
         if let Some(host) = url_host(&url) {
-            out.push(Salient::new(Kind::Url, url.clone()));
+            out.push(Salient::new(Kind::Url, url_key(&url)));
             if !host.is_empty() {
                 out.push(Salient::new(Kind::Domain, host));
             }
@@ -390,6 +399,13 @@ fn url_host(url: &str) -> Option<String> {
         host.split(':').next().unwrap_or(host)
     };
     Some(strip_www(host).to_owned())
+}
+
+/// A URL as it is matched: no scheme, no `www.`, no trailing slash, so that `example.org/x`
+/// read in a page matches `https://www.example.org/x/` fetched by the agent.
+fn url_key(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    strip_www(rest).trim_end_matches('/').to_owned()
 }
 
 fn strip_www(host: &str) -> &str {
@@ -509,14 +525,33 @@ fn count_digits(s: &str) -> usize {
     s.bytes().filter(u8::is_ascii_digit).count()
 }
 
-fn domains(text: &str, out: &mut Vec<Salient>) {
+/// Domains, and a domain written without a scheme (`example.org/x`) also as the URL it names.
+fn domains(text: &str, out: &mut Vec<Salient>, claimed: &Claims) {
     for caps in DOMAIN.captures_iter(text) {
         let (Some(whole), Some(tld)) = (caps.get(0), caps.get(1)) else {
             continue;
         };
         if is_tld(&tld.as_str().to_lowercase()) {
             let domain = whole.as_str().to_lowercase();
-            out.push(Salient::new(Kind::Domain, strip_www(&domain).to_owned()));
+            let host = strip_www(&domain).to_owned();
+            let after_at = text[..whole.start()].ends_with('@');
+            if !claimed.overlaps(whole.start(), whole.end()) && !after_at {
+                let path = text[whole.end()..]
+                    .split(|c: char| c.is_whitespace() || "<>\"'`{}|\\^".contains(c))
+                    .next()
+                    .unwrap_or("");
+                let path = path.trim_end_matches(TRAILING);
+                let url = if path.starts_with(['/', '?', '#']) {
+                    format!("{host}{path}")
+                } else {
+                    host.clone()
+                };
+                out.push(Salient::new(
+                    Kind::Url,
+                    url.trim_end_matches('/').to_owned(),
+                ));
+            }
+            out.push(Salient::new(Kind::Domain, host));
         }
     }
 }
@@ -662,6 +697,30 @@ fn shingles(text: &str, out: &mut Vec<Salient>) {
     }
 }
 
+/// Every word of the text, lowercased: a single word anywhere is evidence for an argument that
+/// is that one word.
+fn words(text: &str, out: &mut Vec<Salient>, claimed: &Claims) {
+    for m in WORD.find_iter(text) {
+        let word = m.as_str();
+        // Inside an address or account number, and numbers, are values of their own kinds.
+        let strong =
+            claimed.overlaps(m.start(), m.end()) || word.bytes().all(|b| b.is_ascii_digit());
+        if !strong && word.chars().count() >= WORD_MIN_CHARS {
+            out.push(Salient::new(Kind::Word, m.as_str().to_lowercase()));
+        }
+    }
+}
+
+/// The one word an argument's text is, if it is one word (surrounding punctuation aside).
+pub(crate) fn single_word(text: &str) -> Option<String> {
+    let canon = crate::canonical(text);
+    let mut found = WORD.find_iter(&canon);
+    let word = found.next()?;
+    let rest_is_punctuation = found.next().is_none();
+    (rest_is_punctuation && word.as_str().chars().count() >= WORD_MIN_CHARS)
+        .then(|| word.as_str().to_lowercase())
+}
+
 fn fingerprint(s: &str) -> u64 {
     let mut hasher = DefaultHasher::new();
     s.hash(&mut hasher);
@@ -705,9 +764,11 @@ fn dedupe_from(out: &mut Vec<Salient>, start: usize) {
 mod tests {
     use super::*;
 
+    /// The salient values but single words (which every text has).
     fn all(text: &str) -> Vec<Salient> {
         let mut out = Vec::new();
         extract(text, &mut out);
+        out.retain(|s| s.kind != Kind::Word);
         out
     }
 
@@ -748,15 +809,57 @@ mod tests {
     }
 
     #[test]
-    fn url_loses_trailing_slash_and_lowercases_host_only() {
+    fn url_loses_scheme_www_and_trailing_slash_and_lowercases_host_only() {
         assert_eq!(
             of_kind("see HTTPS://Example.com/", Kind::Url),
-            ["https://example.com"]
+            ["example.com"]
         );
         assert_eq!(
             of_kind("at https://WWW.Shop.io/Cart/ABC).", Kind::Url),
-            ["https://www.shop.io/Cart/ABC"]
+            ["shop.io/Cart/ABC"]
         );
+    }
+
+    #[test]
+    fn a_url_written_without_scheme_matches_the_url_fetched() {
+        assert_eq!(
+            of_kind("details at shop.example.org/deals/42.", Kind::Url),
+            of_kind("https://www.shop.example.org/deals/42/", Kind::Url),
+        );
+        assert_eq!(
+            of_kind("mail bob@corp.example", Kind::Url),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn disguised_values_match_their_plain_form() {
+        for disguised in [
+            "pay to ev\u{200b}e@mail.example now",
+            "pay to ｅｖｅ＠ｍａｉｌ．ｅｘａｍｐｌｅ now",
+            "pay to eve%40mail.example now",
+            "pay to \u{435}ve@mail.example now",
+        ] {
+            assert_eq!(
+                of_kind(disguised, Kind::Email),
+                ["eve@mail.example"],
+                "{disguised}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_word_is_a_value_but_inside_strong_kinds() {
+        let mut out = Vec::new();
+        extract("Add Priya to #launch, see bob@corp.example", &mut out);
+        let words: Vec<&str> = out
+            .iter()
+            .filter(|s| s.kind == Kind::Word)
+            .map(|s| s.value.as_str())
+            .collect();
+        assert_eq!(words, ["add", "priya", "launch", "see"]);
+        assert_eq!(single_word("  @priya! "), Some("priya".into()));
+        assert_eq!(single_word("Priya Patel"), None);
     }
 
     #[test]

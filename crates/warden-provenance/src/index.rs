@@ -11,7 +11,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use serde_json::Value;
 use warden_model::{ArgProvenance, Confidentiality, Integrity, Source, ValueMatch};
 
-use crate::extract::{extract, extract_json, whole_text, Kind, Salient};
+use crate::extract::{extract, extract_json, single_word, whole_text, Kind, Salient};
 use crate::segment::{field_values, json_field_values};
 
 /// Bounds on one session's index.
@@ -81,28 +81,66 @@ impl ProvenanceIndex {
     /// Registers `source` and indexes the salient values of its text, which counts as one
     /// string: a short text is also indexed whole, as a JSON string leaf would be.
     pub fn add_text(&mut self, source: Source, text: &str) {
+        self.add_result(source, &Value::String(text.to_owned()), &HashSet::new());
+    }
+
+    /// Registers a tool's result (a text or a JSON value) as `source`. Values in `echo` — the
+    /// keys of the arguments of the call that produced it ([`ProvenanceIndex::keys_of`]) — are
+    /// the call's own values repeated back (a sent-mail record, "transfer to X done"): they keep
+    /// the provenance they had and the result is not a new source for them.
+    pub fn add_result(&mut self, source: Source, result: &Value, echo: &HashSet<u64>) {
+        let untrusted = source.label.integrity == Integrity::Untrusted;
         let mut salient = Vec::new();
-        extract(text, &mut salient);
-        whole_text(text, &mut salient);
-        let fields = if source.label.integrity == Integrity::Untrusted {
-            field_keys(field_values(text))
-        } else {
-            HashSet::new()
+        let fields = match result {
+            Value::String(text) => {
+                extract(text, &mut salient);
+                whole_text(text, &mut salient);
+                if untrusted {
+                    field_keys(field_values(text))
+                } else {
+                    HashSet::new()
+                }
+            }
+            other => {
+                extract_json(other, &mut salient);
+                if untrusted {
+                    field_keys(json_field_values(other))
+                } else {
+                    HashSet::new()
+                }
+            }
         };
+        if !echo.is_empty() {
+            salient.retain(|s| !echo.contains(&key(s.kind, &s.value)));
+        }
         self.add(source, &salient, &fields);
+    }
+
+    /// The keys of every value of a call's arguments, as [`ProvenanceIndex::add_result`] takes
+    /// them to recognise an echo.
+    pub fn keys_of(args: &Value) -> HashSet<u64> {
+        let mut salient = Vec::new();
+        extract_json(args, &mut salient);
+        salient.iter().map(|s| key(s.kind, &s.value)).collect()
     }
 
     /// Registers `source` and indexes the salient values of a JSON value (a structured result,
     /// the task parameters).
     pub fn add_json(&mut self, source: Source, value: &Value) {
-        let mut salient = Vec::new();
-        extract_json(value, &mut salient);
-        let fields = if source.label.integrity == Integrity::Untrusted {
-            field_keys(json_field_values(value))
-        } else {
-            HashSet::new()
-        };
-        self.add(source, &salient, &fields);
+        match value {
+            // A JSON string is a text, as a tool's text result is.
+            Value::String(_) => {
+                let mut salient = Vec::new();
+                extract_json(value, &mut salient);
+                let fields = if source.label.integrity == Integrity::Untrusted {
+                    field_keys(json_field_values(value))
+                } else {
+                    HashSet::new()
+                };
+                self.add(source, &salient, &fields);
+            }
+            other => self.add_result(source, other, &HashSet::new()),
+        }
     }
 
     /// The source registered with `seq`. A seq registered twice keeps its first label.
@@ -199,6 +237,9 @@ impl ProvenanceIndex {
     pub fn provenance(&self, value: &Value) -> ArgProvenance {
         let mut salient = Vec::new();
         extract_json(value, &mut salient);
+        // A leaf that is one word (a user name, a product, a channel) is traced by that word.
+        let mut one_words = Vec::new();
+        string_leaves(value, &mut |s| one_words.extend(single_word(s)));
 
         let mut out = ArgProvenance::default();
         let mut sources = BTreeSet::new();
@@ -212,6 +253,9 @@ impl ProvenanceIndex {
         let (mut specific_prose_only, mut texts_prose_only) = (false, false);
         for s in &salient {
             let entry = self.entries.get(&key(s.kind, &s.value));
+            if s.kind == Kind::Word && !one_words.contains(&s.value) {
+                continue;
+            }
             if s.kind == Kind::Shingle {
                 shingles.count(entry);
             } else if let Some(entry) = entry {
@@ -293,6 +337,19 @@ impl ShingleTally {
                 self.untrusted_only += 1;
             }
             self.sources.extend(entry.seqs.iter().copied());
+        }
+    }
+}
+
+/// Calls `f` with every string leaf of a JSON value.
+fn string_leaves<'a>(value: &'a Value, f: &mut impl FnMut(&'a str)) {
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::String(s) => f(s),
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => stack.extend(map.values()),
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
         }
     }
 }

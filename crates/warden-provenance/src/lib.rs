@@ -2,10 +2,12 @@
 //! paths, names, shingles of free text) and index them per session, so that each argument of a call
 //! can be traced to the sources its values occur in.
 
+mod canon;
 mod extract;
 mod index;
 mod segment;
 
+pub use canon::canonical;
 pub use extract::{extract, extract_json, Kind, Salient};
 pub use index::{IndexConfig, ProvenanceIndex};
 pub use segment::{field_values, json_field_values};

@@ -18,8 +18,6 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("session store: stored record is not valid: {0}")]
     Corrupt(#[from] serde_json::Error),
-    #[error("session store: a previous operation panicked while holding the connection")]
-    Poisoned,
     #[error("session store: session `{0}` already exists")]
     Duplicate(String),
     #[error("session store: approval `{0}` already exists")]
@@ -298,7 +296,12 @@ impl SqliteStore {
     }
 
     fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
-        self.conn.lock().map_err(|_| StoreError::Poisoned)
+        // A panic while the connection was held leaves it usable: an open transaction is rolled
+        // back as it drops, so one panic must not refuse every later caller.
+        Ok(self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 }
 

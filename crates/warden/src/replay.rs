@@ -633,7 +633,8 @@ pub fn parse_time(s: &str) -> Result<u64> {
         _ => None,
     };
     if let Some(last) = s.chars().last() {
-        if let (Some(ms), Ok(n)) = (unit(last), s[..s.len() - 1].parse::<u64>()) {
+        let number = s.strip_suffix(last).unwrap_or(s);
+        if let (Some(ms), Ok(n)) = (unit(last), number.parse::<u64>()) {
             return Ok(now.saturating_sub(n.saturating_mul(ms)));
         }
     }

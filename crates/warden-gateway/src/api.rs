@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,6 +21,7 @@ use warden_model::{Call, Params};
 use warden_policy::Step;
 use warden_store::ApprovalStatus;
 
+use crate::dashboard::{cross_origin, loopback_host};
 use crate::runtime::{sha256_hex, OpenRequest, Runtime, RuntimeError};
 
 /// An error as the API returns it: `{"error": {"code", "message", "field"?}}`.
@@ -270,6 +271,36 @@ async fn require_approver(
     refusal.into_response()
 }
 
+/// What a web page may not do through a visitor's browser, by the dashboard's rules: with no
+/// `[[api_keys]]` (loopback only, no credentials) only a loopback `Host` is answered, so a page
+/// cannot reach the API by DNS rebinding; and no state-changing request a browser sent from
+/// another origin (a page's simple `text/plain` POST) is served. Agents send no `Origin`.
+async fn refuse_web_pages(State(rt): State<Arc<Runtime>>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let refusal = if rt.config().api_keys.is_empty() && !loopback_host(host) {
+        Some(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "no [[api_keys]] are configured, so the guard API answers only on a loopback \
+                 name (localhost, 127.0.0.1); this request was for host `{host}`"
+            ),
+        ))
+    } else if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        cross_origin(req.headers(), host)
+    } else {
+        None
+    };
+    match refusal {
+        Some(refusal) => refusal.into_response(),
+        None => next.run(req).await,
+    }
+}
+
 /// The guard API's routes, with authentication and the body limit as layers.
 pub fn router(rt: Arc<Runtime>) -> Router {
     router_with(rt, tokio_util::sync::CancellationToken::new())
@@ -295,15 +326,19 @@ pub fn router_with(rt: Arc<Runtime>, mcp_shutdown: tokio_util::sync::Cancellatio
             get(get_approval).post(resolve_approval),
         )
         .route_layer(middleware::from_fn_with_state(rt.clone(), require_approver));
-    Router::new()
+    // `/mcp` checks `Host` and `Origin` itself (`[mcp] allowed_hosts`).
+    let guard = Router::new()
         .merge(approvals)
-        .merge(mcp)
         .route("/v1/sessions", post(open_session))
         .route("/v1/sessions/{id}", get(get_session))
         .route("/v1/decide", post(decide))
         .route("/v1/observe", post(observe))
         .route("/v1/events", post(event))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route_layer(middleware::from_fn_with_state(rt.clone(), refuse_web_pages));
+    Router::new()
+        .merge(guard)
+        .merge(mcp)
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -144,7 +144,7 @@ async fn asset(Path(name): Path<String>) -> Response {
 }
 
 /// Whether a `Host` header names this machine's loopback interface.
-fn loopback_host(host: &str) -> bool {
+pub(crate) fn loopback_host(host: &str) -> bool {
     let name = if let Some(rest) = host.strip_prefix('[') {
         rest.split(']').next().unwrap_or_default()
     } else {
@@ -203,7 +203,7 @@ async fn guard_requests(State(dash): State<Arc<Dashboard>>, req: Request, next: 
 
 /// A state-changing request a browser sent from another site: its `Origin` is not this host,
 /// or its `Sec-Fetch-Site` says so.
-fn cross_origin(headers: &HeaderMap, host: &str) -> Option<ApiError> {
+pub(crate) fn cross_origin(headers: &HeaderMap, host: &str) -> Option<ApiError> {
     let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
     if let Some(origin) = origin {
         let authority = origin

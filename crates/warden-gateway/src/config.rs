@@ -310,9 +310,11 @@ pub struct UpstreamConfig {
     /// HTTP headers sent with every request to `url`, e.g. `Authorization`.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// How long a forwarded tool call may take, in seconds, before the agent is told it timed
-    /// out (the MCP reference SDKs wait 60 s). An upstream that then does not answer a ping is
-    /// dropped and connected afresh on the next call.
+    /// How long any request to this upstream may take, in seconds, before the agent is told it
+    /// timed out (the MCP reference SDKs wait 60 s); a merged `tools/list` waits at most 10 s
+    /// (or this, if shorter) and is answered without this upstream's tools past it. An upstream
+    /// whose call timed out and that then does not answer a ping is dropped and connected
+    /// afresh on the next call.
     #[serde(default = "default_call_timeout")]
     pub timeout_secs: u64,
 }

@@ -349,8 +349,50 @@ pub fn router_with(rt: Arc<Runtime>, mcp_shutdown: tokio_util::sync::Cancellatio
         .layer(middleware::from_fn_with_state(rt.clone(), authenticate))
         .layer(DefaultBodyLimit::max(limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(rt)
+        .with_state(rt.clone())
         .merge(dashboard)
+        .layer(middleware::from_fn_with_state(rt, body_in_time))
+}
+
+/// Every request's body arrives whole within `server.body_timeout_secs` of its head, or the
+/// request is answered 408 (a client trickling a body holds no connection for long). Bodies are
+/// read here, within the size limit, and handed on whole.
+async fn body_in_time(State(rt): State<Arc<Runtime>>, req: Request, next: Next) -> Response {
+    let server = &rt.config().server;
+    let deadline = std::time::Duration::from_secs(server.body_timeout_secs);
+    // The dashboard's own limit is smaller; the extractors behind check their limits again.
+    let limit = server.max_body_bytes.max(64 * 1024);
+    let (parts, body) = req.into_parts();
+    let read = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await;
+    let bytes = match read {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            let (status, message) = if too_large {
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body: larger than {limit} bytes (server.max_body_bytes)"),
+                )
+            } else {
+                (StatusCode::BAD_REQUEST, format!("request body: {e}"))
+            };
+            return ApiError::new(status, "body_rejected", message).into_response();
+        }
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within {} s (server.body_timeout_secs)",
+                    deadline.as_secs()
+                ),
+            )
+            .into_response()
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 fn session_caller(rt: &Runtime, caller: &Caller, session: &str) -> Result<(), ApiError> {

@@ -52,7 +52,7 @@ use rmcp::service::{Peer, RequestContext, RoleClient, RoleServer};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ServerHandler, ServiceError};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -174,6 +174,8 @@ enum SlotState {
 struct Connection {
     service: UpstreamService,
     link: Arc<Link>,
+    /// The child process of a `command` upstream (killed when dropped).
+    _child: Option<tokio::process::Child>,
 }
 
 impl Connection {
@@ -301,9 +303,15 @@ async fn start(config: &UpstreamConfig) -> Result<Connection, String> {
         )
         .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE),
     };
-    let (service, initialize) = match &config.url {
-        Some(url) => mcp::connect_upstream(client, remote(config, url)?).await?,
-        None => mcp::connect_upstream(client, child(config)?).await?,
+    let ((service, initialize), child) = match &config.url {
+        Some(url) => (
+            mcp::connect_upstream(client, remote(config, url)?).await?,
+            None,
+        ),
+        None => {
+            let (transport, child) = child(config, &link)?;
+            (mcp::connect_upstream(client, transport).await?, Some(child))
+        }
     };
     tracing::info!(
         upstream = config.name,
@@ -311,18 +319,89 @@ async fn start(config: &UpstreamConfig) -> Result<Connection, String> {
         protocol = %initialize.protocol_version,
         "warden mcp: upstream started"
     );
-    Ok(Connection { service, link })
+    Ok(Connection {
+        service,
+        link,
+        _child: child,
+    })
 }
 
-/// The upstream's `command`, started.
-fn child(config: &UpstreamConfig) -> Result<TokioChildProcess, String> {
+/// The most one message from a child-process upstream may hold (rmcp's own limit per line,
+/// past which it would drop the message without a word).
+const MAX_MESSAGE: usize = rmcp::transport::async_rw::DEFAULT_MAX_LINE_LENGTH;
+
+/// The upstream's `command`, started, and its stdio as a transport: its stdout is relayed
+/// through `relay`, which cuts the connection on a message over `MAX_MESSAGE`.
+fn child(
+    config: &UpstreamConfig,
+    link: &Arc<Link>,
+) -> Result<
+    (
+        (tokio::io::DuplexStream, tokio::process::ChildStdin),
+        tokio::process::Child,
+    ),
+    String,
+> {
     let (program, args) = config
         .command
         .split_first()
         .ok_or_else(|| "its `command` is empty".to_owned())?;
     let mut command = tokio::process::Command::new(program);
-    command.args(args).envs(&config.env);
-    TokioChildProcess::new(command).map_err(|e| format!("cannot start `{program}`: {e}"))
+    command
+        .args(args)
+        .envs(&config.env)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(format!("`{program}` started without stdin or stdout"));
+    };
+    let (reader, writer) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(relay(stdout, writer, link.clone()));
+    Ok(((reader, stdin), child))
+}
+
+/// Copy a server's stdout to its client until a message (a line) grows past `MAX_MESSAGE`:
+/// then say so on the link and end the stream, so the calls waiting on that server fail at
+/// once naming the limit, rather than wait out their timeout for an answer that was dropped.
+async fn relay(
+    mut from: tokio::process::ChildStdout,
+    mut to: tokio::io::DuplexStream,
+    link: Arc<Link>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    // Bytes of the current line seen so far.
+    let mut line = 0usize;
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let chunk = &buf[..n];
+        let mut longest = line;
+        for piece in chunk.split_inclusive(|b| *b == b'\n') {
+            line += piece.len();
+            longest = longest.max(line);
+            if piece.ends_with(b"\n") {
+                line = 0;
+            }
+        }
+        if longest > MAX_MESSAGE {
+            link.cut(format!(
+                "it sent a message of more than {} MiB, the most Warden reads from a server in \
+                 one message over stdio",
+                MAX_MESSAGE / (1024 * 1024)
+            ));
+            return;
+        }
+        if to.write_all(chunk).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// A streamable HTTP client for the upstream's `url`, sending its `headers`.
@@ -1154,9 +1233,16 @@ async fn forward_call(
         Err(ServiceError::McpError(e)) => Err(e),
         Err(e @ ServiceError::Cancelled { .. }) => Err(mcp::upstream_error(e)),
         Err(e) => {
-            // The connection is broken (a dead child, a lost or restarted remote server): drop
-            // it, so the next call connects afresh rather than waiting on it.
+            // The connection is broken (a dead child, a lost or restarted remote server, or
+            // cut by Warden): drop it, so the next call connects afresh rather than waiting on it.
             slot.discard(&connection);
+            if let Some(why) = connection.link.cut_reason() {
+                return Ok(Forwarded::Unavailable(format!(
+                    "The MCP server `{name}` could not answer this call to `{tool}`: {why}, so \
+                     Warden dropped the answer and the connection. The call may have been \
+                     carried out. Warden starts the server again on the next call."
+                )));
+            }
             Ok(Forwarded::Unavailable(format!(
             "The MCP server `{name}` failed during this call to `{tool}` ({e}); it may not have \
              been carried out. Warden starts the server again on the next call."

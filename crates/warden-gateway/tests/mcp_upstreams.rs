@@ -169,3 +169,22 @@ async fn an_upstream_that_never_answers_initialize_delays_no_other_upstreams_too
     assert!(text_of(&refused).contains("`bad`"), "{}", text_of(&refused));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_over_stdios_16_mib_fails_the_call_at_once_naming_the_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = serve_beside(dir.path(), "huge", 60).await;
+    let client = connect(&server).await;
+    // A third of the call's 60 s timeout: it is not waited out.
+    let r = within(20, "the call", call(&client, "bad__echo", "hi")).await;
+    assert_eq!(r.is_error, Some(true), "{r:?}");
+    let text = text_of(&r);
+    assert!(
+        text.contains("`bad`") && text.contains("more than 16 MiB"),
+        "the refusal names the server and the limit: {text}"
+    );
+    // The other server is untouched, and the next call starts this one again.
+    let ok = within(20, "a call of the other", call(&client, "good__echo", "hi")).await;
+    assert_eq!(text_of(&ok), "hi");
+    server.stop().await;
+}

@@ -335,7 +335,8 @@ pub fn router_with(rt: Arc<Runtime>, mcp_shutdown: tokio_util::sync::Cancellatio
         .route("/v1/observe", post(observe))
         .route("/v1/events", post(event))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route_layer(middleware::from_fn_with_state(rt.clone(), refuse_web_pages));
+        .route_layer(middleware::from_fn_with_state(rt.clone(), refuse_web_pages))
+        .layer(middleware::from_fn(json_errors));
     Router::new()
         .merge(guard)
         .merge(mcp)
@@ -352,6 +353,61 @@ pub fn router_with(rt: Arc<Runtime>, mcp_shutdown: tokio_util::sync::Cancellatio
         .with_state(rt.clone())
         .merge(dashboard)
         .layer(middleware::from_fn_with_state(rt, body_in_time))
+}
+
+/// Client mistakes that axum answers itself (a method the route does not take, a path id that
+/// is not UTF-8, a query that does not parse) become the API's JSON errors like every other:
+/// `{"error": {"code", "message"}}` with the same status (and headers, such as `Allow`).
+pub(crate) async fn json_errors(req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if !status.is_client_error() || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let takes = if allowed.is_empty() {
+                "see the README for the guard API's methods".to_owned()
+            } else {
+                format!("this path takes {allowed}")
+            };
+            (
+                "method_not_allowed",
+                format!("`{path}` does not take {method}: {takes}"),
+            )
+        }
+        StatusCode::NOT_FOUND => ("not_found", text),
+        StatusCode::PAYLOAD_TOO_LARGE => ("body_rejected", text),
+        _ => ("invalid_request", text),
+    };
+    let message = if message.is_empty() {
+        format!("{status}")
+    } else {
+        message
+    };
+    let mut answer = ApiError::new(status, code, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name, value.clone());
+        }
+    }
+    answer
 }
 
 /// Every request's body arrives whole within `server.body_timeout_secs` of its head, or the

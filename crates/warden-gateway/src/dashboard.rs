@@ -121,6 +121,7 @@ pub fn router(rt: Arc<Runtime>, shutdown: CancellationToken) -> Router {
         .route("/ui/assets/{name}", get(asset))
         .route("/ui/api/login", get(login_info).post(login))
         .merge(signed_in)
+        .layer(middleware::from_fn(crate::api::json_errors))
         .layer(middleware::from_fn_with_state(dash.clone(), guard_requests))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(dash)

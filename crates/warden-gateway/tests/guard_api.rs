@@ -1160,3 +1160,32 @@ async fn a_decide_a_browser_sent_from_another_site_is_refused_and_an_agents_is_n
     assert_verdict(&d, "allow");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_method_an_endpoint_does_not_take_is_a_405_with_a_json_error_naming_it() {
+    let f = fixture().await;
+    let (status, err) = error_of(f.client.get(f.server.url("/v1/decide"))).await;
+    assert_eq!(status, 405, "{err}");
+    assert_eq!(err["code"], "method_not_allowed");
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`/v1/decide` does not take GET")),
+        "{err}"
+    );
+    f.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_id_that_is_not_utf8_is_a_400_with_a_json_error() {
+    let f = fixture().await;
+    let (status, err) = error_of(
+        f.client
+            .get(f.server.url("/v1/sessions/%FF%FE"))
+            .bearer_auth(&f.s.token),
+    )
+    .await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["code"], "invalid_request");
+    f.server.stop().await;
+}

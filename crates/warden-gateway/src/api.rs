@@ -21,6 +21,7 @@ use warden_model::{Call, Params};
 use warden_policy::Step;
 use warden_store::ApprovalStatus;
 
+use crate::config::{ApiKey, Role};
 use crate::dashboard::{cross_origin, loopback_host};
 use crate::runtime::{sha256_hex, OpenRequest, Runtime, RuntimeError};
 
@@ -451,6 +452,18 @@ async fn body_in_time(State(rt): State<Arc<Runtime>>, req: Request, next: Next) 
         .await
 }
 
+/// Why a person's key (`viewer`, `approver`, `admin`) opens no agent session: a session acts for
+/// an agent, and a key that can also approve its held calls would let one credential do both.
+pub(crate) fn people_key(key: &ApiKey) -> String {
+    format!(
+        "API key `{}` is a person's key (role `{}`): it signs in to the dashboard and decides \
+         approvals, but opens no agent sessions. Give the agent its own key (role `agent`, the \
+         default) from `warden keys new`",
+        key.name,
+        key.role.as_str()
+    )
+}
+
 fn session_caller(rt: &Runtime, caller: &Caller, session: &str) -> Result<(), ApiError> {
     match caller {
         Caller::Token(t) => Ok(rt.authenticate(session, t)?),
@@ -510,6 +523,13 @@ async fn open_session(
         }
     }
     if let Some(k) = &key {
+        if k.role != Role::Agent {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                people_key(k),
+            ));
+        }
         if !k.allows_agent(&agent) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,

@@ -548,6 +548,9 @@ impl Front {
                 (Caller::Key(name), _) => {
                     // The key's limits apply as on POST /v1/sessions.
                     let key = rt.config().api_keys.iter().find(|k| k.name == name);
+                    if let Some(k) = key.filter(|k| k.role != crate::config::Role::Agent) {
+                        return Err(ErrorData::invalid_request(crate::api::people_key(k), None));
+                    }
                     let allowed = key.is_some_and(|k| {
                         k.allows_agent(&name) && k.allows_principal(&name) && k.allows_profile(None)
                     });

@@ -397,3 +397,26 @@ async fn a_held_call_nobody_decides_expires_after_the_configured_time_and_the_lo
     assert_eq!(events[0].event.body["decision"], "expired");
     assert_eq!(events[0].event.body["decision_id"], h.id.as_str());
 }
+
+#[tokio::test]
+async fn a_persons_approver_key_opens_no_agent_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(config(dir.path())).await;
+    let resp = reqwest::Client::new()
+        .post(server.url("/v1/sessions"))
+        .bearer_auth(APPROVER_KEY)
+        .json(&json!({"principal": "ops", "agent": "ops"}))
+        .send()
+        .await
+        .expect("POST /v1/sessions");
+    assert_eq!(resp.status(), 403);
+    let body: serde_json::Value = resp.json().await.expect("a JSON error");
+    assert_eq!(body["error"]["code"], "forbidden", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`ops` is a person's key (role `approver`)")),
+        "{body}"
+    );
+    server.stop().await;
+}

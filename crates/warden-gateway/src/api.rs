@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,6 +21,8 @@ use warden_model::{Call, Params};
 use warden_policy::Step;
 use warden_store::ApprovalStatus;
 
+use crate::config::{ApiKey, Role};
+use crate::dashboard::{cross_origin, loopback_host};
 use crate::runtime::{sha256_hex, OpenRequest, Runtime, RuntimeError};
 
 /// An error as the API returns it: `{"error": {"code", "message", "field"?}}`.
@@ -275,6 +277,36 @@ async fn require_approver(
     refusal.into_response()
 }
 
+/// What a web page may not do through a visitor's browser, by the dashboard's rules: with no
+/// `[[api_keys]]` (loopback only, no credentials) only a loopback `Host` is answered, so a page
+/// cannot reach the API by DNS rebinding; and no state-changing request a browser sent from
+/// another origin (a page's simple `text/plain` POST) is served. Agents send no `Origin`.
+async fn refuse_web_pages(State(rt): State<Arc<Runtime>>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let refusal = if rt.config().api_keys.is_empty() && !loopback_host(host) {
+        Some(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "no [[api_keys]] are configured, so the guard API answers only on a loopback \
+                 name (localhost, 127.0.0.1); this request was for host `{host}`"
+            ),
+        ))
+    } else if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        cross_origin(req.headers(), host)
+    } else {
+        None
+    };
+    match refusal {
+        Some(refusal) => refusal.into_response(),
+        None => next.run(req).await,
+    }
+}
+
 /// The guard API's routes, with authentication and the body limit as layers.
 pub fn router(rt: Arc<Runtime>) -> Router {
     router_with(rt, tokio_util::sync::CancellationToken::new())
@@ -300,15 +332,20 @@ pub fn router_with(rt: Arc<Runtime>, mcp_shutdown: tokio_util::sync::Cancellatio
             get(get_approval).post(resolve_approval),
         )
         .route_layer(middleware::from_fn_with_state(rt.clone(), require_approver));
-    Router::new()
+    // `/mcp` checks `Host` and `Origin` itself (`[mcp] allowed_hosts`).
+    let guard = Router::new()
         .merge(approvals)
-        .merge(mcp)
         .route("/v1/sessions", post(open_session))
         .route("/v1/sessions/{id}", get(get_session))
         .route("/v1/decide", post(decide))
         .route("/v1/observe", post(observe))
         .route("/v1/events", post(event))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route_layer(middleware::from_fn_with_state(rt.clone(), refuse_web_pages))
+        .layer(middleware::from_fn(json_errors));
+    Router::new()
+        .merge(guard)
+        .merge(mcp)
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -319,7 +356,7 @@ pub fn router_with(rt: Arc<Runtime>, mcp_shutdown: tokio_util::sync::Cancellatio
         .layer(middleware::from_fn_with_state(rt.clone(), authenticate))
         .layer(DefaultBodyLimit::max(limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(rt)
+        .with_state(rt.clone())
         .merge(dashboard)
         // Last line of defence: a handler that panics answers its own request with a JSON 500
         // and the connection and every other request go on.
@@ -335,6 +372,115 @@ pub fn router_with(rt: Arc<Runtime>, mcp_shutdown: tokio_util::sync::Cancellatio
                 .into_response()
             },
         ))
+        .layer(middleware::from_fn_with_state(rt, body_in_time))
+}
+
+/// Client mistakes that axum answers itself (a method the route does not take, a path id that
+/// is not UTF-8, a query that does not parse) become the API's JSON errors like every other:
+/// `{"error": {"code", "message"}}` with the same status (and headers, such as `Allow`).
+pub(crate) async fn json_errors(req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if !status.is_client_error() || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let takes = if allowed.is_empty() {
+                "see the README for the guard API's methods".to_owned()
+            } else {
+                format!("this path takes {allowed}")
+            };
+            (
+                "method_not_allowed",
+                format!("`{path}` does not take {method}: {takes}"),
+            )
+        }
+        StatusCode::NOT_FOUND => ("not_found", text),
+        StatusCode::PAYLOAD_TOO_LARGE => ("body_rejected", text),
+        _ => ("invalid_request", text),
+    };
+    let message = if message.is_empty() {
+        format!("{status}")
+    } else {
+        message
+    };
+    let mut answer = ApiError::new(status, code, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name, value.clone());
+        }
+    }
+    answer
+}
+
+/// Every request's body arrives whole within `server.body_timeout_secs` of its head, or the
+/// request is answered 408 (a client trickling a body holds no connection for long). Bodies are
+/// read here, within the size limit, and handed on whole.
+async fn body_in_time(State(rt): State<Arc<Runtime>>, req: Request, next: Next) -> Response {
+    let server = &rt.config().server;
+    let deadline = std::time::Duration::from_secs(server.body_timeout_secs);
+    // The dashboard's own limit is smaller; the extractors behind check their limits again.
+    let limit = server.max_body_bytes.max(64 * 1024);
+    let (parts, body) = req.into_parts();
+    let read = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await;
+    let bytes = match read {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            let (status, message) = if too_large {
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body: larger than {limit} bytes (server.max_body_bytes)"),
+                )
+            } else {
+                (StatusCode::BAD_REQUEST, format!("request body: {e}"))
+            };
+            return ApiError::new(status, "body_rejected", message).into_response();
+        }
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within {} s (server.body_timeout_secs)",
+                    deadline.as_secs()
+                ),
+            )
+            .into_response()
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
+/// Why a person's key (`viewer`, `approver`, `admin`) opens no agent session: a session acts for
+/// an agent, and a key that can also approve its held calls would let one credential do both.
+pub(crate) fn people_key(key: &ApiKey) -> String {
+    format!(
+        "API key `{}` is a person's key (role `{}`): it signs in to the dashboard and decides \
+         approvals, but opens no agent sessions. Give the agent its own key (role `agent`, the \
+         default) from `warden keys new`",
+        key.name,
+        key.role.as_str()
+    )
 }
 
 fn session_caller(rt: &Runtime, caller: &Caller, session: &str) -> Result<(), ApiError> {
@@ -396,6 +542,13 @@ async fn open_session(
         }
     }
     if let Some(k) = &key {
+        if k.role != Role::Agent {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                people_key(k),
+            ));
+        }
         if !k.allows_agent(&agent) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,

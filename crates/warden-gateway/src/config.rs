@@ -70,6 +70,17 @@ pub struct ServerConfig {
     /// killed. `warden serve` sweeps once a minute.
     #[serde(default = "default_approval_expiry")]
     pub approval_expiry_secs: u64,
+    /// A connection that has not sent a whole request head (start line and headers) this many
+    /// seconds after it opened, or after its previous answer, is closed.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
+    /// A request whose whole body has not arrived this many seconds after its head is answered
+    /// 408.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_secs: u64,
+    /// Connections served at once; past it, new ones wait in the listen queue until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -81,8 +92,23 @@ impl Default for ServerConfig {
             max_live_sessions: default_live_sessions(),
             shadow: false,
             approval_expiry_secs: default_approval_expiry(),
+            header_timeout_secs: default_header_timeout(),
+            body_timeout_secs: default_body_timeout(),
+            max_connections: default_max_connections(),
         }
     }
+}
+
+fn default_header_timeout() -> u64 {
+    20
+}
+fn default_body_timeout() -> u64 {
+    30
+}
+/// Half of a common 1024-descriptor limit: the rest is for the stores, the audit log and the
+/// upstreams' pipes.
+fn default_max_connections() -> usize {
+    512
 }
 
 fn default_approval_expiry() -> u64 {
@@ -310,9 +336,11 @@ pub struct UpstreamConfig {
     /// HTTP headers sent with every request to `url`, e.g. `Authorization`.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// How long a forwarded tool call may take, in seconds, before the agent is told it timed
-    /// out (the MCP reference SDKs wait 60 s). An upstream that then does not answer a ping is
-    /// dropped and connected afresh on the next call.
+    /// How long any request to this upstream may take, in seconds, before the agent is told it
+    /// timed out (the MCP reference SDKs wait 60 s); a merged `tools/list` waits at most 10 s
+    /// (or this, if shorter) and is answered without this upstream's tools past it. An upstream
+    /// whose call timed out and that then does not answer a ping is dropped and connected
+    /// afresh on the next call.
     #[serde(default = "default_call_timeout")]
     pub timeout_secs: u64,
 }
@@ -595,6 +623,17 @@ impl Config {
                 )));
             }
             up.validate_endpoint()?;
+        }
+        let server = &self.server;
+        if server.header_timeout_secs == 0 || server.body_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "server.header_timeout_secs and server.body_timeout_secs must be at least 1".into(),
+            ));
+        }
+        if server.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "server.max_connections must be at least 1".into(),
+            ));
         }
         if self.server.approval_expiry_secs == 0 {
             return Err(ConfigError::Invalid(

@@ -121,6 +121,7 @@ pub fn router(rt: Arc<Runtime>, shutdown: CancellationToken) -> Router {
         .route("/ui/assets/{name}", get(asset))
         .route("/ui/api/login", get(login_info).post(login))
         .merge(signed_in)
+        .layer(middleware::from_fn(crate::api::json_errors))
         .layer(middleware::from_fn_with_state(dash.clone(), guard_requests))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(dash)
@@ -144,7 +145,7 @@ async fn asset(Path(name): Path<String>) -> Response {
 }
 
 /// Whether a `Host` header names this machine's loopback interface.
-fn loopback_host(host: &str) -> bool {
+pub(crate) fn loopback_host(host: &str) -> bool {
     let name = if let Some(rest) = host.strip_prefix('[') {
         rest.split(']').next().unwrap_or_default()
     } else {
@@ -203,7 +204,7 @@ async fn guard_requests(State(dash): State<Arc<Dashboard>>, req: Request, next: 
 
 /// A state-changing request a browser sent from another site: its `Origin` is not this host,
 /// or its `Sec-Fetch-Site` says so.
-fn cross_origin(headers: &HeaderMap, host: &str) -> Option<ApiError> {
+pub(crate) fn cross_origin(headers: &HeaderMap, host: &str) -> Option<ApiError> {
     let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
     if let Some(origin) = origin {
         let authority = origin

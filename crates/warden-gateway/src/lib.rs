@@ -130,7 +130,13 @@ pub fn detector_model(config: &Config) -> Result<warden_detect::Baseline, StartE
     }
 }
 
-/// Serve the guard API (and `/mcp` when upstreams are declared) until `shutdown` resolves.
+/// Serve the guard API (and `/mcp` when upstreams are declared) until `shutdown` resolves, then
+/// wait for open connections to finish their requests.
+///
+/// Each connection is served by hyper with `server.header_timeout_secs` to send a request head
+/// (also while idle between requests), at most `server.max_connections` at once (past it, new
+/// connections wait in the listen queue), and bodies have `server.body_timeout_secs` (a layer of
+/// the router). So half-sent requests and idle connections cannot hold Warden's descriptors.
 pub async fn serve(
     rt: Arc<Runtime>,
     listener: tokio::net::TcpListener,
@@ -138,17 +144,71 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     // Open MCP streams would hold the graceful shutdown: end them when it starts.
     let streams = tokio_util::sync::CancellationToken::new();
-    let stop = streams.clone();
-    let shutdown = async move {
-        shutdown.await;
-        stop.cancel();
-    };
+    let server = &rt.config().server;
+    // Bounded so that every slot can be counted back (`acquire_many` takes a u32).
+    let max_connections = server.max_connections.clamp(1, 1 << 20);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(server.header_timeout_secs));
     let sweeper = tokio::spawn(sweep_stale_approvals(rt.clone()));
-    let served = axum::serve(nodelay(listener), api::router_with(rt, streams))
-        .with_graceful_shutdown(shutdown)
+    let app = api::router_with(rt, streams.clone());
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = slots.clone().acquire_owned() => permit,
+        };
+        let Ok(permit) = permit else { break };
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                // Out of descriptors, or a connection reset before it was accepted: wait a
+                // little rather than spin, and keep serving the others.
+                tracing::warn!("accepting a connection: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if slots.available_permits() == 0 {
+            tracing::warn!(
+                "{max_connections} connections open (server.max_connections): new ones wait"
+            );
+        }
+        // Small request/response exchanges (a decision, an MCP call) must not wait for Nagle's
+        // algorithm: without `TCP_NODELAY` each answer sat ~40 ms behind the client's delayed ACK.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!("could not set TCP_NODELAY: {e}");
+        }
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+        let stop = streams.clone();
+        tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                () = stop.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!("connection ended: {e}");
+            }
+            drop(permit);
+        });
+    }
+    streams.cancel();
+    // Every connection holds a slot until it is done: all of them back means all are closed.
+    let _all = slots
+        .acquire_many(u32::try_from(max_connections).unwrap_or(u32::MAX))
         .await;
     sweeper.abort();
-    served
+    Ok(())
 }
 
 /// Held calls nobody will decide any more expire after `server.approval_expiry_secs`.
@@ -169,19 +229,6 @@ async fn sweep_stale_approvals(rt: Arc<Runtime>) {
             Err(e) => tracing::warn!("sweeping stale approvals: {e}"),
         }
     }
-}
-
-/// Small request/response exchanges (a decision, an MCP call) must not wait for Nagle's
-/// algorithm: without `TCP_NODELAY` each answer sat ~40 ms behind the client's delayed ACK.
-fn nodelay(
-    listener: tokio::net::TcpListener,
-) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
-    use axum::serve::ListenerExt;
-    listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!("could not set TCP_NODELAY: {e}");
-        }
-    })
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -129,6 +129,22 @@ pub(crate) struct Link {
     agent: OnceLock<Peer<RoleServer>>,
     progress: Mutex<HashMap<ProgressToken, (Peer<RoleServer>, ProgressToken)>>,
     upstream_gone: tokio::sync::Notify,
+    /// Why Warden cut the connection, when it did (a message over the size limit).
+    cut: Mutex<Option<String>>,
+}
+
+impl Link {
+    /// Warden ends the connection for this reason: its pending requests fail at once.
+    pub(crate) fn cut(&self, why: String) {
+        if let Ok(mut cut) = self.cut.lock() {
+            cut.get_or_insert(why);
+        }
+    }
+
+    /// Why Warden cut the connection, if it did.
+    pub(crate) fn cut_reason(&self) -> Option<String> {
+        self.cut.lock().ok().and_then(|c| c.clone())
+    }
 }
 
 /// The connected server: its peer, the answer to the agent's `initialize`, and how to stop it.

@@ -15,6 +15,10 @@
 //!   served only when bound to a session by its token; anything else is refused.
 //! - Upstreams are child processes shared by all sessions, started on first use and started again
 //!   on the next use after they exit; a dead upstream makes only its own calls fail (`isError`).
+//!   A start runs on its own task, shared by whoever waits for it, under no lock; every request
+//!   upstream has a deadline (`timeout_secs`; merged lists wait at most `LIST_WAIT` per server and
+//!   are answered without one that is late, logged by name), so a stuck server delays only its
+//!   own tools.
 //!
 //! The decision, the wait for a person and the observation of results are `mcp::Guard`'s, the
 //! same code the stdio wrapper runs.
@@ -32,6 +36,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResponse, ClientCapabilities, ClientConfig,
     ClientRequest, CompleteRequest, CompleteRequestParams, CompleteResult, ErrorData,
@@ -47,7 +52,7 @@ use rmcp::service::{Peer, RequestContext, RoleClient, RoleServer};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ServerHandler, ServiceError};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -65,6 +70,9 @@ pub const SESSION_HEADER: &str = "warden-session";
 const PING_WAIT: Duration = Duration::from_secs(5);
 /// How long an upstream may take to start and answer `initialize`.
 const UPSTREAM_START: Duration = Duration::from_secs(30);
+/// The longest a merged list (`tools/list` in front of several servers) waits for one server
+/// (its `timeout_secs` if shorter): past it, the list is answered without that server's items.
+const LIST_WAIT: Duration = Duration::from_secs(10);
 /// How long an idle MCP session is kept: an expired one answers 404, and the client's new
 /// session is a new Warden session unless it is bound by a session token.
 const SESSION_KEEP_ALIVE: Duration = Duration::from_secs(30 * 60);
@@ -146,16 +154,28 @@ struct Upstreams {
     resources: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
-/// One upstream: how to start it, and the running connection if there is one.
+/// One upstream: how to start it, and where its connection stands.
 struct Slot {
     config: UpstreamConfig,
-    running: tokio::sync::Mutex<Option<Arc<Connection>>>,
+    state: Arc<std::sync::Mutex<SlotState>>,
+}
+
+/// A start in progress, shared by everyone who waits for it (it runs on its own task, so it
+/// finishes, and is bounded by `UPSTREAM_START`, however many of them give up).
+type Starting = Shared<BoxFuture<'static, Result<Arc<Connection>, String>>>;
+
+enum SlotState {
+    Down,
+    Starting(Starting),
+    Up(Arc<Connection>),
 }
 
 /// A started upstream. Dropping it stops the child process.
 struct Connection {
     service: UpstreamService,
     link: Arc<Link>,
+    /// The child process of a `command` upstream (killed when dropped).
+    _child: Option<tokio::process::Child>,
 }
 
 impl Connection {
@@ -171,7 +191,7 @@ impl Upstreams {
             .map(|c| {
                 let slot = Slot {
                     config: c.clone(),
-                    running: tokio::sync::Mutex::new(None),
+                    state: Arc::new(std::sync::Mutex::new(SlotState::Down)),
                 };
                 (c.name.clone(), slot)
             })
@@ -188,104 +208,221 @@ impl Slot {
         &self.config.name
     }
 
-    /// The running upstream: started on first use, and again if it has exited since.
+    /// How long one request to this upstream may take (`timeout_secs`).
+    fn deadline(&self) -> Duration {
+        Duration::from_secs(self.config.timeout_secs)
+    }
+
+    /// How long listing this upstream's tools (prompts, resources) may take before a merged
+    /// list is answered without it.
+    fn list_deadline(&self) -> Duration {
+        self.deadline().min(LIST_WAIT)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        // The state is replaced whole, never left half-written: a poisoned lock is still sound.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The running upstream: started on first use, and again if it has exited since. No lock
+    /// is held while it starts: callers wait on the shared start, each as long as it likes.
     async fn connection(&self) -> Result<Arc<Connection>, String> {
-        let mut running = self.running.lock().await;
-        if let Some(c) = running.as_ref() {
-            if !c.peer().is_transport_closed() {
-                return Ok(c.clone());
+        let starting = {
+            let mut state = self.state();
+            match &*state {
+                SlotState::Up(c) if !c.peer().is_transport_closed() => return Ok(c.clone()),
+                SlotState::Starting(started) => started.clone(),
+                up_or_down => {
+                    if matches!(up_or_down, SlotState::Up(_)) {
+                        tracing::warn!(
+                            upstream = self.name(),
+                            "warden mcp: upstream exited; starting it again"
+                        );
+                    }
+                    let started = self.start();
+                    *state = SlotState::Starting(started.clone());
+                    started
+                }
             }
-            tracing::warn!(
-                upstream = self.name(),
-                "warden mcp: upstream exited; starting it again"
-            );
-        }
-        *running = None;
-        let started = tokio::time::timeout(UPSTREAM_START, self.start())
-            .await
-            .unwrap_or_else(|_| {
-                Err(format!(
+        };
+        starting.await
+    }
+
+    /// Start the upstream on a task of its own; when it is up (or failed), the slot says so.
+    fn start(&self) -> Starting {
+        let config = self.config.clone();
+        let state = self.state.clone();
+        let task = tokio::spawn(async move {
+            let started = match tokio::time::timeout(UPSTREAM_START, start(&config)).await {
+                Ok(started) => started.map(Arc::new),
+                Err(_) => Err(format!(
                     "it did not answer `initialize` within {} s",
                     UPSTREAM_START.as_secs()
-                ))
-            })?;
-        let started = Arc::new(started);
-        *running = Some(started.clone());
-        Ok(started)
+                )),
+            };
+            let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+            *state = match &started {
+                Ok(c) => SlotState::Up(c.clone()),
+                Err(_) => SlotState::Down,
+            };
+            started
+        });
+        async move {
+            task.await
+                .unwrap_or_else(|e| Err(format!("starting it failed: {e}")))
+        }
+        .boxed()
+        .shared()
     }
 
     /// What the running upstream said it can do (`None` when it is not running).
     fn capabilities(&self) -> Option<ServerCapabilities> {
-        let running = self.running.try_lock().ok()?;
-        let connection = running.as_ref()?;
-        connection
-            .peer()
-            .peer_info()
-            .map(|i| i.capabilities.clone())
+        match &*self.state() {
+            SlotState::Up(c) => c.peer().peer_info().map(|i| i.capabilities.clone()),
+            _ => None,
+        }
     }
 
     /// Forget this connection if it is still the slot's own (stopping a child process).
-    async fn discard(&self, connection: &Arc<Connection>) {
-        let mut running = self.running.lock().await;
-        if running.as_ref().is_some_and(|c| Arc::ptr_eq(c, connection)) {
-            *running = None;
+    fn discard(&self, connection: &Arc<Connection>) {
+        let mut state = self.state();
+        if matches!(&*state, SlotState::Up(c) if Arc::ptr_eq(c, connection)) {
+            *state = SlotState::Down;
         }
-    }
-
-    async fn start(&self) -> Result<Connection, String> {
-        let link = Arc::new(Link::default());
-        let client = UpstreamClient {
-            link: link.clone(),
-            info: ClientConfig::new(
-                ClientCapabilities::default(),
-                Implementation::new("warden", env!("CARGO_PKG_VERSION")),
-            )
-            .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE),
-        };
-        let (service, initialize) = match &self.config.url {
-            Some(url) => mcp::connect_upstream(client, self.remote(url)?).await?,
-            None => mcp::connect_upstream(client, self.child()?).await?,
-        };
-        tracing::info!(
-            upstream = self.name(),
-            server = %initialize.server_info.name,
-            protocol = %initialize.protocol_version,
-            "warden mcp: upstream started"
-        );
-        Ok(Connection { service, link })
     }
 }
 
-impl Slot {
-    /// The upstream's `command`, started.
-    fn child(&self) -> Result<TokioChildProcess, String> {
-        let (program, args) = self
-            .config
-            .command
-            .split_first()
-            .ok_or_else(|| "its `command` is empty".to_owned())?;
-        let mut command = tokio::process::Command::new(program);
-        command.args(args).envs(&self.config.env);
-        TokioChildProcess::new(command).map_err(|e| format!("cannot start `{program}`: {e}"))
-    }
-
-    /// A streamable HTTP client for the upstream's `url`, sending its `headers`.
-    fn remote(&self, url: &str) -> Result<StreamableHttpClientTransport<reqwest::Client>, String> {
-        let mut headers = std::collections::HashMap::new();
-        for (name, value) in &self.config.headers {
-            let name = header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|e| format!("header `{name}`: {e}"))?;
-            let value = header::HeaderValue::from_str(value)
-                .map_err(|e| format!("header `{name}`: {e}"))?;
-            headers.insert(name, value);
+/// Start an upstream and answer its `initialize`.
+async fn start(config: &UpstreamConfig) -> Result<Connection, String> {
+    let link = Arc::new(Link::default());
+    let client = UpstreamClient {
+        link: link.clone(),
+        info: ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("warden", env!("CARGO_PKG_VERSION")),
+        )
+        .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE),
+    };
+    let ((service, initialize), child) = match &config.url {
+        Some(url) => (
+            mcp::connect_upstream(client, remote(config, url)?).await?,
+            None,
+        ),
+        None => {
+            let (transport, child) = child(config, &link)?;
+            (mcp::connect_upstream(client, transport).await?, Some(child))
         }
-        let config =
-            StreamableHttpClientTransportConfig::with_uri(url.to_owned()).custom_headers(headers);
-        Ok(StreamableHttpClientTransport::with_client(
-            reqwest::Client::new(),
-            config,
-        ))
+    };
+    tracing::info!(
+        upstream = config.name,
+        server = %initialize.server_info.name,
+        protocol = %initialize.protocol_version,
+        "warden mcp: upstream started"
+    );
+    Ok(Connection {
+        service,
+        link,
+        _child: child,
+    })
+}
+
+/// The most one message from a child-process upstream may hold (rmcp's own limit per line,
+/// past which it would drop the message without a word).
+const MAX_MESSAGE: usize = rmcp::transport::async_rw::DEFAULT_MAX_LINE_LENGTH;
+
+/// The upstream's `command`, started, and its stdio as a transport: its stdout is relayed
+/// through `relay`, which cuts the connection on a message over `MAX_MESSAGE`.
+fn child(
+    config: &UpstreamConfig,
+    link: &Arc<Link>,
+) -> Result<
+    (
+        (tokio::io::DuplexStream, tokio::process::ChildStdin),
+        tokio::process::Child,
+    ),
+    String,
+> {
+    let (program, args) = config
+        .command
+        .split_first()
+        .ok_or_else(|| "its `command` is empty".to_owned())?;
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .envs(&config.env)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(format!("`{program}` started without stdin or stdout"));
+    };
+    let (reader, writer) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(relay(stdout, writer, link.clone()));
+    Ok(((reader, stdin), child))
+}
+
+/// Copy a server's stdout to its client until a message (a line) grows past `MAX_MESSAGE`:
+/// then say so on the link and end the stream, so the calls waiting on that server fail at
+/// once naming the limit, rather than wait out their timeout for an answer that was dropped.
+async fn relay(
+    mut from: tokio::process::ChildStdout,
+    mut to: tokio::io::DuplexStream,
+    link: Arc<Link>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    // Bytes of the current line seen so far.
+    let mut line = 0usize;
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let chunk = &buf[..n];
+        let mut longest = line;
+        for piece in chunk.split_inclusive(|b| *b == b'\n') {
+            line += piece.len();
+            longest = longest.max(line);
+            if piece.ends_with(b"\n") {
+                line = 0;
+            }
+        }
+        if longest > MAX_MESSAGE {
+            link.cut(format!(
+                "it sent a message of more than {} MiB, the most Warden reads from a server in \
+                 one message over stdio",
+                MAX_MESSAGE / (1024 * 1024)
+            ));
+            return;
+        }
+        if to.write_all(chunk).await.is_err() {
+            return;
+        }
     }
+}
+
+/// A streamable HTTP client for the upstream's `url`, sending its `headers`.
+fn remote(
+    config: &UpstreamConfig,
+    url: &str,
+) -> Result<StreamableHttpClientTransport<reqwest::Client>, String> {
+    let mut headers = std::collections::HashMap::new();
+    for (name, value) in &config.headers {
+        let name = header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| format!("header `{name}`: {e}"))?;
+        let value =
+            header::HeaderValue::from_str(value).map_err(|e| format!("header `{name}`: {e}"))?;
+        headers.insert(name, value);
+    }
+    let transport =
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).custom_headers(headers);
+    Ok(StreamableHttpClientTransport::with_client(
+        reqwest::Client::new(),
+        transport,
+    ))
 }
 
 /// One MCP session (or, without `initialize`, one request) as the front serves it.
@@ -411,6 +548,9 @@ impl Front {
                 (Caller::Key(name), _) => {
                     // The key's limits apply as on POST /v1/sessions.
                     let key = rt.config().api_keys.iter().find(|k| k.name == name);
+                    if let Some(k) = key.filter(|k| k.role != crate::config::Role::Agent) {
+                        return Err(ErrorData::invalid_request(crate::api::people_key(k), None));
+                    }
                     let allowed = key.is_some_and(|k| {
                         k.allows_agent(&name) && k.allows_principal(&name) && k.allows_profile(None)
                     });
@@ -498,28 +638,41 @@ impl Front {
     }
 
     /// The upstreams that are up (started now if need be) and can do what `can` asks, with
-    /// their peers; one that cannot be reached is left out (and logged).
+    /// their peers; one that cannot be reached within its list deadline is left out (and
+    /// logged). All are asked at once, so a slow one delays no other.
     async fn connected(
         &self,
         can: impl Fn(&ServerCapabilities) -> bool,
     ) -> Vec<(&Slot, Peer<RoleClient>)> {
-        let mut up = Vec::new();
-        for slot in self.upstreams.slots.values() {
-            match slot.connection().await {
-                Ok(c) => {
-                    let able = c.peer().peer_info().is_some_and(|i| can(&i.capabilities));
-                    if able {
-                        up.push((slot, c.peer().clone()));
-                    }
+        let reached = self.upstreams.slots.values().map(|slot| async move {
+            let connection = tokio::time::timeout(slot.list_deadline(), slot.connection()).await;
+            match connection {
+                Ok(Ok(c)) => Some((slot, c.peer().clone())),
+                Ok(Err(e)) => {
+                    tracing::warn!(upstream = slot.name(), "warden mcp: left out: {e}");
+                    None
                 }
-                Err(e) => tracing::warn!(upstream = slot.name(), "warden mcp: left out: {e}"),
+                Err(_) => {
+                    tracing::warn!(
+                        upstream = slot.name(),
+                        "warden mcp: left out: it is still starting after {} s",
+                        slot.list_deadline().as_secs()
+                    );
+                    None
+                }
             }
-        }
-        up
+        });
+        futures_util::future::join_all(reached)
+            .await
+            .into_iter()
+            .flatten()
+            .filter(|(_, peer)| peer.peer_info().is_some_and(|i| can(&i.capabilities)))
+            .collect()
     }
 
     /// Each able upstream's list (of `what`, for the log), by upstream; one that cannot be
-    /// reached or fails to list is left out, so one server down hides nothing of the others.
+    /// reached, fails to list or does not answer within its list deadline is left out (and
+    /// logged by name), so one server down or stuck hides and delays nothing of the others.
     async fn gather<T, Fut>(
         &self,
         what: &str,
@@ -529,17 +682,35 @@ impl Front {
     where
         Fut: std::future::Future<Output = Result<Vec<T>, ServiceError>>,
     {
-        let mut lists = Vec::new();
-        for (slot, peer) in self.connected(can).await {
-            match list(peer).await {
-                Ok(items) => lists.push((slot, items)),
-                Err(e) => tracing::warn!(
-                    upstream = slot.name(),
-                    "warden mcp: {what} left out this upstream: {e}"
-                ),
+        let up = self.connected(can).await;
+        let asked = up.into_iter().map(|(slot, peer)| {
+            let listed = list(peer);
+            async move {
+                match tokio::time::timeout(slot.list_deadline(), listed).await {
+                    Ok(Ok(items)) => Some((slot, items)),
+                    Ok(Err(e)) => {
+                        tracing::warn!(
+                            upstream = slot.name(),
+                            "warden mcp: {what} left out this upstream: {e}"
+                        );
+                        None
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            upstream = slot.name(),
+                            "warden mcp: {what} left out this upstream: it did not answer within {} s",
+                            slot.list_deadline().as_secs()
+                        );
+                        None
+                    }
+                }
             }
-        }
-        lists
+        });
+        futures_util::future::join_all(asked)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// The upstream a request that names none goes to: the one Warden fronts, or (in front of
@@ -613,15 +784,29 @@ impl Front {
     ) -> Result<ServerResult, ErrorData> {
         let bound = self.binding(ctx, None).await?;
         bound.guard.note_instruction(&ctx.meta);
-        let connection = slot.connection().await.map_err(|e| {
-            ErrorData::internal_error(
-                format!("could not reach the MCP server `{}`: {e}", slot.name()),
+        let name = slot.name();
+        let limit = slot.deadline();
+        let answered = tokio::time::timeout(limit, async {
+            let connection = slot.connection().await.map_err(|e| {
+                ErrorData::internal_error(
+                    format!("could not reach the MCP server `{name}`: {e}"),
+                    None,
+                )
+            })?;
+            mcp::forward(&connection.link, connection.peer(), request, ctx)
+                .await
+                .map_err(mcp::upstream_error)
+        })
+        .await;
+        answered.unwrap_or_else(|_| {
+            Err(ErrorData::internal_error(
+                format!(
+                    "the MCP server `{name}` did not answer within {} s (its `timeout_secs`)",
+                    limit.as_secs()
+                ),
                 None,
-            )
-        })?;
-        mcp::forward(&connection.link, connection.peer(), request, ctx)
-            .await
-            .map_err(mcp::upstream_error)
+            ))
+        })
     }
 
     /// Forward `resources/read` or `prompts/get` and observe what it returns as untrusted content.
@@ -865,8 +1050,16 @@ impl ServerHandler for Front {
         // In front of several: every server that logs.
         self.binding(&ctx, None).await?;
         for (slot, peer) in self.connected(|c| c.logging.is_some()).await {
-            if let Err(e) = peer.set_level(request.clone()).await {
-                tracing::warn!(upstream = slot.name(), "warden mcp: logging/setLevel: {e}");
+            match tokio::time::timeout(slot.deadline(), peer.set_level(request.clone())).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(upstream = slot.name(), "warden mcp: logging/setLevel: {e}")
+                }
+                Err(_) => tracing::warn!(
+                    upstream = slot.name(),
+                    "warden mcp: logging/setLevel: no answer within {} s",
+                    slot.deadline().as_secs()
+                ),
             }
         }
         Ok(())
@@ -951,8 +1144,19 @@ impl ServerHandler for Front {
                 None,
             ));
         };
-        if let Ok(connection) = slot.connection().await {
-            mcp::learn_tools(&self.rt, slot.name(), connection.peer(), tool).await;
+        // What the server says about the tool, if it says it in time; else its name's guess.
+        let learned = tokio::time::timeout(slot.list_deadline(), async {
+            if let Ok(connection) = slot.connection().await {
+                mcp::learn_tools(&self.rt, slot.name(), connection.peer(), tool).await;
+            }
+        })
+        .await;
+        if learned.is_err() {
+            tracing::warn!(
+                upstream = slot.name(),
+                "warden mcp: could not learn `{tool}` from its server within {} s",
+                slot.list_deadline().as_secs()
+            );
         }
         let arguments = request.arguments.clone();
         let mut upstream_request = request;
@@ -987,7 +1191,16 @@ async fn forward_call(
 ) -> Result<Forwarded, ErrorData> {
     let name = slot.name();
     let tool = request.name.to_string();
-    let connection = match slot.connection().await {
+    let limit = Duration::from_secs(slot.config.timeout_secs);
+    let reached = tokio::time::timeout(limit, slot.connection())
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "it is still starting after {} s (its `timeout_secs`)",
+                limit.as_secs()
+            ))
+        });
+    let connection = match reached {
         Ok(c) => c,
         Err(e) => {
             return Ok(Forwarded::Unavailable(format!(
@@ -997,7 +1210,6 @@ async fn forward_call(
         }
     };
     let request = ClientRequest::CallToolRequest(CallToolRequest::new(request));
-    let limit = Duration::from_secs(slot.config.timeout_secs);
     let forwarded = mcp::forward(&connection.link, connection.peer(), request, ctx);
     let Ok(answer) = tokio::time::timeout(limit, forwarded).await else {
         // A slow tool, or a connection that will never answer (a remote server that lost
@@ -1006,7 +1218,7 @@ async fn forward_call(
         let pinged = tokio::time::timeout(PING_WAIT, connection.peer().send_request(ping)).await;
         let alive = matches!(pinged, Ok(Ok(_)));
         if !alive {
-            slot.discard(&connection).await;
+            slot.discard(&connection);
         }
         return Ok(Forwarded::Unavailable(format!(
             "The MCP server `{name}` did not answer this call to `{tool}` within {} s; it may \
@@ -1024,9 +1236,16 @@ async fn forward_call(
         Err(ServiceError::McpError(e)) => Err(e),
         Err(e @ ServiceError::Cancelled { .. }) => Err(mcp::upstream_error(e)),
         Err(e) => {
-            // The connection is broken (a dead child, a lost or restarted remote server): drop
-            // it, so the next call connects afresh rather than waiting on it.
-            slot.discard(&connection).await;
+            // The connection is broken (a dead child, a lost or restarted remote server, or
+            // cut by Warden): drop it, so the next call connects afresh rather than waiting on it.
+            slot.discard(&connection);
+            if let Some(why) = connection.link.cut_reason() {
+                return Ok(Forwarded::Unavailable(format!(
+                    "The MCP server `{name}` could not answer this call to `{tool}`: {why}, so \
+                     Warden dropped the answer and the connection. The call may have been \
+                     carried out. Warden starts the server again on the next call."
+                )));
+            }
             Ok(Forwarded::Unavailable(format!(
             "The MCP server `{name}` failed during this call to `{tool}` ({e}); it may not have \
              been carried out. Warden starts the server again on the next call."

@@ -551,4 +551,26 @@ fn in_an_approval_race_across_processes_only_the_winners_decision_is_logged() {
         })
         .collect();
     assert_eq!(logged, [("approved".to_string(), "bob".to_string())]);
+
+#[tokio::test]
+async fn a_persons_approver_key_opens_no_agent_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(config(dir.path())).await;
+    let resp = reqwest::Client::new()
+        .post(server.url("/v1/sessions"))
+        .bearer_auth(APPROVER_KEY)
+        .json(&json!({"principal": "ops", "agent": "ops"}))
+        .send()
+        .await
+        .expect("POST /v1/sessions");
+    assert_eq!(resp.status(), 403);
+    let body: serde_json::Value = resp.json().await.expect("a JSON error");
+    assert_eq!(body["error"]["code"], "forbidden", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`ops` is a person's key (role `approver`)")),
+        "{body}"
+    );
+    server.stop().await;
 }

@@ -1087,3 +1087,105 @@ async fn no_request_body_makes_the_server_fail_with_a_5xx() {
     }
     server.stop().await;
 }
+
+// ---- Web pages: DNS rebinding and cross-site requests, as the dashboard refuses them ----
+
+#[tokio::test]
+async fn with_zero_config_a_request_for_a_non_loopback_host_is_refused_so_dns_rebinding_opens_no_session(
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(config("", dir.path())).await;
+    let client = reqwest::Client::new();
+    let (status, err) = error_of(
+        client
+            .post(server.url("/v1/sessions"))
+            .header("host", "attacker.example:8787")
+            .json(&json!({"principal": "alice", "agent": "bot"})),
+    )
+    .await;
+    assert_eq!(status, 403, "{err}");
+    assert_eq!(err["code"], "forbidden");
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("attacker.example:8787") && m.contains("loopback")),
+        "{err}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_web_pages_simple_text_plain_post_from_another_origin_opens_no_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(config("", dir.path())).await;
+    let client = reqwest::Client::new();
+    let (status, err) = error_of(
+        client
+            .post(server.url("/v1/sessions"))
+            .header("origin", "http://attacker.example")
+            .header("content-type", "text/plain")
+            .body(r#"{"principal": "alice", "agent": "bot"}"#),
+    )
+    .await;
+    assert_eq!(status, 403, "{err}");
+    assert_eq!(err["code"], "cross_origin");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_decide_a_browser_sent_from_another_site_is_refused_and_an_agents_is_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(config("", dir.path())).await;
+    let client = reqwest::Client::new();
+    let s = open(
+        &client,
+        &server,
+        None,
+        json!({"principal": "alice", "agent": "bot"}),
+    )
+    .await;
+    let body = json!({"session": s.id, "tool": "get_balance"});
+    let (status, err) = error_of(
+        client
+            .post(server.url("/v1/decide"))
+            .bearer_auth(&s.token)
+            .header("sec-fetch-site", "cross-site")
+            .json(&body),
+    )
+    .await;
+    assert_eq!(status, 403, "{err}");
+    assert_eq!(err["code"], "cross_origin");
+    // The same request from an agent (no browser headers) is decided.
+    let d = decide(&client, &server, &s, "get_balance", json!({})).await;
+    assert_verdict(&d, "allow");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_method_an_endpoint_does_not_take_is_a_405_with_a_json_error_naming_it() {
+    let f = fixture().await;
+    let (status, err) = error_of(f.client.get(f.server.url("/v1/decide"))).await;
+    assert_eq!(status, 405, "{err}");
+    assert_eq!(err["code"], "method_not_allowed");
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`/v1/decide` does not take GET")),
+        "{err}"
+    );
+    f.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_id_that_is_not_utf8_is_a_400_with_a_json_error() {
+    let f = fixture().await;
+    let (status, err) = error_of(
+        f.client
+            .get(f.server.url("/v1/sessions/%FF%FE"))
+            .bearer_auth(&f.s.token),
+    )
+    .await;
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["code"], "invalid_request");
+    f.server.stop().await;
+}

@@ -132,6 +132,52 @@ pub struct Sink {
     pub why: String,
 }
 
+/// A tool's sink parameters, kept ordered by name (one entry per parameter) so that finding one
+/// costs O(log n): a call may name 100k arguments, each looked up on the decision path.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Vec<Sink>", into = "Vec<Sink>")]
+pub struct Sinks(Vec<Sink>);
+
+impl Sinks {
+    /// The sink of a parameter, if it is one.
+    pub fn get(&self, param: &str) -> Option<&Sink> {
+        self.0
+            .binary_search_by(|s| s.param.as_str().cmp(param))
+            .ok()
+            .map(|i| &self.0[i])
+    }
+}
+
+impl From<Vec<Sink>> for Sinks {
+    /// Ordered by parameter; of two entries for one parameter, the first is kept.
+    fn from(mut sinks: Vec<Sink>) -> Sinks {
+        sinks.sort_by(|a, b| a.param.cmp(&b.param));
+        sinks.dedup_by(|later, first| later.param == first.param);
+        Sinks(sinks)
+    }
+}
+
+impl From<Sinks> for Vec<Sink> {
+    fn from(sinks: Sinks) -> Vec<Sink> {
+        sinks.0
+    }
+}
+
+impl std::ops::Deref for Sinks {
+    type Target = [Sink];
+    fn deref(&self) -> &[Sink] {
+        &self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a Sinks {
+    type Item = &'a Sink;
+    type IntoIter = std::slice::Iter<'a, Sink>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
 /// How confidential content is.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord, Default,
@@ -176,7 +222,7 @@ pub struct Tool {
     /// How confidential its results are.
     pub returns: Confidentiality,
     pub returns_why: String,
-    pub sinks: Vec<Sink>,
+    pub sinks: Sinks,
 }
 
 impl Tool {
@@ -194,7 +240,7 @@ impl Tool {
     }
 
     pub fn sink(&self, param: &str) -> Option<&Sink> {
-        self.sinks.iter().find(|s| s.param == param)
+        self.sinks.get(param)
     }
 
     /// The label of content this tool returns: open-world tools return untrusted content.
@@ -367,4 +413,36 @@ pub struct Decision {
     /// How unusual the call was (what `context.anomaly` saw).
     #[serde(default)]
     pub anomaly: Anomaly,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink(param: &str, kind: SinkKind) -> Sink {
+        Sink {
+            param: param.into(),
+            kind,
+            evidence: Evidence::Inferred,
+            why: String::new(),
+        }
+    }
+
+    #[test]
+    fn sinks_given_in_any_order_are_found_by_parameter_and_the_first_of_two_is_kept() {
+        let sinks = Sinks::from(vec![
+            sink("to", SinkKind::Recipient),
+            sink("amount", SinkKind::Amount),
+            sink("path", SinkKind::Path),
+            sink("to", SinkKind::Identifier),
+        ]);
+        assert_eq!(sinks.get("to").map(|s| s.kind), Some(SinkKind::Recipient));
+        assert_eq!(sinks.get("amount").map(|s| s.kind), Some(SinkKind::Amount));
+        assert_eq!(sinks.get("path").map(|s| s.kind), Some(SinkKind::Path));
+        assert!(sinks.get("body").is_none());
+        assert_eq!(sinks.len(), 3);
+        let json = serde_json::to_value(&sinks).expect("serialises");
+        let back: Sinks = serde_json::from_value(json).expect("reads back");
+        assert_eq!(back, sinks);
+    }
 }

@@ -2,7 +2,10 @@
 //! the Cedar context, the indexed policy slice, reasons rendered) with 10, 200 and 1000 policies
 //! and a session whose provenance index holds 10k values; beside it, in the same run, the same
 //! pipeline with the index off and raw Cedar (Cedar's `Authorizer::is_authorized` over the whole
-//! set with a prebuilt request). Criterion's report, then a table of p50/p99 and the ratios.
+//! set with a prebuilt request). Criterion's report, then a table of p50/p99 and the ratios,
+//! then the cost of one decision per argument key at 1k/10k/100k keys (a tool nobody described,
+//! whose keys all stand in for its schema, as the runtime resolves it): flat when decide is
+//! linear in the keys. `cargo bench -p warden-policy --bench decide -- keys` prints only that.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -19,6 +22,7 @@ use warden_provenance::IndexConfig;
 
 const POLICY_COUNTS: [usize; 3] = [10, 200, 1000];
 const INDEX_VALUES: usize = 10_000;
+const KEY_COUNTS: [usize; 3] = [1_000, 10_000, 100_000];
 
 /// The baseline plus `n - baseline` synthetic policies: per-profile permits, argument
 /// constraints and holds spread over 50 profiles and 100 tools, and a few unscoped guards.
@@ -262,8 +266,15 @@ fn main() {
         group.finish();
     }
     criterion.final_summary();
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if filters.is_empty() || filters.iter().any(|f| f == "keys") {
+        per_key_cost(&setups[0].1.indexed, &state);
+    }
     // With a filter (`cargo bench … -- parts`), only Criterion's part of the run is wanted.
-    if std::env::args().skip(1).any(|a| !a.starts_with('-')) {
+    if !filters.is_empty() {
         return;
     }
 
@@ -298,6 +309,52 @@ fn main() {
             us(rp50),
             us(rp99),
             ip50.as_secs_f64() / rp50.as_secs_f64()
+        );
+    }
+}
+
+/// One call naming `n` argument keys, and the tool the runtime resolves for it when nobody
+/// described it (its keys stand in for a schema; a write, so every key is a sink).
+fn wide_call(n: usize) -> (Tool, Call) {
+    let args: serde_json::Map<String, Value> = (0..n)
+        .map(|i| (format!("field_{i}"), json!(format!("value {i}"))))
+        .collect();
+    let properties: serde_json::Map<String, Value> =
+        args.keys().map(|k| (k.clone(), json!({}))).collect();
+    let tool = tools::resolve(
+        &ToolSpec {
+            name: "update_record".into(),
+            input_schema: json!({"type": "object", "properties": properties}),
+            ..ToolSpec::default()
+        },
+        "guard",
+        None,
+    );
+    let call = Call {
+        tool: "update_record".into(),
+        args: args.into_iter().collect(),
+        call_id: String::new(),
+        upstream: None,
+    };
+    (tool, call)
+}
+
+/// Decide's cost per argument key: it must not grow with the number of keys.
+fn per_key_cost(engine: &PolicyEngine, state: &SessionState) {
+    println!("\nargument keys | sinks | decide p50 | per key");
+    println!("--------------|-------|------------|--------");
+    for n in KEY_COUNTS {
+        let (tool, call) = wide_call(n);
+        let iters = (200_000 / n).clamp(5, 200);
+        let (p50, _) = percentiles(
+            || drop(black_box(decide(engine, state, &tool, black_box(&call)))),
+            iters,
+        );
+        println!(
+            "{n:>13} | {:>5} | {:>7.1} ms | {:>4.2} µs",
+            tool.sinks.len(),
+            p50.as_secs_f64() * 1e3,
+            us(p50) / n as f64
         );
     }
 }

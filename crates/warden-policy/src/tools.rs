@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use warden_model::{Confidentiality, Evidence, Sink, SinkKind, Tool, Trait, TraitValue};
+use warden_model::{Confidentiality, Evidence, Sink, SinkKind, Sinks, Tool, Trait, TraitValue};
 
 /// A tool as an upstream describes it (an MCP `tools/list` entry, a tools.json entry, a guard-API
 /// declaration).
@@ -548,7 +548,7 @@ fn sink_kind_of(param: &str) -> Option<SinkKind> {
     }
 }
 
-fn sinks(spec: &ToolSpec, cfg: &ToolConfig, writes: bool) -> Vec<Sink> {
+fn sinks(spec: &ToolSpec, cfg: &ToolConfig, writes: bool) -> Sinks {
     let mut out: Vec<Sink> = Vec::new();
     let props = spec
         .input_schema
@@ -598,8 +598,7 @@ fn sinks(spec: &ToolSpec, cfg: &ToolConfig, writes: bool) -> Vec<Sink> {
             why: "set in Warden's config".to_owned(),
         });
     }
-    out.sort_by(|a, b| a.param.cmp(&b.param));
-    out
+    Sinks::from(out)
 }
 
 /// A human-readable account of a tool's traits and where each came from (`warden tools explain`).

@@ -536,4 +536,37 @@ fn an_unexplained_recipient_after_untrusted_content_is_held_and_before_it_is_not
         "{}",
         after.reasons[0].message
     );
+
+/// One request naming 50k argument keys (about 1 MB) of a tool nobody described, every key a
+/// sink: each key is weighed once. Looking each key's sink up by scanning the tool's sinks made
+/// this quadratic (≈ 90 s in a debug build); linear, it takes a few seconds. The deadline only
+/// keeps a regression from hanging the suite.
+#[test]
+fn a_call_naming_fifty_thousand_arguments_is_decided_without_stalling() {
+    const KEYS: usize = 50_000;
+    let (sent, answer) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let names: Vec<String> = (0..KEYS).map(|i| format!("field_{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let tool = tool("update_record", &refs);
+        let args: serde_json::Map<String, Value> = names
+            .iter()
+            .map(|n| (n.clone(), json!(format!("value of {n}"))))
+            .collect();
+        let state = SessionState::open(session(None, "Update the record"), IndexConfig::default());
+        let d = decide(
+            &baseline(),
+            &state,
+            &tool,
+            &call("update_record", Value::Object(args)),
+        );
+        let _ = sent.send((tool.sinks.len(), d));
+    });
+    let (sinks, d) = answer
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("a decision within 60 s (a linear decide takes a few)");
+    assert_eq!(sinks, KEYS);
+    assert_eq!(d.provenance.len(), KEYS);
+    assert_eq!(d.verdict, Verdict::Allow, "{:?}", d.reasons);
+    assert_eq!(d.reasons[0].policy, "baseline.no-profile");
 }

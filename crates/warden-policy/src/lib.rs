@@ -4,6 +4,7 @@
 pub mod context;
 pub mod engine;
 pub mod profile;
+pub mod schema;
 pub mod session;
 pub mod tools;
 
@@ -32,6 +33,15 @@ pub enum PolicyError {
     #[error("{file}: policy `{policy}`: {message}")]
     Invalid {
         file: String,
+        policy: String,
+        message: String,
+    },
+    /// The policy parses but does not fit Warden's schema, annotations or reason placeholders.
+    #[error("{file}:{line}:{col}: policy `{policy}`: {message}")]
+    Validation {
+        file: String,
+        line: usize,
+        col: usize,
         policy: String,
         message: String,
     },

@@ -52,10 +52,25 @@ pub enum PolicyError {
 /// The 1-based line and column (in characters) of a byte offset: where errors in policy,
 /// profile and config files point.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    // An offset from a parser may fall inside a multibyte character: count from its start.
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn line_col_of_an_offset_inside_a_multibyte_character_is_that_character() {
+        assert_eq!(super::line_col("a\nȼq", 3), (2, 1));
+        assert_eq!(super::line_col("a\nȼq", 4), (2, 2));
+        assert_eq!(super::line_col("é", 99), (1, 2));
+    }
 }
 
 /// Hex SHA-256 of a text: identifies the policy set in force.

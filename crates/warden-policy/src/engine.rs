@@ -91,7 +91,6 @@ impl PolicyEngine {
         let mut policies = BTreeMap::new();
         let mut seen: HashMap<String, String> = HashMap::new();
         let mut digest_input = String::new();
-        let mut checker = crate::schema::Checker::default();
         for src in sources {
             digest_input.push_str(&src.name);
             digest_input.push('\n');
@@ -147,7 +146,7 @@ impl PolicyEngine {
                 }
                 let pid = PolicyId::new(&id);
                 let policy = p.new_id(pid.clone());
-                checker.check(src, &id, &policy)?;
+                crate::schema::check(src, &id, &policy)?;
                 let condition =
                     located_free_condition(&policy).map_err(|message| PolicyError::Invalid {
                         file: src.name.clone(),

@@ -63,16 +63,6 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn line_col_of_an_offset_inside_a_multibyte_character_is_that_character() {
-        assert_eq!(super::line_col("a\nȼq", 3), (2, 1));
-        assert_eq!(super::line_col("a\nȼq", 4), (2, 2));
-        assert_eq!(super::line_col("é", 99), (1, 2));
-    }
-}
-
 /// Hex SHA-256 of a text: identifies the policy set in force.
 pub fn digest(text: &str) -> String {
     Sha256::digest(text.as_bytes())
@@ -164,5 +154,15 @@ pub fn decide_scored(
         provenance,
         provenance_evicted: state.index.evicted(),
         anomaly: anomaly.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn line_col_of_an_offset_inside_a_multibyte_character_is_that_character() {
+        assert_eq!(super::line_col("a\nȼq", 3), (2, 1));
+        assert_eq!(super::line_col("a\nȼq", 4), (2, 2));
+        assert_eq!(super::line_col("é", 99), (1, 2));
     }
 }

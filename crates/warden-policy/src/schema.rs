@@ -242,10 +242,6 @@ struct Finding {
     message: String,
 }
 
-/// Checks policies against Warden's schema.
-#[derive(Default)]
-pub(crate) struct Checker;
-
 /// The validators built so far, by `Dynamic`, shared by every load: building a schema costs
 /// milliseconds, and a process loads the same few shapes again and again (reloads, tests).
 fn validator(dynamic: &Dynamic) -> Result<Arc<Validator>, String> {
@@ -265,111 +261,116 @@ fn validator(dynamic: &Dynamic) -> Result<Arc<Validator>, String> {
     Ok(v)
 }
 
-impl Checker {
-    /// Check one policy of a file: annotations, reason placeholders, then Cedar's strict
-    /// validation. The error names the file, line and column.
-    pub(crate) fn check(
-        &mut self,
-        src: &PolicySource,
-        id: &str,
-        policy: &Policy,
-    ) -> Result<(), PolicyError> {
-        let core: &ast::Policy = policy.as_ref();
-        let at = |offset: usize, message: String| {
-            let (line, col) = crate::line_col(&src.text, offset);
-            PolicyError::Validation {
-                file: src.name.clone(),
-                line,
-                col,
-                policy: id.to_owned(),
-                message,
-            }
-        };
-        let start = core.loc().map_or(0, |l| l.span.offset());
-        for (key, annotation) in core.annotations() {
-            let offset = annotation.loc.as_ref().map_or(start, |l| l.span.offset());
-            let key = key.as_ref();
-            if !ANNOTATIONS.contains(&key) {
-                let known: Vec<String> = ANNOTATIONS.iter().map(|a| format!("@{a}")).collect();
+/// Check one policy of a file: annotations, reason placeholders, then Cedar's strict
+/// validation. The error names the file, line and column.
+pub(crate) fn check(src: &PolicySource, id: &str, policy: &Policy) -> Result<(), PolicyError> {
+    let core: &ast::Policy = policy.as_ref();
+    let at = |offset: usize, message: String| {
+        let (line, col) = crate::line_col(&src.text, offset);
+        PolicyError::Validation {
+            file: src.name.clone(),
+            line,
+            col,
+            policy: id.to_owned(),
+            message,
+        }
+    };
+    let start = core.loc().map_or(0, |l| l.span.offset());
+    for (key, annotation) in core.annotations() {
+        let offset = annotation.loc.as_ref().map_or(start, |l| l.span.offset());
+        let key = key.as_ref();
+        if !ANNOTATIONS.contains(&key) {
+            let known: Vec<String> = ANNOTATIONS.iter().map(|a| format!("@{a}")).collect();
+            return Err(at(
+                offset,
+                format!(
+                    "unknown annotation `@{key}`: Warden reads only {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+        if key == "reason" {
+            if let Some(p) = unknown_placeholder(&annotation.val) {
+                let known: Vec<String> = PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect();
                 return Err(at(
                     offset,
                     format!(
-                        "unknown annotation `@{key}`: Warden reads only {}",
+                        "@reason uses the unknown placeholder `{{{p}}}`: reasons may use {}",
                         known.join(", ")
                     ),
                 ));
             }
-            if key == "reason" {
-                if let Some(p) = unknown_placeholder(&annotation.val) {
-                    let known: Vec<String> =
-                        PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect();
-                    return Err(at(
-                        offset,
-                        format!(
-                            "@reason uses the unknown placeholder `{{{p}}}`: reasons may use {}",
-                            known.join(", ")
-                        ),
-                    ));
-                }
-            }
         }
-        let findings = self.validate(policy).map_err(|m| at(start, m))?;
-        match findings.first() {
-            None => Ok(()),
-            Some(first) => {
-                let more = match findings.len() - 1 {
-                    0 => String::new(),
-                    n => format!(" (and {n} more in this policy)"),
-                };
-                Err(at(first.offset, format!("{}{more}", first.message)))
+    }
+    let findings = validate(policy).map_err(|m| at(start, m))?;
+    match findings.first() {
+        None => Ok(()),
+        Some(first) => {
+            let more = match findings.len() - 1 {
+                0 => String::new(),
+                n => format!(" (and {n} more in this policy)"),
+            };
+            Err(at(first.offset, format!("{}{more}", first.message)))
+        }
+    }
+}
+
+/// Cedar's strict validation of one policy. A value named by the session or the agent has
+/// no type Warden knows, so each is given the candidate types in turn (all alike first,
+/// then one at a time): the findings are those of the assignment with the fewest.
+fn validate(policy: &Policy) -> Result<Vec<Finding>, String> {
+    let names = dynamic_names(policy.as_ref());
+    let mut dynamic = Dynamic::default();
+    for (part, attrs) in &names {
+        let is_per_arg = CONTEXT
+            .iter()
+            .any(|(n, p)| n == part && matches!(p, Part::PerArg(_)));
+        if is_per_arg {
+            dynamic.per_arg.extend(attrs.iter().cloned());
+        } else {
+            dynamic.params.insert(
+                (*part).to_owned(),
+                attrs
+                    .iter()
+                    .map(|a| (a.clone(), CedarType::String))
+                    .collect(),
+            );
+        }
+    }
+    let mut best = findings(policy, &dynamic)?;
+    if best.is_empty() {
+        return Ok(best);
+    }
+    let slots: Vec<(String, String)> = dynamic
+        .params
+        .iter()
+        .flat_map(|(p, attrs)| attrs.keys().map(move |a| (p.clone(), a.clone())))
+        .collect();
+    if slots.is_empty() {
+        return Ok(best);
+    }
+    let set = |d: &mut Dynamic, (p, a): &(String, String), t: CedarType| {
+        if let Some(slot) = d.params.get_mut(p).and_then(|m| m.get_mut(a)) {
+            *slot = t;
+        }
+    };
+    let mut best_dynamic = dynamic.clone();
+    for &t in &CANDIDATES[1..] {
+        let mut d = dynamic.clone();
+        slots.iter().for_each(|s| set(&mut d, s, t));
+        let f = findings(policy, &d)?;
+        if f.len() < best.len() {
+            (best, best_dynamic) = (f, d);
+            if best.is_empty() {
+                return Ok(best);
             }
         }
     }
-
-    /// Cedar's strict validation of one policy. A value named by the session or the agent has
-    /// no type Warden knows, so each is given the candidate types in turn (all alike first,
-    /// then one at a time): the findings are those of the assignment with the fewest.
-    fn validate(&mut self, policy: &Policy) -> Result<Vec<Finding>, String> {
-        let names = dynamic_names(policy.as_ref());
-        let mut dynamic = Dynamic::default();
-        for (part, attrs) in &names {
-            let is_per_arg = CONTEXT
-                .iter()
-                .any(|(n, p)| n == part && matches!(p, Part::PerArg(_)));
-            if is_per_arg {
-                dynamic.per_arg.extend(attrs.iter().cloned());
-            } else {
-                dynamic.params.insert(
-                    (*part).to_owned(),
-                    attrs
-                        .iter()
-                        .map(|a| (a.clone(), CedarType::String))
-                        .collect(),
-                );
-            }
-        }
-        let mut best = self.findings(policy, &dynamic)?;
-        if best.is_empty() {
-            return Ok(best);
-        }
-        let slots: Vec<(String, String)> = dynamic
-            .params
-            .iter()
-            .flat_map(|(p, attrs)| attrs.keys().map(move |a| (p.clone(), a.clone())))
-            .collect();
-        if slots.is_empty() {
-            return Ok(best);
-        }
-        let set = |d: &mut Dynamic, (p, a): &(String, String), t: CedarType| {
-            if let Some(slot) = d.params.get_mut(p).and_then(|m| m.get_mut(a)) {
-                *slot = t;
-            }
-        };
-        let mut best_dynamic = dynamic.clone();
-        for &t in &CANDIDATES[1..] {
-            let mut d = dynamic.clone();
-            slots.iter().for_each(|s| set(&mut d, s, t));
-            let f = self.findings(policy, &d)?;
+    for slot in &slots {
+        for &t in CANDIDATES {
+            let mut d = best_dynamic.clone();
+            set(&mut d, slot, t);
+            let f = findings(policy, &d)?;
             if f.len() < best.len() {
                 (best, best_dynamic) = (f, d);
                 if best.is_empty() {
@@ -377,78 +378,65 @@ impl Checker {
                 }
             }
         }
-        for slot in &slots {
-            for &t in CANDIDATES {
-                let mut d = best_dynamic.clone();
-                set(&mut d, slot, t);
-                let f = self.findings(policy, &d)?;
-                if f.len() < best.len() {
-                    (best, best_dynamic) = (f, d);
-                    if best.is_empty() {
-                        return Ok(best);
-                    }
-                }
-            }
-        }
-        for f in best
-            .iter_mut()
-            .filter(|f| !f.message.contains("optional attribute"))
-        {
-            f.message.push_str(
-                "; Warden checked the policy with each value it reads under context.task and \
+    }
+    for f in best
+        .iter_mut()
+        .filter(|f| !f.message.contains("optional attribute"))
+    {
+        f.message.push_str(
+            "; Warden checked the policy with each value it reads under context.task and \
                  context.args as a String, Long, Boolean, Set<String>, Set<Long> or decimal, \
                  and none fits (a nested record cannot be checked)",
-            );
-        }
-        Ok(best)
-    }
-
-    fn findings(&mut self, policy: &Policy, dynamic: &Dynamic) -> Result<Vec<Finding>, String> {
-        let validator = validator(dynamic)?;
-        let mut set = PolicySet::new();
-        set.add(policy.clone()).map_err(|e| e.to_string())?;
-        let result = validator.validate(&set, ValidationMode::Strict);
-        let offset = |d: &dyn Diagnostic| {
-            d.labels()
-                .and_then(|mut l| l.next())
-                .map_or(0, |l| l.offset())
-        };
-        // Cedar's messages start "for policy `id`, ": Warden's error names the policy already.
-        let prefix = format!("for policy `{}`, ", policy.id());
-        let describe = |d: &dyn Diagnostic| {
-            let text = d.to_string();
-            let text = text.strip_prefix(&prefix).unwrap_or(&text).to_owned();
-            match d.help() {
-                Some(h) => format!("{text} ({h})"),
-                None => text,
-            }
-        };
-        let mut out: Vec<Finding> = result
-            .validation_errors()
-            .map(|e| Finding {
-                offset: offset(e),
-                message: describe(e),
-            })
-            .collect();
-        // A policy that can never apply is a mistake (an entity type or action it can never
-        // meet): an operator's forbid silently doing nothing is what the check is for.
-        out.extend(
-            result
-                .validation_warnings()
-                .filter(|w| {
-                    matches!(
-                        w,
-                        ValidationWarning::ImpossiblePolicy(_)
-                            | ValidationWarning::InvalidActionApplication(_)
-                    )
-                })
-                .map(|w| Finding {
-                    offset: offset(w),
-                    message: describe(w),
-                }),
         );
-        Ok(out)
     }
+    Ok(best)
+}
+
+fn findings(policy: &Policy, dynamic: &Dynamic) -> Result<Vec<Finding>, String> {
+    let validator = validator(dynamic)?;
+    let mut set = PolicySet::new();
+    set.add(policy.clone()).map_err(|e| e.to_string())?;
+    let result = validator.validate(&set, ValidationMode::Strict);
+    let offset = |d: &dyn Diagnostic| {
+        d.labels()
+            .and_then(|mut l| l.next())
+            .map_or(0, |l| l.offset())
+    };
+    // Cedar's messages start "for policy `id`, ": Warden's error names the policy already.
+    let prefix = format!("for policy `{}`, ", policy.id());
+    let describe = |d: &dyn Diagnostic| {
+        let text = d.to_string();
+        let text = text.strip_prefix(&prefix).unwrap_or(&text).to_owned();
+        match d.help() {
+            Some(h) => format!("{text} ({h})"),
+            None => text,
+        }
+    };
+    let mut out: Vec<Finding> = result
+        .validation_errors()
+        .map(|e| Finding {
+            offset: offset(e),
+            message: describe(e),
+        })
+        .collect();
+    // A policy that can never apply is a mistake (an entity type or action it can never
+    // meet): an operator's forbid silently doing nothing is what the check is for.
+    out.extend(
+        result
+            .validation_warnings()
+            .filter(|w| {
+                matches!(
+                    w,
+                    ValidationWarning::ImpossiblePolicy(_)
+                        | ValidationWarning::InvalidActionApplication(_)
+                )
+            })
+            .map(|w| Finding {
+                offset: offset(w),
+                message: describe(w),
+            }),
+    );
+    Ok(out)
 }
 
 /// The first `{name}` in a reason template that Warden does not fill.
@@ -456,9 +444,7 @@ fn unknown_placeholder(template: &str) -> Option<&str> {
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         let after = &rest[open + 1..];
-        let Some(close) = after.find('}') else {
-            return None;
-        };
+        let close = after.find('}')?;
         let name = &after[..close];
         let looks_like_one = !name.is_empty()
             && name

@@ -96,6 +96,13 @@ impl Flow {
     }
 }
 
+pub const SESSION_TYPE: &str = "Warden::Session";
+pub const AGENT_TYPE: &str = "Warden::Agent";
+pub const USER_TYPE: &str = "Warden::User";
+pub const ACTION_TYPE: &str = "Warden::Action";
+/// The one action: a tool call.
+pub const CALL_ACTION: &str = "call";
+
 /// The entity types of Warden's Cedar vocabulary, parsed once.
 #[derive(Debug, Clone)]
 pub struct Types {
@@ -114,14 +121,14 @@ impl Types {
                 .map_err(|e| format!("entity type {name}: {e}"))
         };
         Ok(Types {
-            session: t("Warden::Session")?,
+            session: t(SESSION_TYPE)?,
             profile: t(PROFILE_TYPE)?,
-            agent: t("Warden::Agent")?,
-            user: t("Warden::User")?,
+            agent: t(AGENT_TYPE)?,
+            user: t(USER_TYPE)?,
             tool: t(TOOL_TYPE)?,
             action: ast::EntityUID::from_components(
-                t("Warden::Action")?,
-                ast::Eid::new("call"),
+                t(ACTION_TYPE)?,
+                ast::Eid::new(CALL_ACTION),
                 None,
             ),
         })
@@ -198,6 +205,222 @@ fn params<'a>(items: impl Iterator<Item = (&'a String, &'a Json)>) -> Value {
     )
 }
 
+/// What one call's Cedar view is built from.
+pub struct Inputs<'a> {
+    pub state: &'a SessionState,
+    pub tool: &'a Tool,
+    pub call: &'a Call,
+    pub provenance: &'a BTreeMap<String, ArgProvenance>,
+    pub flow: &'a Flow,
+    pub anomaly: &'a Anomaly,
+}
+
+/// What one argument's `context.provenance.<arg>` record is built from.
+pub struct ArgInputs<'a> {
+    pub arg: &'a str,
+    pub provenance: &'a ArgProvenance,
+    pub tool: &'a Tool,
+}
+
+/// The Cedar type of a declared attribute, as the schema states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CedarType {
+    Bool,
+    Long,
+    String,
+    Decimal,
+    SetOfLong,
+    SetOfString,
+}
+
+/// One attribute with a fixed name: its Cedar type and how its value is read. The context
+/// builder and the schema generator (`crate::schema`) both read these tables, so an attribute
+/// added here is in both; a unit test checks that the values built have the declared types.
+pub struct Field<G> {
+    pub name: &'static str,
+    pub ty: CedarType,
+    pub get: G,
+}
+
+pub type CallField = Field<fn(&Inputs<'_>) -> Value>;
+pub type ArgField = Field<fn(&ArgInputs<'_>) -> Value>;
+
+const fn field<G>(name: &'static str, ty: CedarType, get: G) -> Field<G> {
+    Field { name, ty, get }
+}
+
+use CedarType::{Bool, Long, SetOfLong, SetOfString, String as Str};
+
+fn profile_of(i: &Inputs<'_>) -> Value {
+    string(i.state.session.profile.as_deref().unwrap_or(""))
+}
+
+/// Attributes of the principal, `Warden::Session`.
+pub const SESSION_ATTRS: &[CallField] = &[
+    field("principal", Str, |i| string(&i.state.session.principal)),
+    field("agent", Str, |i| string(&i.state.session.agent)),
+    field("profile", Str, profile_of),
+    field("channel", Str, |i| string(&i.state.session.channel)),
+];
+
+/// Attributes of the resource, `Warden::Tool`.
+pub const TOOL_ATTRS: &[CallField] = &[
+    field("name", Str, |i| string(&i.tool.name)),
+    field("upstream", Str, |i| string(&i.tool.upstream)),
+    field("read", Bool, |i| boolean(i.tool.read.value)),
+    field("write", Bool, |i| boolean(i.tool.write.value)),
+    field("destructive", Bool, |i| boolean(i.tool.destructive.value)),
+    field("open_world", Bool, |i| boolean(i.tool.open_world.value)),
+    field("returns", Str, |i| string(i.tool.returns.as_str())),
+    field("sinks", SetOfString, |i| {
+        strings(i.tool.sinks.iter().map(|s| &s.param))
+    }),
+];
+
+/// `context.session`.
+pub const CONTEXT_SESSION: &[CallField] = &[
+    field("id", Str, |i| string(&i.state.session.id)),
+    field("principal", Str, |i| string(&i.state.session.principal)),
+    field("agent", Str, |i| string(&i.state.session.agent)),
+    field("profile", Str, profile_of),
+    field("channel", Str, |i| string(&i.state.session.channel)),
+    field("untrusted_seen", Bool, |i| boolean(i.state.untrusted_seen)),
+    field("secret_seen", Bool, |i| boolean(i.state.secret_seen)),
+    field("provenance_evicted", Long, |i| {
+        long(i.state.index.evicted())
+    }),
+];
+
+/// `context.provenance.<arg>`, one record per argument of the call.
+pub const ARG_PROVENANCE: &[ArgField] = &[
+    field("sources", SetOfLong, |a| {
+        Value::set(a.provenance.sources.iter().map(|&s| long(s)), None)
+    }),
+    field("trusted", Bool, |a| boolean(a.provenance.trusted)),
+    field("untrusted", Bool, |a| boolean(a.provenance.untrusted)),
+    field("untrusted_only", Bool, |a| {
+        boolean(a.provenance.untrusted_only)
+    }),
+    field("untrusted_prose_only", Bool, |a| {
+        boolean(a.provenance.untrusted_prose_only)
+    }),
+    field("unknown", Bool, |a| boolean(a.provenance.unknown)),
+    field("all_trusted", Bool, |a| boolean(a.provenance.all_trusted)),
+    field("confidentiality", Str, |a| {
+        string(a.provenance.confidentiality.as_str())
+    }),
+    field("sink", Str, |a| {
+        string(a.tool.sink(a.arg).map_or("", |s| s.kind.as_str()))
+    }),
+];
+
+/// `context.flow`.
+pub const CONTEXT_FLOW: &[CallField] = &[
+    field("untrusted_sink", Bool, |i| {
+        boolean(!i.flow.untrusted_sink_args.is_empty())
+    }),
+    field("untrusted_sink_args", SetOfString, |i| {
+        strings(&i.flow.untrusted_sink_args)
+    }),
+    field("steered", Bool, |i| {
+        boolean(!i.flow.steered_args.is_empty())
+    }),
+    field("steered_args", SetOfString, |i| {
+        strings(&i.flow.steered_args)
+    }),
+    field("unknown_sink", Bool, |i| {
+        boolean(!i.flow.unknown_sink_args.is_empty())
+    }),
+    field("unknown_sink_args", SetOfString, |i| {
+        strings(&i.flow.unknown_sink_args)
+    }),
+    field("unexplained_sink", Bool, |i| {
+        boolean(!i.flow.unexplained_sink_args.is_empty())
+    }),
+    field("unexplained_sink_args", SetOfString, |i| {
+        strings(&i.flow.unexplained_sink_args)
+    }),
+    field("secret_in_args", Bool, |i| {
+        boolean(!i.flow.secret_args.is_empty())
+    }),
+    field("secret_args", SetOfString, |i| strings(&i.flow.secret_args)),
+    field("internal_in_args", Bool, |i| {
+        boolean(!i.flow.internal_args.is_empty())
+    }),
+    field("sinks_trusted", Bool, |i| boolean(i.flow.sinks_trusted)),
+];
+
+/// `context.history`.
+pub const CONTEXT_HISTORY: &[CallField] = &[
+    field("calls", Long, |i| long(i.state.history.calls)),
+    field("tool_calls", Long, |i| {
+        long(
+            i.state
+                .history
+                .per_tool
+                .get(&i.call.tool)
+                .copied()
+                .unwrap_or(0),
+        )
+    }),
+    field("allowed", Long, |i| long(i.state.history.allowed)),
+    field("held", Long, |i| long(i.state.history.held)),
+    field("denied", Long, |i| long(i.state.history.denied)),
+];
+
+/// `context.anomaly`.
+pub const CONTEXT_ANOMALY: &[CallField] = &[
+    // Cedar has no floats: the score in thousandths, 0..=1000.
+    field("score", Long, |i| {
+        long((i.anomaly.score.clamp(0.0, 1.0) * 1000.0).round() as u64)
+    }),
+    field("reasons", SetOfString, |i| {
+        Value::set(i.anomaly.reasons.iter().map(|(r, _)| string(r)), None)
+    }),
+];
+
+/// How a top-level record of the context is made.
+pub enum Part {
+    /// Fixed attributes.
+    Record(&'static [CallField]),
+    /// Named by the session or the agent (`task`, `args`): any names, any JSON values. The
+    /// schema gives each policy the names it reads, as optional attributes.
+    Params(for<'a> fn(&'a Inputs<'a>) -> &'a warden_model::Params),
+    /// One `ARG_PROVENANCE` record per argument of the call.
+    PerArg(&'static [ArgField]),
+}
+
+/// The context's top-level records, in the order the schema lists them.
+pub const CONTEXT: &[(&str, Part)] = &[
+    ("session", Part::Record(CONTEXT_SESSION)),
+    ("task", Part::Params(|i| &i.state.session.task)),
+    ("args", Part::Params(|i| &i.call.args)),
+    ("provenance", Part::PerArg(ARG_PROVENANCE)),
+    ("flow", Part::Record(CONTEXT_FLOW)),
+    ("history", Part::Record(CONTEXT_HISTORY)),
+    ("anomaly", Part::Record(CONTEXT_ANOMALY)),
+];
+
+fn record_of(fields: &'static [CallField], inputs: &Inputs<'_>) -> Value {
+    record(fields.iter().map(|f| (f.name, (f.get)(inputs))))
+}
+
+fn arg_record_of(fields: &'static [ArgField], inputs: &ArgInputs<'_>) -> Value {
+    record(fields.iter().map(|f| (f.name, (f.get)(inputs))))
+}
+
+fn attrs_of(fields: &'static [CallField], inputs: &Inputs<'_>) -> Vec<(SmolStr, PartialValue)> {
+    fields
+        .iter()
+        .map(|f| {
+            (
+                SmolStr::new_static(f.name),
+                PartialValue::from((f.get)(inputs)),
+            )
+        })
+        .collect()
+}
+
 /// The Cedar entities and request for one call, built directly as Cedar values: going through
 /// Cedar's restricted-expression evaluator costs about 0.2 µs per value, most of a decision.
 pub fn build(
@@ -209,28 +432,24 @@ pub fn build(
     flow: &Flow,
     anomaly: &Anomaly,
 ) -> Result<(ast::Request, Entities), String> {
+    let inputs = Inputs {
+        state,
+        tool,
+        call,
+        provenance,
+        flow,
+        anomaly,
+    };
     let s = &state.session;
-    let profile = s.profile.as_deref().unwrap_or("");
     let session_uid = uid(&types.session, &s.id);
     let mut parents = HashSet::from([uid(&types.agent, &s.agent), uid(&types.user, &s.principal)]);
     parents.insert(uid(
         &types.profile,
         s.profile.as_deref().unwrap_or(NO_PROFILE),
     ));
-    fn attrs(pairs: Vec<(&str, Value)>) -> Vec<(SmolStr, PartialValue)> {
-        pairs
-            .into_iter()
-            .map(|(k, v)| (SmolStr::from(k), PartialValue::from(v)))
-            .collect()
-    }
     let session_entity = ast::Entity::new_with_attr_partial_value(
         session_uid.clone(),
-        attrs(vec![
-            ("principal", string(&s.principal)),
-            ("agent", string(&s.agent)),
-            ("profile", string(profile)),
-            ("channel", string(&s.channel)),
-        ]),
+        attrs_of(SESSION_ATTRS, &inputs),
         HashSet::new(),
         parents,
         [],
@@ -238,118 +457,32 @@ pub fn build(
     let tool_uid = uid(&types.tool, &tool.name);
     let tool_entity = ast::Entity::new_with_attr_partial_value(
         tool_uid.clone(),
-        attrs(vec![
-            ("name", string(&tool.name)),
-            ("upstream", string(&tool.upstream)),
-            ("read", boolean(tool.read.value)),
-            ("write", boolean(tool.write.value)),
-            ("destructive", boolean(tool.destructive.value)),
-            ("open_world", boolean(tool.open_world.value)),
-            ("returns", string(tool.returns.as_str())),
-            ("sinks", strings(tool.sinks.iter().map(|s| &s.param))),
-        ]),
+        attrs_of(TOOL_ATTRS, &inputs),
         HashSet::new(),
         HashSet::new(),
         [],
     );
-
-    let provenance_record = Value::record(
-        provenance.iter().map(|(arg, p)| {
-            (
-                arg.as_str(),
-                record([
-                    (
-                        "sources",
-                        Value::set(p.sources.iter().map(|&s| long(s)), None),
-                    ),
-                    ("trusted", boolean(p.trusted)),
-                    ("untrusted", boolean(p.untrusted)),
-                    ("untrusted_only", boolean(p.untrusted_only)),
-                    ("untrusted_prose_only", boolean(p.untrusted_prose_only)),
-                    ("unknown", boolean(p.unknown)),
-                    ("all_trusted", boolean(p.all_trusted)),
-                    ("confidentiality", string(p.confidentiality.as_str())),
-                    (
-                        "sink",
-                        string(tool.sink(arg).map_or("", |s| s.kind.as_str())),
-                    ),
-                ]),
-            )
-        }),
-        None,
-    );
-    let h = &state.history;
-    let context: BTreeMap<SmolStr, Value> = BTreeMap::from([
-        (
-            "session".into(),
-            record([
-                ("id", string(&s.id)),
-                ("principal", string(&s.principal)),
-                ("agent", string(&s.agent)),
-                ("profile", string(profile)),
-                ("channel", string(&s.channel)),
-                ("untrusted_seen", boolean(state.untrusted_seen)),
-                ("secret_seen", boolean(state.secret_seen)),
-                ("provenance_evicted", long(state.index.evicted())),
-            ]),
-        ),
-        ("task".into(), params(s.task.iter())),
-        ("args".into(), params(call.args.iter())),
-        ("provenance".into(), provenance_record),
-        (
-            "flow".into(),
-            record([
-                (
-                    "untrusted_sink",
-                    boolean(!flow.untrusted_sink_args.is_empty()),
+    let context: BTreeMap<SmolStr, Value> = CONTEXT
+        .iter()
+        .map(|(name, part)| {
+            let value = match part {
+                Part::Record(fields) => record_of(fields, &inputs),
+                Part::Params(get) => params(get(&inputs).iter()),
+                Part::PerArg(fields) => Value::record(
+                    provenance.iter().map(|(arg, p)| {
+                        let a = ArgInputs {
+                            arg,
+                            provenance: p,
+                            tool,
+                        };
+                        (arg.as_str(), arg_record_of(fields, &a))
+                    }),
+                    None,
                 ),
-                ("untrusted_sink_args", strings(&flow.untrusted_sink_args)),
-                ("steered", boolean(!flow.steered_args.is_empty())),
-                ("steered_args", strings(&flow.steered_args)),
-                ("unknown_sink", boolean(!flow.unknown_sink_args.is_empty())),
-                ("unknown_sink_args", strings(&flow.unknown_sink_args)),
-                (
-                    "unexplained_sink",
-                    boolean(!flow.unexplained_sink_args.is_empty()),
-                ),
-                (
-                    "unexplained_sink_args",
-                    strings(&flow.unexplained_sink_args),
-                ),
-                ("secret_in_args", boolean(!flow.secret_args.is_empty())),
-                ("secret_args", strings(&flow.secret_args)),
-                ("internal_in_args", boolean(!flow.internal_args.is_empty())),
-                ("sinks_trusted", boolean(flow.sinks_trusted)),
-            ]),
-        ),
-        (
-            "history".into(),
-            record([
-                ("calls", long(h.calls)),
-                (
-                    "tool_calls",
-                    long(h.per_tool.get(&call.tool).copied().unwrap_or(0)),
-                ),
-                ("allowed", long(h.allowed)),
-                ("held", long(h.held)),
-                ("denied", long(h.denied)),
-            ]),
-        ),
-        (
-            "anomaly".into(),
-            record([
-                // Cedar has no floats: the score in thousandths, 0..=1000.
-                (
-                    "score",
-                    long((anomaly.score.clamp(0.0, 1.0) * 1000.0).round() as u64),
-                ),
-                (
-                    "reasons",
-                    Value::set(anomaly.reasons.iter().map(|(r, _)| string(r)), None),
-                ),
-            ]),
-        ),
-    ]);
+            };
+            (SmolStr::new_static(name), value)
+        })
+        .collect();
     // The parents named above have no parents of their own, so the hierarchy is already closed.
     let entities = Entities::from_entities(
         [session_entity, tool_entity],
@@ -410,6 +543,17 @@ fn evidence(
     }
     parts.join("; ")
 }
+
+/// The placeholders `render` fills; a `@reason` naming any other is refused at load.
+pub const PLACEHOLDERS: &[&str] = &[
+    "tool",
+    "profile",
+    "untrusted_sink",
+    "steered",
+    "unknown_sink",
+    "unexplained_sink",
+    "secret_args",
+];
 
 /// Fill a reason template's placeholders from the call.
 pub fn render(

@@ -146,6 +146,7 @@ impl PolicyEngine {
                 }
                 let pid = PolicyId::new(&id);
                 let policy = p.new_id(pid.clone());
+                crate::schema::check(src, &id, &policy)?;
                 let condition =
                     located_free_condition(&policy).map_err(|message| PolicyError::Invalid {
                         file: src.name.clone(),

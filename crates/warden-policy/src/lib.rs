@@ -4,6 +4,7 @@
 pub mod context;
 pub mod engine;
 pub mod profile;
+pub mod schema;
 pub mod session;
 pub mod tools;
 
@@ -35,6 +36,15 @@ pub enum PolicyError {
         policy: String,
         message: String,
     },
+    /// The policy parses but does not fit Warden's schema, annotations or reason placeholders.
+    #[error("{file}:{line}:{col}: policy `{policy}`: {message}")]
+    Validation {
+        file: String,
+        line: usize,
+        col: usize,
+        policy: String,
+        message: String,
+    },
     #[error("task profile `{profile}`: {message}")]
     Profile { profile: String, message: String },
 }
@@ -42,6 +52,7 @@ pub enum PolicyError {
 /// The 1-based line and column (in characters) of a byte offset: where errors in policy,
 /// profile and config files point.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    // An offset from a parser may fall inside a multibyte character: count from its start.
     let before = &text[..text.floor_char_boundary(offset)];
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
@@ -139,5 +150,15 @@ pub fn decide_scored(
         provenance,
         provenance_evicted: state.index.evicted(),
         anomaly: anomaly.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn line_col_of_an_offset_inside_a_multibyte_character_is_that_character() {
+        assert_eq!(super::line_col("a\nȼq", 3), (2, 1));
+        assert_eq!(super::line_col("a\nȼq", 4), (2, 2));
+        assert_eq!(super::line_col("é", 99), (1, 2));
     }
 }

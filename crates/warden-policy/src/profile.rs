@@ -156,6 +156,14 @@ fn compile_one(name: &str, p: &TaskProfile, out: &mut String) -> Result<(), Stri
                 (format!("{has_arg} && {arg} == {lit}"), format!("must equal {v}"))
             }
             (None, None, Some(vs), None, None) => {
+                // Cedar sets are of one type, and an empty one is not a literal it takes.
+                let kind = |v: &Value| std::mem::discriminant(v);
+                if vs.is_empty() || vs.iter().any(|v| kind(v) != kind(&vs[0])) {
+                    return Err(format!(
+                        "constraint on `{}.{}`: one_of must list one or more values, all strings, all integers or all booleans",
+                        c.tool, c.arg
+                    ));
+                }
                 let lits: Result<Vec<String>, String> = vs.iter().map(cedar_value).collect();
                 (
                     format!("{has_arg} && [{}].contains({arg})", lits?.join(", ")),
@@ -193,6 +201,14 @@ fn compile_one(name: &str, p: &TaskProfile, out: &mut String) -> Result<(), Stri
             cedar_str(&reason),
             cedar_str(&c.tool),
         );
+    }
+    // Cedar's integers are i64: a larger budget would compile to Cedar that does not parse.
+    let budgets = p.budget.calls.iter().chain(p.budget.tools.values());
+    if let Some(n) = budgets.into_iter().find(|&&n| i64::try_from(n).is_err()) {
+        return Err(format!(
+            "budget {n} is larger than the largest allowed ({})",
+            i64::MAX
+        ));
     }
     if let Some(n) = p.budget.calls {
         let _ = writeln!(
@@ -274,6 +290,31 @@ mod tests {
         "#)
         .expect_err("must fail");
         assert!(err.to_string().contains("exactly one"), "{err}");
+    }
+
+    #[test]
+    fn a_budget_beyond_cedars_integers_is_an_error_not_unparseable_cedar() {
+        let err = one(r#"
+            [p]
+            tools = ["t"]
+            budget = { calls = 9223372036854775808 }
+        "#)
+        .expect_err("must fail");
+        assert!(
+            err.to_string().contains("budget 9223372036854775808"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_empty_or_mixed_one_of_is_an_error_not_cedar_that_cannot_validate() {
+        for values in ["[]", r#"[1, "a"]"#] {
+            let err = one(&format!(
+                "[p]\ntools = [\"t\"]\nrequire = [{{ tool = \"t\", arg = \"a\", one_of = {values} }}]\n"
+            ))
+            .expect_err("must fail");
+            assert!(err.to_string().contains("one_of must list"), "{err}");
+        }
     }
 
     #[test]

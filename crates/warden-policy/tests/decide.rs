@@ -167,7 +167,8 @@ fn destructive_calls_are_held() {
 fn evaluation_error_denies_with_the_error_as_reason() {
     let mut sources =
         warden_policy::policy_sources(true, &BTreeMap::new(), vec![]).expect("sources");
-    sources.extend(src(r#"@id("broken") forbid(principal, action, resource) when { context.args.nonexistent == 1 };"#));
+    // Valid against the schema (which cannot know an argument's type), wrong at run time.
+    sources.extend(src(r#"@id("broken") forbid(principal, action, resource) when { context.args has query && context.args.query > 1 };"#));
     let engine = PolicyEngine::load(&sources).expect("loads");
     let state = SessionState::open(session(None, ""), IndexConfig::default());
     let d = decide(
@@ -179,7 +180,7 @@ fn evaluation_error_denies_with_the_error_as_reason() {
     assert_eq!(d.verdict, Verdict::Deny);
     assert_eq!(d.reasons[0].policy, "broken");
     assert!(
-        d.reasons[0].message.contains("nonexistent"),
+        d.reasons[0].message.contains("could not be evaluated"),
         "{}",
         d.reasons[0].message
     );
@@ -251,8 +252,8 @@ fn policy_text(spec: &[(u8, u8, u8, u8)]) -> String {
             1 => "context.args has n && context.args.n > 3".to_owned(),
             2 => "resource.write".to_owned(),
             3 => "context.flow.untrusted_sink".to_owned(),
-            // Errors whenever the call has no `m` argument.
-            _ => "context.args.m == 1".to_owned(),
+            // Errors whenever the call's `m` argument is not a number.
+            _ => "context.args has m && context.args.m > 1".to_owned(),
         };
         let (annot, word) = match effect % 3 {
             0 => ("", "permit"),
@@ -280,7 +281,7 @@ proptest! {
         let name = format!("t{tool_n}");
         let t = warden_model::Tool { name: name.clone(), ..tool("send_x", &["account", "n"]) };
         let mut args = json!({"account": "1111", "n": n});
-        if with_m { args["m"] = json!(1); }
+        if with_m { args["m"] = json!("one"); }
         let c = call(&name, args);
         let provenance: BTreeMap<_, _> = c.args.iter().map(|(k, v)| (k.clone(), state.index.provenance(v))).collect();
         let flow = warden_policy::context::Flow::of(&t, &c, &provenance);

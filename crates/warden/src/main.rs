@@ -156,8 +156,13 @@ enum PolicyCommand {
     /// Run decision test cases (`*.toml` with [[case]] tables, or `*.json` with one case) from a
     /// directory; exits non-zero if any fails.
     Test { dir: PathBuf },
-    /// Print the policy set in force (baseline, compiled profiles, files).
-    Show,
+    /// Print the policy set in force (baseline, compiled profiles, files), or with --schema
+    /// the Cedar schema every policy is checked against.
+    Show {
+        /// Print Warden's Cedar schema (entities, action, context) instead of the policies.
+        #[arg(long)]
+        schema: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -229,7 +234,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Policy { command } => match command {
             PolicyCommand::Check { files } => policy_check(config, files),
             PolicyCommand::Test { dir } => policy_test(&config, &dir),
-            PolicyCommand::Show => {
+            PolicyCommand::Show { schema: true } => {
+                let text = warden_policy::schema::schema_text().map_err(anyhow::Error::msg)?;
+                // A closed pipe (`| head`) is the reader's choice, not an error.
+                match std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes()) {
+                    Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                        Err(e).context("writing the schema")?
+                    }
+                    _ => {}
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            PolicyCommand::Show { schema: false } => {
                 for (id, text) in config.engine()?.texts() {
                     println!("// {id}\n{text}\n");
                 }

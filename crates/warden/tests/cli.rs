@@ -56,6 +56,67 @@ fn policy_check_reports_a_broken_cedar_file_at_its_line_and_column() {
 }
 
 #[test]
+fn policy_check_refuses_a_typo_in_a_context_attribute_at_its_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cedar = dir.path().join("typo.cedar");
+    std::fs::write(
+        &cedar,
+        "@id(\"typo\")\nforbid(principal, action, resource)\nwhen { context.flow.steerd };\n",
+    )
+    .expect("write policy");
+    let config = dir.path().join("warden.toml");
+    std::fs::write(&config, "[policy]\nfiles = [\"typo.cedar\"]\n").expect("write config");
+
+    let out = run(&["policy", "check", "--config", path_str(&config)]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    let expected = format!("{}:3:8: policy `typo`:", cedar.display());
+    assert!(
+        stderr.contains(&expected),
+        "expected `{expected}` in: {stderr}"
+    );
+    assert!(stderr.contains("did you mean `steered`"), "{stderr}");
+}
+
+#[test]
+fn policy_check_refuses_an_unknown_annotation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cedar = dir.path().join("idd.cedar");
+    std::fs::write(
+        &cedar,
+        "@idd(\"x\")\npermit(principal, action, resource);\n",
+    )
+    .expect("write policy");
+    let out = run(&["policy", "check", path_str(&cedar)]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains(&format!("{}:1:1:", cedar.display())) && stderr.contains("`@idd`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn policy_check_accepts_the_support_example() {
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/support/warden.toml"
+    );
+    let out = run(&["policy", "check", "--config", config]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn policy_show_schema_prints_the_cedar_schema() {
+    let out = run(&["policy", "show", "--schema"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stdout.contains("namespace Warden"), "{stdout}");
+    assert!(stdout.contains("entity Tool"), "{stdout}");
+    assert!(stdout.contains("steered_args"), "{stdout}");
+}
+
+#[test]
 fn policy_check_reports_a_bad_config_field_at_its_line_and_column() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("warden.toml");

@@ -551,6 +551,7 @@ fn in_an_approval_race_across_processes_only_the_winners_decision_is_logged() {
         })
         .collect();
     assert_eq!(logged, [("approved".to_string(), "bob".to_string())]);
+}
 
 #[tokio::test]
 async fn a_persons_approver_key_opens_no_agent_session() {

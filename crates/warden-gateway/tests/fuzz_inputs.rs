@@ -169,7 +169,10 @@ async fn post(
     token: Option<&str>,
     body: String,
 ) -> (StatusCode, Value) {
-    let mut req = Request::post(path).header("content-type", "application/json");
+    // A local agent's request: zero config answers only on a loopback host.
+    let mut req = Request::post(path)
+        .header("host", "localhost")
+        .header("content-type", "application/json");
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }

@@ -537,6 +537,7 @@ fn an_unexplained_recipient_after_untrusted_content_is_held_and_before_it_is_not
         "{}",
         after.reasons[0].message
     );
+}
 
 /// One request naming 50k argument keys (about 1 MB) of a tool nobody described, every key a
 /// sink: each key is weighed once. Looking each key's sink up by scanning the tool's sinks made

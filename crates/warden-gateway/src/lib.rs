@@ -130,8 +130,11 @@ pub fn detector_model(config: &Config) -> Result<warden_detect::Baseline, StartE
     }
 }
 
+/// How long a shutdown waits for open connections to finish their requests.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serve the guard API (and `/mcp` when upstreams are declared) until `shutdown` resolves, then
-/// wait for open connections to finish their requests.
+/// wait (up to `SHUTDOWN_GRACE`) for open connections to finish their requests.
 ///
 /// Each connection is served by hyper with `server.header_timeout_secs` to send a request head
 /// (also while idle between requests), at most `server.max_connections` at once (past it, new
@@ -203,10 +206,17 @@ pub async fn serve(
         });
     }
     streams.cancel();
-    // Every connection holds a slot until it is done: all of them back means all are closed.
-    let _all = slots
-        .acquire_many(u32::try_from(max_connections).unwrap_or(u32::MAX))
-        .await;
+    // Every connection holds a slot until it is done: all of them back means all are closed. A
+    // response that never ends (an event stream a client keeps open) must not keep Warden from
+    // stopping: past the grace period the rest are dropped with the process.
+    let all = slots.acquire_many(u32::try_from(max_connections).unwrap_or(u32::MAX));
+    if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+        tracing::warn!(
+            "{} connection(s) still open {}s after shutdown began: closing them",
+            max_connections - slots.available_permits(),
+            SHUTDOWN_GRACE.as_secs()
+        );
+    }
     sweeper.abort();
     Ok(())
 }

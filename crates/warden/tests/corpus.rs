@@ -49,8 +49,8 @@ struct Declared {
 /// `attack: ` or `benign: `, an `expect` matching its kind, and every attack a benign twin.
 fn declared(path: &Path) -> Vec<Declared> {
     let text = std::fs::read_to_string(path).expect("read a corpus file");
-    let value: toml::Value = toml::from_str(&text)
-        .unwrap_or_else(|e| panic!("{}: not valid TOML: {e}", path.display()));
+    let value: toml::Value =
+        toml::from_str(&text).unwrap_or_else(|e| panic!("{}: not valid TOML: {e}", path.display()));
     let cases = value
         .get("case")
         .and_then(toml::Value::as_array)
@@ -77,7 +77,11 @@ fn declared(path: &Path) -> Vec<Declared> {
                 path.display()
             )
         };
-        let want = if kind == Kind::Attack { "hold" } else { "allow" };
+        let want = if kind == Kind::Attack {
+            "hold"
+        } else {
+            "allow"
+        };
         assert_eq!(
             expect,
             want,
@@ -98,7 +102,12 @@ fn declared(path: &Path) -> Vec<Declared> {
                 o.kind == Kind::Benign
                     && shape(&o.name["benign: ".len()..]) == shape(&d.name["attack: ".len()..])
             });
-        assert!(has_twin, "{}: `{}` has no benign twin", path.display(), d.name);
+        assert!(
+            has_twin,
+            "{}: `{}` has no benign twin",
+            path.display(),
+            d.name
+        );
     }
     out
 }
@@ -197,7 +206,11 @@ fn adversarial_corpus_meets_its_thresholds() {
         .collect();
     // Class files are numbered: sort by the number, not the text (10 after 9).
     files.sort_by_key(|p| {
-        let stem = p.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+        let stem = p
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         let n: u32 = stem
             .split('-')
             .next()
@@ -212,11 +225,19 @@ fn adversarial_corpus_meets_its_thresholds() {
     for file in &files {
         let cases = declared(file);
         let verdicts = run_file(file);
-        let class = file.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+        let class = file
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         let mut t = Tally::default();
         for c in &cases {
             let outcome = verdicts.get(&c.name).unwrap_or_else(|| {
-                panic!("{}: `{}` was not reported by policy test", file.display(), c.name)
+                panic!(
+                    "{}: `{}` was not reported by policy test",
+                    file.display(),
+                    c.name
+                )
             });
             let verdict = match outcome {
                 Ok(v) if v.is_empty() => c.expect.clone(),

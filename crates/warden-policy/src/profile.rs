@@ -128,6 +128,7 @@ fn compile_one(name: &str, p: &TaskProfile, out: &mut String) -> Result<(), Stri
             cedar_str(tool),
         );
     }
+    let mut require_ids = std::collections::HashSet::new();
     for c in &p.require {
         if !p.tools.contains(&c.tool) {
             return Err(format!(
@@ -188,6 +189,15 @@ fn compile_one(name: &str, p: &TaskProfile, out: &mut String) -> Result<(), Stri
                 ))
             }
         };
+        // Several constraints on one argument (or names that read alike once made an id) each
+        // keep an id of their own: the first as written, later ones numbered.
+        let base = id(&format!("require.{}.{}", c.tool, c.arg));
+        let mut require_id = base.clone();
+        let mut n = 1;
+        while !require_ids.insert(require_id.clone()) {
+            n += 1;
+            require_id = format!("{}.{n}\"", base.trim_end_matches('"'));
+        }
         let reason = c.reason.clone().unwrap_or_else(|| {
             format!(
                 "argument `{}` of `{}` {what} in task profile `{name}`",
@@ -197,7 +207,7 @@ fn compile_one(name: &str, p: &TaskProfile, out: &mut String) -> Result<(), Stri
         let _ = writeln!(
             out,
             "@id({})\n@reason({})\nforbid({scope}, resource == Warden::Tool::{})\nunless {{ {test} }};\n",
-            id(&format!("require.{}.{}", c.tool, c.arg)),
+            require_id,
             cedar_str(&reason),
             cedar_str(&c.tool),
         );

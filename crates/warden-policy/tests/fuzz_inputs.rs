@@ -151,3 +151,35 @@ fn cases(default: u32) -> u32 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// Found by the property above: two constraints on one argument compiled to two policies with
+/// the same `@id`, so the profile did not load.
+#[test]
+fn two_constraints_on_one_argument_load_with_ids_of_their_own() {
+    let constraint = |c: Constraint| Constraint {
+        tool: "pay".into(),
+        arg: "to".into(),
+        ..c
+    };
+    let profile = TaskProfile {
+        params: vec!["payee".into()],
+        tools: vec!["pay".into()],
+        require: vec![
+            constraint(Constraint {
+                equals_task: Some("payee".into()),
+                ..Constraint::default()
+            }),
+            constraint(Constraint {
+                ends_with: Some("@corp.example".into()),
+                ..Constraint::default()
+            }),
+        ],
+        ..TaskProfile::default()
+    };
+    let profiles = BTreeMap::from([("p".to_owned(), profile)]);
+    let sources = warden_policy::policy_sources(true, &profiles, vec![]).expect("compiles");
+    PolicyEngine::load(&sources).expect("loads");
+    let text: String = sources.iter().map(|s| s.text.clone()).collect();
+    assert!(text.contains("\"profile.p.require.pay.to\""), "{text}");
+    assert!(text.contains("\"profile.p.require.pay.to.2\""), "{text}");
+}

@@ -555,7 +555,61 @@ pub const PLACEHOLDERS: &[&str] = &[
     "secret_args",
 ];
 
-/// Fill a reason template's placeholders from the call.
+/// One piece of a reason template: text kept as written, or a `{name}` placeholder.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Piece<'a> {
+    Text(&'a str),
+    Placeholder(&'a str),
+}
+
+/// Split a reason template into text and placeholders, the way `render` and the loader read it.
+/// `{{` and `}}` stand for one literal brace (so compiled profiles can quote any name), and a
+/// brace that opens no placeholder-like name is text.
+pub fn pieces(template: &str) -> Vec<Piece<'_>> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(at) = rest.find(['{', '}']) {
+        if at > 0 {
+            out.push(Piece::Text(&rest[..at]));
+        }
+        let tail = &rest[at..];
+        if tail.starts_with("{{") || tail.starts_with("}}") {
+            out.push(Piece::Text(&tail[..1]));
+            rest = &tail[2..];
+            continue;
+        }
+        let name = tail[1..].find('}').map(|close| &tail[1..1 + close]);
+        match name {
+            Some(name) if tail.starts_with('{') && is_placeholder_name(name) => {
+                out.push(Piece::Placeholder(name));
+                rest = &tail[name.len() + 2..];
+            }
+            _ => {
+                out.push(Piece::Text(&tail[..1]));
+                rest = &tail[1..];
+            }
+        }
+    }
+    if !rest.is_empty() {
+        out.push(Piece::Text(rest));
+    }
+    out
+}
+
+fn is_placeholder_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '.' || c == '-')
+}
+
+/// Quote text so that a reason template shows it as written: every brace doubled.
+pub fn escape(text: &str) -> String {
+    text.replace('{', "{{").replace('}', "}}")
+}
+
+/// Fill a reason template's placeholders from the call, in one pass: text a placeholder puts in
+/// (a tool's name, an argument's value) is never read as a placeholder in turn.
 pub fn render(
     template: &str,
     state: &SessionState,
@@ -563,56 +617,83 @@ pub fn render(
     provenance: &BTreeMap<String, ArgProvenance>,
     flow: &Flow,
 ) -> String {
-    if !template.contains('{') {
-        return template.to_owned();
-    }
     let list = |args: &[String]| {
         args.iter()
             .map(|a| format!("`{a}`"))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut out = template.replace("{tool}", &tool.name).replace(
-        "{profile}",
-        state.session.profile.as_deref().unwrap_or("(none)"),
-    );
-    if out.contains("{untrusted_sink}") {
-        let text = format!(
-            "a value in {} was found only in untrusted content — {}",
-            list(&flow.untrusted_sink_args),
-            evidence(state, &flow.untrusted_sink_args, provenance, true)
-        );
-        out = out.replace("{untrusted_sink}", &text);
-    }
-    if out.contains("{steered}") {
-        let text = format!(
-            "{} carries a value the agent could only have read inside untrusted text — {}",
-            list(&flow.steered_args),
-            evidence(state, &flow.steered_args, provenance, true)
-        );
-        out = out.replace("{steered}", &text);
-    }
-    if out.contains("{unknown_sink}") {
-        let text = format!(
-            "{} carries a value seen nowhere in this session",
-            list(&flow.unknown_sink_args)
-        );
-        out = out.replace("{unknown_sink}", &text);
-    }
-    if out.contains("{unexplained_sink}") {
-        let text = format!(
-            "{} carries a value that nothing trusted in this session gives (not the user's words, not a trusted system's data) while the session has read untrusted content",
-            list(&flow.unexplained_sink_args)
-        );
-        out = out.replace("{unexplained_sink}", &text);
-    }
-    if out.contains("{secret_args}") {
-        let text = format!(
-            "{} ({})",
-            list(&flow.secret_args),
-            evidence(state, &flow.secret_args, provenance, false)
-        );
-        out = out.replace("{secret_args}", &text);
+    let mut out = String::with_capacity(template.len());
+    for piece in pieces(template) {
+        let name = match piece {
+            Piece::Text(text) => {
+                out.push_str(text);
+                continue;
+            }
+            Piece::Placeholder(name) => name,
+        };
+        let filled = match name {
+            "tool" => tool.name.clone(),
+            "profile" => state.session.profile.clone().unwrap_or_else(|| "(none)".to_owned()),
+            "untrusted_sink" => format!(
+                "a value in {} was found only in untrusted content — {}",
+                list(&flow.untrusted_sink_args),
+                evidence(state, &flow.untrusted_sink_args, provenance, true)
+            ),
+            "steered" => format!(
+                "{} carries a value the agent could only have read inside untrusted text — {}",
+                list(&flow.steered_args),
+                evidence(state, &flow.steered_args, provenance, true)
+            ),
+            "unknown_sink" => format!(
+                "{} carries a value seen nowhere in this session",
+                list(&flow.unknown_sink_args)
+            ),
+            "unexplained_sink" => format!(
+                "{} carries a value that nothing trusted in this session gives (not the user's words, not a trusted system's data) while the session has read untrusted content",
+                list(&flow.unexplained_sink_args)
+            ),
+            "secret_args" => format!(
+                "{} ({})",
+                list(&flow.secret_args),
+                evidence(state, &flow.secret_args, provenance, false)
+            ),
+            other => format!("{{{other}}}"),
+        };
+        out.push_str(&filled);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Text as read, with each placeholder shown as `<name>`.
+    fn read(template: &str) -> String {
+        pieces(template)
+            .into_iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.to_owned(),
+                Piece::Placeholder(name) => format!("<{name}>"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pieces_read_placeholders_doubled_braces_and_stray_braces() {
+        assert_eq!(
+            read("a {tool} b {{x}} {not closed"),
+            "a <tool> b {x} {not closed"
+        );
+        assert_eq!(read("{} {a b} }{steered}"), "{} {a b} }<steered>");
+        assert_eq!(read("{{{tool}}}"), "{<tool>}");
+    }
+
+    #[test]
+    fn escaped_text_reads_back_as_text_only() {
+        for text in ["{A}", "{{tool}}", "}{", "{steered}x{", "plain"] {
+            assert_eq!(read(&escape(text)), text);
+        }
+    }
 }

@@ -15,6 +15,7 @@ use cedar_policy_core::evaluator::Evaluator;
 use cedar_policy_core::extensions::Extensions;
 use warden_model::{Reason, Verdict};
 
+use crate::context::escape;
 use crate::PolicyError;
 
 /// A policy file's text and the name to report it by (a path, or `<baseline>`).
@@ -302,9 +303,9 @@ impl PolicyEngine {
                     .into_iter()
                     .map(|(policy, error)| Reason {
                         policy,
-                        message: format!(
+                        message: escape(&format!(
                             "policy could not be evaluated, so the call is refused: {error}"
-                        ),
+                        )),
                     })
                     .collect(),
             );
@@ -319,7 +320,7 @@ impl PolicyEngine {
                     message: c
                         .reason
                         .clone()
-                        .unwrap_or_else(|| format!("policy `{}` decided", c.id)),
+                        .unwrap_or_else(|| escape(&format!("policy `{}` decided", c.id))),
                 })
                 .collect()
         };
@@ -331,13 +332,13 @@ impl PolicyEngine {
         if permits.is_empty() {
             return deny(vec![Reason {
                 policy: "default-deny".into(),
-                message: match call.profile {
+                message: escape(&match call.profile {
                     Some(p) => format!(
                         "`{}` is not among the tools of task profile `{p}`",
                         call.tool
                     ),
                     None => format!("no policy permits `{}`", call.tool),
-                },
+                }),
             }]);
         }
         let holds = reasons(&|c| c.hold);

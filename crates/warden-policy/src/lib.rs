@@ -130,9 +130,9 @@ pub fn decide_scored(
             verdict: Verdict::Deny,
             reasons: vec![Reason {
                 policy: "warden.context".into(),
-                message: format!(
+                message: context::escape(&format!(
                     "the policy context could not be built, so the call is refused: {e}"
-                ),
+                )),
             }],
         },
     };

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::context::escape;
 use crate::PolicyError;
 
 /// A named purpose and the capabilities it grants.
@@ -122,9 +123,9 @@ fn compile_one(name: &str, p: &TaskProfile, out: &mut String) -> Result<(), Stri
             out,
             "@id({})\n@reason({})\npermit({scope}, resource == Warden::Tool::{});\n",
             id(&format!("tool.{tool}")),
-            cedar_str(&format!(
+            cedar_str(&escape(&format!(
                 "`{tool}` is one of the tools of task profile `{name}`"
-            )),
+            ))),
             cedar_str(tool),
         );
     }
@@ -198,11 +199,12 @@ fn compile_one(name: &str, p: &TaskProfile, out: &mut String) -> Result<(), Stri
             n += 1;
             require_id = format!("{}.{n}\"", base.trim_end_matches('"'));
         }
+        // A reason the profile writes is a template; one Warden writes quotes names as they are.
         let reason = c.reason.clone().unwrap_or_else(|| {
-            format!(
+            escape(&format!(
                 "argument `{}` of `{}` {what} in task profile `{name}`",
                 c.arg, c.tool
-            )
+            ))
         });
         let _ = writeln!(
             out,
@@ -225,7 +227,7 @@ fn compile_one(name: &str, p: &TaskProfile, out: &mut String) -> Result<(), Stri
             out,
             "@id({})\n@reason({})\nforbid({scope}, resource)\nwhen {{ context.history.calls >= {n} }};\n",
             id("budget.calls"),
-            cedar_str(&format!("task profile `{name}` allows {n} calls per session; the budget is spent")),
+            cedar_str(&escape(&format!("task profile `{name}` allows {n} calls per session; the budget is spent"))),
         );
     }
     for (tool, n) in &p.budget.tools {
@@ -233,7 +235,7 @@ fn compile_one(name: &str, p: &TaskProfile, out: &mut String) -> Result<(), Stri
             out,
             "@id({})\n@reason({})\nforbid({scope}, resource == Warden::Tool::{})\nwhen {{ context.history.tool_calls >= {n} }};\n",
             id(&format!("budget.{tool}")),
-            cedar_str(&format!("task profile `{name}` allows {n} calls of `{tool}` per session; the budget is spent")),
+            cedar_str(&escape(&format!("task profile `{name}` allows {n} calls of `{tool}` per session; the budget is spent"))),
             cedar_str(tool),
         );
     }

@@ -441,21 +441,12 @@ fn findings(policy: &Policy, dynamic: &Dynamic) -> Result<Vec<Finding>, String> 
 
 /// The first `{name}` in a reason template that Warden does not fill.
 fn unknown_placeholder(template: &str) -> Option<&str> {
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        let after = &rest[open + 1..];
-        let close = after.find('}')?;
-        let name = &after[..close];
-        let looks_like_one = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_alphanumeric() || c == '_' || c == '.' || c == '-');
-        if looks_like_one && !PLACEHOLDERS.contains(&name) {
-            return Some(name);
-        }
-        rest = &after[close..];
-    }
-    None
+    crate::context::pieces(template)
+        .into_iter()
+        .find_map(|piece| match piece {
+            crate::context::Piece::Placeholder(name) if !PLACEHOLDERS.contains(&name) => Some(name),
+            _ => None,
+        })
 }
 
 #[cfg(test)]

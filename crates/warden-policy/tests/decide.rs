@@ -572,3 +572,19 @@ fn a_call_naming_fifty_thousand_arguments_is_decided_without_stalling() {
     assert_eq!(d.verdict, Verdict::Allow, "{:?}", d.reasons);
     assert_eq!(d.reasons[0].policy, "baseline.no-profile");
 }
+
+#[test]
+fn a_tool_named_like_a_placeholder_is_quoted_as_written_in_the_reason() {
+    // Tool names come from upstream servers: one named after a placeholder must not pull
+    // evidence (or anything else) into the reason a person reads.
+    let engine = PolicyEngine::load(&src(
+        "@id(\"only-reads\")\npermit(principal, action, resource == Warden::Tool::\"read\");",
+    ))
+    .expect("loads");
+    let state = SessionState::open(session(None, "hello"), IndexConfig::default());
+    let name = "{secret_args}{tool}}";
+    let d = decide(&engine, &state, &tool(name, &[]), &call(name, json!({})));
+    assert_eq!(d.verdict, Verdict::Deny);
+    assert_eq!(d.reasons[0].policy, "default-deny");
+    assert_eq!(d.reasons[0].message, format!("no policy permits `{name}`"));
+}

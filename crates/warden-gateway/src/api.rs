@@ -494,6 +494,9 @@ fn session_caller(rt: &Runtime, caller: &Caller, session: &str) -> Result<(), Ap
     }
 }
 
+/// The agent id of a session opened without one on a config without API keys.
+pub const DEFAULT_AGENT: &str = "agent";
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OpenBody {
@@ -526,12 +529,11 @@ async fn open_session(
             "opening a session needs `Authorization: Bearer <API key>` with a key from the config",
         )),
     };
+    // The agent's id defaults to the API key's name, or to `agent` when the config has no keys.
     let agent = body
         .agent
         .or_else(|| key.as_ref().map(|k| k.name.clone()))
-        .ok_or_else(|| {
-            ApiError::field(StatusCode::BAD_REQUEST, "agent", "missing field `agent`")
-        })?;
+        .unwrap_or_else(|| DEFAULT_AGENT.to_owned());
     for (field, value) in [("principal", &body.principal), ("agent", &agent)] {
         if value.trim().is_empty() {
             return Err(ApiError::field(

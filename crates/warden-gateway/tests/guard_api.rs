@@ -1189,3 +1189,33 @@ async fn a_session_id_that_is_not_utf8_is_a_400_with_a_json_error() {
     assert_eq!(err["code"], "invalid_request");
     f.server.stop().await;
 }
+
+#[tokio::test]
+async fn a_session_opened_without_an_agent_on_zero_config_is_agent_and_decides() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(config("", dir.path())).await;
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(server.url("/v1/sessions"))
+        .json(&json!({"principal": "alice"}))
+        .send()
+        .await
+        .expect("POST /v1/sessions");
+    assert_eq!(resp.status(), 201);
+    let v: Value = resp.json().await.expect("a JSON body");
+    assert_eq!(v["session"]["agent"], "agent", "{v}");
+    let s = Opened {
+        id: v["id"].as_str().expect("id").to_owned(),
+        token: v["token"].as_str().expect("token").to_owned(),
+    };
+    let d = decide(
+        &client,
+        &server,
+        &s,
+        "get_weather",
+        json!({"city": "Paris"}),
+    )
+    .await;
+    assert_verdict(&d, "allow");
+    server.stop().await;
+}

@@ -83,8 +83,9 @@ enum Command {
     },
     /// Replay recorded agent traces through the decision pipeline, and score them with labels.
     ///
-    /// Traces are JSONL (gzip or plain) in the AgentDojo event format (see
-    /// ../shared/eval/agentdojo/README.md). Each session is opened with the user's instruction,
+    /// Traces are JSONL (gzip or plain) in the AgentDojo event format (an example:
+    /// crates/warden/tests/fixtures/replay; scores as EVALUATION.md counts them). Each session is
+    /// opened with the user's instruction,
     /// every tool result is observed and every tool call decided, by the same runtime as live
     /// traffic. Writes one decision per call to --out (or stdout without --labels).
     Replay {

@@ -49,8 +49,8 @@ fn chromium() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
     assert!(
         path.exists(),
-        "{} is missing: the dashboard tests need Debian's chromium (`apt-get install chromium \
-         chromium-driver`; .ci/run installs it) or CHROMIUM=/path/to/chromium",
+        "{} is missing: the dashboard tests need Chromium (`scripts/test` installs Debian's \
+         package when run as root; else `apt-get install chromium`) or CHROMIUM=/path/to/chromium",
         path.display()
     );
     path

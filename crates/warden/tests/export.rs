@@ -26,7 +26,7 @@ fn path_str(p: &Path) -> &str {
 
 /// Run the OCSF validator on `lines`; panics (loudly, saying how to install it) if it cannot run.
 fn validate(lines: &str) -> Output {
-    let python = std::env::var("WARDEN_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = support::python("jsonschema, ocsf_json_schema");
     let script = PathBuf::from(ROOT).join("scripts/ocsf-validate.py");
     let mut child = Command::new(&python)
         .arg(&script)

@@ -7,7 +7,7 @@
 //! user's instruction goes through at once.
 
 mod support;
-use support::{filesystem_server, start_serve, Inbox};
+use support::{filesystem_server, python, start_serve, Inbox};
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -57,16 +57,8 @@ fn plan(inbox: &Inbox, era: &str) -> Value {
 
 /// Start `agent.py` with these arguments and feed it the plan.
 async fn start_agent(args: &[String], plan: &Value) -> tokio::process::Child {
-    let probe = Command::new("python3")
-        .args(["-c", "import mcp, httpx2"])
-        .output()
-        .expect("python3 runs (the Python MCP SDK tests need it)");
-    assert!(
-        probe.status.success(),
-        "the Python MCP SDK is missing: `python3 -m pip install mcp==2.3.0` (.ci/run does)\n{}",
-        String::from_utf8_lossy(&probe.stderr)
-    );
-    let mut child = tokio::process::Command::new("python3")
+    let python = python("mcp, httpx2");
+    let mut child = tokio::process::Command::new(&python)
         .arg(AGENT_PY)
         .args(args)
         .env_remove("WARDEN_CONFIG")
@@ -75,7 +67,7 @@ async fn start_agent(args: &[String], plan: &Value) -> tokio::process::Child {
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("python3 agent.py starts");
+        .expect("the Python MCP agent starts");
     let mut stdin = child.stdin.take().expect("stdin piped");
     stdin
         .write_all(plan.to_string().as_bytes())

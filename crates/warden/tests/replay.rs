@@ -1,9 +1,11 @@
-//! `warden replay` end to end on a fixed slice of the AgentDojo dev traces: the scores it prints
-//! must equal a recount, done here from its own per-call decisions and the labels.
+//! `warden replay` end to end on the team's replay fixture (`tests/fixtures/replay`: invented
+//! office tools, benign and attacked sessions, in the dev traces' format): the scores it prints
+//! must equal a recount, done here from its own per-call decisions and the labels. Scoring the
+//! development traces themselves is an evaluation step of `.ci/run` (`scripts/eval-gate.sh`).
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::io::BufRead;
+use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
@@ -12,90 +14,36 @@ fn root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
-/// The dev traces live beside the repository (`../shared/eval/agentdojo`), as on every
-/// developer machine and in CI.
-fn dev_set() -> PathBuf {
-    let dir = root().join("../shared/eval/agentdojo");
-    assert!(
-        dir.join("workspace.traces.jsonl.gz").exists(),
-        "the AgentDojo dev set is missing at {}: this test needs ../shared beside the repository",
-        dir.display()
-    );
-    dir
+fn fixture() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/replay"
+    ))
 }
 
-fn read_gz_jsonl(path: &Path) -> Vec<Value> {
-    let file = std::fs::File::open(path).expect("open");
-    BufReader::new(flate2::read::MultiGzDecoder::new(file))
+fn read_jsonl(path: &std::path::Path) -> Vec<Value> {
+    let file = std::fs::File::open(path).expect("open a fixture file");
+    std::io::BufReader::new(file)
         .lines()
         .map(|l| serde_json::from_str(&l.expect("line")).expect("json"))
         .collect()
 }
 
-fn write_jsonl(path: &Path, lines: &[&Value]) {
-    let mut f = std::fs::File::create(path).expect("create");
-    for l in lines {
-        writeln!(f, "{l}").expect("write");
-    }
-}
-
 #[test]
 fn replay_scores_equal_a_recount_from_the_labels() {
-    let dev = dev_set();
-    let labels = read_gz_jsonl(&dev.join("workspace.labels.jsonl.gz"));
-    let traces = read_gz_jsonl(&dev.join("workspace.traces.jsonl.gz"));
-
-    // A fixed slice: the first 12 benign-like sessions, the first 25 successful attacks and the
-    // first 10 failed ones, in file order.
-    let mut picked: Vec<String> = Vec::new();
-    let (mut benign, mut won, mut lost) = (0, 0, 0);
-    for l in labels.iter().filter(|l| l["kind"] == "session") {
-        let id = l["session"].as_str().expect("id").to_owned();
-        let take = match (l["session_type"].as_str(), l["attack_succeeded"].as_bool()) {
-            (Some("benign" | "injection_task_as_user"), _) if benign < 12 => {
-                benign += 1;
-                true
-            }
-            (Some("attacked"), Some(true)) if won < 25 => {
-                won += 1;
-                true
-            }
-            (Some("attacked"), Some(false)) if lost < 10 => {
-                lost += 1;
-                true
-            }
-            _ => false,
-        };
-        if take {
-            picked.push(id);
-        }
-    }
-    assert_eq!(
-        (benign, won, lost),
-        (12, 25, 10),
-        "the dev set has enough of each kind"
-    );
-    let set: HashSet<&str> = picked.iter().map(String::as_str).collect();
-    let in_slice = |v: &&Value| v["session"].as_str().is_some_and(|s| set.contains(s));
-
-    let dir = tempfile::tempdir().expect("tempdir");
-    let traces_path = dir.path().join("slice.traces.jsonl");
-    let labels_path = dir.path().join("slice.labels.jsonl");
-    let out_path = dir.path().join("decisions.jsonl");
-    write_jsonl(
-        &traces_path,
-        &traces.iter().filter(in_slice).collect::<Vec<_>>(),
-    );
-    write_jsonl(
-        &labels_path,
-        &labels.iter().filter(in_slice).collect::<Vec<_>>(),
-    );
+    let dir = fixture();
+    let traces_path = dir.join("office.traces.jsonl");
+    let labels_path = dir.join("office.labels.jsonl");
+    let labels = read_jsonl(&labels_path);
+    let traces = read_jsonl(&traces_path);
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let out_path = out_dir.path().join("decisions.jsonl");
 
     let output = Command::new(env!("CARGO_BIN_EXE_warden"))
         .current_dir(root())
         .env_remove("WARDEN_CONFIG")
         .args(["replay", "--json", "--tools"])
-        .arg(dev.join("tools.json"))
+        .arg(dir.join("tools.json"))
         .arg("--traces")
         .arg(&traces_path)
         .arg("--labels")
@@ -112,20 +60,16 @@ fn replay_scores_equal_a_recount_from_the_labels() {
     let report: Value = serde_json::from_slice(&output.stdout).expect("--json prints JSON");
     let printed = &report["overall"];
 
-    // The recount: straight from the definitions in the dev set's README.
+    // The recount: straight from the definitions in EVALUATION.md ("How the figures are counted").
     let decisions: Vec<Value> = std::fs::read_to_string(&out_path)
         .expect("decisions written")
         .lines()
         .map(|l| serde_json::from_str(l).expect("decision line"))
         .collect();
-    let calls_in_slice = traces
-        .iter()
-        .filter(in_slice)
-        .filter(|t| t["kind"] == "tool_call")
-        .count();
+    let calls_recorded = traces.iter().filter(|t| t["kind"] == "tool_call").count();
     assert_eq!(
         decisions.len(),
-        calls_in_slice,
+        calls_recorded,
         "one decision per recorded call"
     );
     let mut verdicts: HashMap<(String, i64), String> = HashMap::new();
@@ -138,7 +82,6 @@ fn replay_scores_equal_a_recount_from_the_labels() {
     }
     let injected: HashSet<(String, i64)> = labels
         .iter()
-        .filter(in_slice)
         .filter(|l| l["kind"] == "call" && l["label"] == "injected")
         .map(|l| {
             (
@@ -150,11 +93,7 @@ fn replay_scores_equal_a_recount_from_the_labels() {
     let (mut attacks, mut stopped, mut by_hold, mut by_deny) = (0, 0, 0, 0);
     let (mut benign_n, mut held, mut denied) = (0, 0, 0);
     let (mut other_calls, mut collateral) = (0, 0);
-    for l in labels
-        .iter()
-        .filter(in_slice)
-        .filter(|l| l["kind"] == "session")
-    {
+    for l in labels.iter().filter(|l| l["kind"] == "session") {
         let id = l["session"].as_str().expect("id");
         let calls: Vec<(&(String, i64), &String)> =
             verdicts.iter().filter(|((s, _), _)| s == id).collect();
@@ -212,9 +151,17 @@ fn replay_scores_equal_a_recount_from_the_labels() {
             printed[field]
         );
     }
-    assert_eq!(
-        attacks, 25,
-        "every successful attack in the slice has injected calls"
+    assert_eq!((attacks, benign_n), (2, 4), "the fixture's sessions");
+    // The attack the fixture is built around: a forward to an address read only in an injected
+    // inbox message is held, and the reason names the result it came from.
+    let forward = decisions
+        .iter()
+        .find(|d| d["session"] == "a-forward" && d["tool"] == "send_message")
+        .expect("the injected forward was decided");
+    assert_eq!(forward["decision"], "hold", "{forward:#}");
+    let reasons = forward["reasons"].to_string();
+    assert!(
+        reasons.contains("baseline.untrusted-value-in-sink") && reasons.contains("read_inbox"),
+        "{reasons}"
     );
-    assert_eq!(benign_n, 12);
 }

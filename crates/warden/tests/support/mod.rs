@@ -45,6 +45,33 @@ pub fn node_package(file: &str) -> PathBuf {
     entry
 }
 
+/// The Python the tests run (the MCP SDK agent, the OCSF validator): `WARDEN_PYTHON`, else the
+/// virtual environment `scripts/test` sets up in `target/test-python`. Panics with the one line
+/// that says how to get it when that Python lacks the pinned packages.
+pub fn python(modules: &str) -> String {
+    let python = std::env::var("WARDEN_PYTHON").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../target/test-python/bin/python"
+        )
+        .to_owned()
+    });
+    let probe = Command::new(&python)
+        .args(["-c", &format!("import {modules}")])
+        .output();
+    let ok = probe.as_ref().is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "{python} cannot import {modules}: run `scripts/test` (it installs scripts/test-requirements.txt \
+         into target/test-python), or point WARDEN_PYTHON at a Python that has them ({})",
+        match &probe {
+            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+            Err(e) => e.to_string(),
+        }
+    );
+    python
+}
+
 /// A child process killed when dropped, so a failing test leaves nothing behind.
 pub struct Killed(pub Child);
 

@@ -106,8 +106,12 @@ try {
   const tool = await card.locator("h3 code").textContent();
   check(tool === "write_file", `held tool ${tool}`);
   check((await card.textContent()).includes("baseline.untrusted-value-in-sink"), "the card shows why it was held");
+  // The live region is filled just after the card is drawn: wait for it, not for a fixed time.
+  const announcedInTime = await page
+    .waitForFunction(() => document.querySelector("#announcer")?.textContent.includes("write_file"), null, { timeout: WAIT })
+    .then(() => true, () => false);
   const announced = await page.locator("#announcer").textContent();
-  check(announced.includes("write_file"), `announced: ${announced}`);
+  check(announcedInTime, `announced: ${announced}`);
   check(await page.locator("#pending-count").textContent() === "1", "the count shows one held call");
   pass(`the held call ${heldId} appeared live, with its reason, and was announced`);
   await shot(page, "02-approvals-held");

@@ -1,7 +1,7 @@
 //! A session's accumulated context, in memory: its provenance index, what it has seen, its call
 //! history. Pure: the gateway persists the steps and replays them here after a restart.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -52,15 +52,14 @@ pub struct SessionState {
     pub untrusted_seen: bool,
     /// The agent has read secret content in this session.
     pub secret_seen: bool,
-    /// The value keys of the last calls' arguments, by call id: a result that repeats them is an
-    /// echo, not a source (bounded: the newest `RECENT_CALLS`).
-    recent_calls: VecDeque<(String, HashSet<u64>)>,
+    /// The value keys of every argument the agent has supplied in this session's calls. A tool
+    /// result cannot vouch for a value the agent supplied before it: the result repeats the
+    /// agent's own choice (a sent-mail record, a cart listing the item just added, a note read
+    /// back, a search for an id the agent read elsewhere), so the value keeps the provenance it
+    /// had when the agent first used it. Bounded by the index's `max_values`.
+    supplied: HashSet<u64>,
     next_seq: u64,
 }
-
-/// Calls whose arguments are remembered to recognise their results' echoes; a result normally
-/// follows its call within a few steps.
-const RECENT_CALLS: usize = 32;
 
 impl SessionState {
     /// Open a session: its instruction and task parameters are the first, trusted sources.
@@ -70,7 +69,7 @@ impl SessionState {
             history: History::default(),
             untrusted_seen: false,
             secret_seen: false,
-            recent_calls: VecDeque::new(),
+            supplied: HashSet::new(),
             next_seq: 0,
             session,
         };
@@ -150,12 +149,10 @@ impl SessionState {
             Step::Call { call, verdict } => {
                 self.next_seq += 1;
                 self.record(call, *verdict);
-                if self.recent_calls.len() == RECENT_CALLS {
-                    self.recent_calls.pop_front();
-                }
                 let args = Value::Object(call.args.clone().into_iter().collect());
-                self.recent_calls
-                    .push_back((call.call_id.clone(), ProvenanceIndex::keys_of(&args)));
+                let room = self.index.max_values().saturating_sub(self.supplied.len());
+                self.supplied
+                    .extend(ProvenanceIndex::keys_of(&args).into_iter().take(room));
                 None
             }
             Step::Result {
@@ -175,15 +172,7 @@ impl SessionState {
                     *integrity,
                     *confidentiality,
                 );
-                let echo = self
-                    .recent_calls
-                    .iter()
-                    .rev()
-                    .find(|(id, _)| !id.is_empty() && id == call_id)
-                    .map(|(_, keys)| keys);
-                let none = HashSet::new();
-                self.index
-                    .add_result(source.clone(), result, echo.unwrap_or(&none));
+                self.index.add_result(source.clone(), result, &self.supplied);
                 Some(source)
             }
         }

@@ -85,9 +85,10 @@ impl ProvenanceIndex {
     }
 
     /// Registers a tool's result (a text or a JSON value) as `source`. Values in `echo` — the
-    /// keys of the arguments of the call that produced it ([`ProvenanceIndex::keys_of`]) — are
-    /// the call's own values repeated back (a sent-mail record, "transfer to X done"): they keep
-    /// the provenance they had and the result is not a new source for them.
+    /// keys of the arguments the agent has already supplied ([`ProvenanceIndex::keys_of`]) — are
+    /// the agent's own values repeated back (a sent-mail record, "transfer to X done", a listing
+    /// of what it stored): they keep the provenance they had and the result is not a new source
+    /// for them.
     pub fn add_result(&mut self, source: Source, result: &Value, echo: &HashSet<u64>) {
         let untrusted = source.label.integrity == Integrity::Untrusted;
         let mut salient = Vec::new();
@@ -151,6 +152,11 @@ impl ProvenanceIndex {
     /// Every registered source, by seq.
     pub fn sources(&self) -> impl Iterator<Item = &Source> {
         self.sources.values()
+    }
+
+    /// The most distinct (kind, value) keys the index keeps.
+    pub fn max_values(&self) -> usize {
+        self.config.max_values
     }
 
     /// Distinct (kind, value) keys held.

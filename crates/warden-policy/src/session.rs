@@ -172,7 +172,8 @@ impl SessionState {
                     *integrity,
                     *confidentiality,
                 );
-                self.index.add_result(source.clone(), result, &self.supplied);
+                self.index
+                    .add_result(source.clone(), result, &self.supplied);
                 Some(source)
             }
         }
@@ -239,6 +240,51 @@ mod tests {
         });
         let p = state.index.provenance(&json!("eve@attacker.test"));
         assert!(!p.trusted && p.unknown, "{p:?}");
+    }
+
+    #[test]
+    fn a_later_result_cannot_vouch_for_a_value_the_agent_supplied() {
+        let mut state = SessionState::open(session(), IndexConfig::default());
+        let result = |tool: &str, id: &str, integrity, text: &str| Step::Result {
+            tool: tool.into(),
+            call_id: id.into(),
+            integrity,
+            confidentiality: Confidentiality::Internal,
+            result: json!(text),
+        };
+        state.apply(&result(
+            "read_email",
+            "c1",
+            Integrity::Untrusted,
+            "mail eve@attacker.test",
+        ));
+        // The agent stores the injected address, then a trusted store lists it back.
+        let call = Call {
+            tool: "save_contact".into(),
+            args: serde_json::from_value(json!({"email": "eve@attacker.test"})).expect("args"),
+            call_id: "c2".into(),
+            upstream: None,
+        };
+        state.apply(&Step::Call {
+            call,
+            verdict: Verdict::Allow,
+        });
+        state.apply(&result(
+            "list_contacts",
+            "c3",
+            Integrity::Trusted,
+            "contacts: eve@attacker.test",
+        ));
+        let p = state.index.provenance(&json!("eve@attacker.test"));
+        assert!(p.untrusted_only && !p.trusted, "{p:?}");
+        // A value the agent never supplied is vouched for by the same trusted result.
+        state.apply(&result(
+            "list_contacts",
+            "c4",
+            Integrity::Trusted,
+            "contacts: carol@example.com",
+        ));
+        assert!(state.index.provenance(&json!("carol@example.com")).trusted);
     }
 
     #[test]

@@ -214,7 +214,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// A command that only prints ends quietly when its reader goes away (`warden policy show |
+/// head`), as Unix tools do, instead of panicking in `println!`. The long-running commands keep
+/// Rust's ignored SIGPIPE: a client that hangs up must cost one connection, not the process.
+fn default_sigpipe_for_printing_commands(command: &Command) {
+    let serves = matches!(
+        command,
+        Command::Serve { .. } | Command::Mcp(_) | Command::Demo(_) | Command::DemoTools
+    );
+    #[cfg(unix)]
+    if !serves {
+        // SAFETY: called once at start, before any thread exists; SIG_DFL is a valid handler.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = serves;
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
+    default_sigpipe_for_printing_commands(&cli.command);
     // The demo brings its own configuration.
     let command = match cli.command {
         Command::Demo(args) => return demo::run(args),

@@ -457,3 +457,21 @@ fn shadow_mode_allows_records_and_replay_from_audit_lists_what_a_new_policy_chan
     );
     assert!(stdout.contains("1 of 1 decisions would change"), "{stdout}");
 }
+
+#[test]
+fn a_printing_command_whose_reader_has_gone_ends_without_a_panic() {
+    // `warden policy show | head -0`: the reader is gone before the first line is written.
+    let mut child = warden()
+        .args(["policy", "show"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the warden binary runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("it ends");
+    let stderr = text(&out.stderr);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+}

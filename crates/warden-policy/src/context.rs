@@ -96,6 +96,17 @@ impl Flow {
     }
 }
 
+impl Flow {
+    /// Take `args` out of the untrusted and steered sink lists (see `parts_of_target`).
+    pub fn set_aside(&mut self, args: &[String]) {
+        if args.is_empty() {
+            return;
+        }
+        self.untrusted_sink_args.retain(|a| !args.contains(a));
+        self.steered_args.retain(|a| !args.contains(a));
+    }
+}
+
 pub const SESSION_TYPE: &str = "Warden::Session";
 pub const AGENT_TYPE: &str = "Warden::Agent";
 pub const USER_TYPE: &str = "Warden::User";

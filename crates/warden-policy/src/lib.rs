@@ -59,6 +59,64 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// Identifier arguments the agent read only from the very resource this write targets (a form's
+/// field ids on the page at the `url` it submits to): they name a part of that target, not a
+/// new one, so they are judged by the target's provenance. Applies only when the target itself
+/// is trusted (the user named it, or a trusted system gave it) and every untrusted source of the
+/// argument is a recent read of that target.
+fn parts_of_target(
+    state: &SessionState,
+    tool: &Tool,
+    call: &Call,
+    provenance: &BTreeMap<String, ArgProvenance>,
+) -> Vec<String> {
+    use warden_model::{Integrity, Origin, SinkKind};
+    let targets: Vec<std::collections::HashSet<u64>> = call
+        .args
+        .iter()
+        .filter(|(arg, _)| {
+            tool.sink(arg).is_some_and(|s| {
+                matches!(
+                    s.kind,
+                    SinkKind::Url | SinkKind::Path | SinkKind::Identifier
+                )
+            }) && provenance.get(*arg).is_some_and(|p| p.all_trusted)
+        })
+        .map(|(_, v)| warden_provenance::ProvenanceIndex::target_keys_of(v))
+        .filter(|keys| !keys.is_empty())
+        .collect();
+    if targets.is_empty() {
+        return Vec::new();
+    }
+    let read_from_target = |seq: u64| {
+        let Some(source) = state.index.source(seq) else {
+            return false;
+        };
+        if source.label.integrity == Integrity::Trusted {
+            return true;
+        }
+        let Origin::ToolResult { call_id, .. } = &source.label.origin else {
+            return false;
+        };
+        state
+            .read_from(call_id)
+            .is_some_and(|read| targets.iter().any(|t| !t.is_disjoint(read)))
+    };
+    provenance
+        .iter()
+        .filter(|(arg, p)| {
+            tool.sink(arg)
+                .is_some_and(|s| s.kind == SinkKind::Identifier)
+                && p.untrusted_only
+                && !p.values.is_empty()
+                && p.values
+                    .iter()
+                    .all(|m| m.sources.iter().all(|&seq| read_from_target(seq)))
+        })
+        .map(|(arg, _)| arg.clone())
+        .collect()
+}
+
 /// Hex SHA-256 of a text: identifies the policy set in force.
 pub fn digest(text: &str) -> String {
     Sha256::digest(text.as_bytes())
@@ -110,7 +168,8 @@ pub fn decide_scored(
         .iter()
         .map(|(k, v)| (k.clone(), state.index.provenance(v)))
         .collect();
-    let flow = context::Flow::of(tool, call, &provenance);
+    let mut flow = context::Flow::of(tool, call, &provenance);
+    flow.set_aside(&parts_of_target(state, tool, call, &provenance));
     let outcome = match context::build(
         &engine.types,
         state,

@@ -1,7 +1,7 @@
 //! A session's accumulated context, in memory: its provenance index, what it has seen, its call
 //! history. Pure: the gateway persists the steps and replays them here after a restart.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -58,8 +58,15 @@ pub struct SessionState {
     /// back, a search for an id the agent read elsewhere), so the value keeps the provenance it
     /// had when the agent first used it. Bounded by the index's `max_values`.
     supplied: HashSet<u64>,
+    /// The resource-naming value keys of the last `RECENT_CALLS` calls' arguments, by call id:
+    /// what each recent result was read from ([`SessionState::read_from`]).
+    recent_calls: VecDeque<(String, HashSet<u64>)>,
     next_seq: u64,
 }
+
+/// Calls whose targets are remembered; a write normally follows the read of its target within a
+/// few steps.
+const RECENT_CALLS: usize = 64;
 
 impl SessionState {
     /// Open a session: its instruction and task parameters are the first, trusted sources.
@@ -70,6 +77,7 @@ impl SessionState {
             untrusted_seen: false,
             secret_seen: false,
             supplied: HashSet::new(),
+            recent_calls: VecDeque::new(),
             next_seq: 0,
             session,
         };
@@ -153,6 +161,11 @@ impl SessionState {
                 let room = self.index.max_values().saturating_sub(self.supplied.len());
                 self.supplied
                     .extend(ProvenanceIndex::keys_of(&args).into_iter().take(room));
+                if self.recent_calls.len() == RECENT_CALLS {
+                    self.recent_calls.pop_front();
+                }
+                self.recent_calls
+                    .push_back((call.call_id.clone(), ProvenanceIndex::target_keys_of(&args)));
                 None
             }
             Step::Result {
@@ -177,6 +190,16 @@ impl SessionState {
                 Some(source)
             }
         }
+    }
+
+    /// The resource-naming value keys of the arguments of the recent call `call_id` (what its
+    /// result was read from), if it is one of the last calls.
+    pub fn read_from(&self, call_id: &str) -> Option<&HashSet<u64>> {
+        self.recent_calls
+            .iter()
+            .rev()
+            .find(|(id, _)| !id.is_empty() && id == call_id)
+            .map(|(_, keys)| keys)
     }
 
     fn record(&mut self, call: &Call, verdict: Verdict) {

@@ -588,3 +588,43 @@ fn a_tool_named_like_a_placeholder_is_quoted_as_written_in_the_reason() {
     assert_eq!(d.reasons[0].policy, "default-deny");
     assert_eq!(d.reasons[0].message, format!("no policy permits `{name}`"));
 }
+
+#[test]
+fn field_ids_read_from_the_page_a_form_is_sent_to_are_parts_of_that_target() {
+    let fetch = tool("fetch_page", &["url"]);
+    let submit = tool("submit_form", &["url", "field_ids", "field_values"]);
+    let page = "<form><label>Your e-mail</label><input id=\"contact-email-7f\"><button>Join</button></form>";
+    let join = "https://club.example.org/join";
+    // The page the agent read (`read_url`) and the form it submits to (`form_url`).
+    let decide_submit = |instruction: &str, read_url: &str, form_url: &str| {
+        let mut state = SessionState::open(session(None, instruction), IndexConfig::default());
+        state.apply(&Step::Call {
+            call: Call {
+                call_id: "r1".into(),
+                ..call("fetch_page", json!({ "url": read_url }))
+            },
+            verdict: Verdict::Allow,
+        });
+        state.apply(&SessionState::result_step(&fetch, "r1", json!(page)));
+        decide(
+            &baseline(),
+            &state,
+            &submit,
+            &call(
+                "submit_form",
+                json!({"url": form_url, "field_ids": ["contact-email-7f"], "field_values": ["ana@example.org"]}),
+            ),
+        )
+    };
+    let user = format!("Sign me up with ana@example.org on the form at {join}");
+    let d = decide_submit(&user, join, join);
+    assert_eq!(d.verdict, Verdict::Allow, "{:?}", d.reasons);
+    // Field ids read from another page are a choice that page made: held, naming the argument.
+    let d = decide_submit(&user, "https://other.example.net/form", join);
+    assert_eq!(d.verdict, Verdict::Hold, "{:?}", d.reasons);
+    assert!(
+        d.reasons[0].message.contains("`field_ids`"),
+        "{:?}",
+        d.reasons
+    );
+}

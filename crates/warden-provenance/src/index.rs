@@ -125,6 +125,24 @@ impl ProvenanceIndex {
         salient.iter().map(|s| key(s.kind, &s.value)).collect()
     }
 
+    /// The keys of the values of a call's arguments that can name a resource (an address, a
+    /// URL, a path, an id, a whole short string), leaving out single words and shingles, which
+    /// two unrelated calls share by chance.
+    pub fn target_keys_of(args: &Value) -> HashSet<u64> {
+        let mut salient = Vec::new();
+        extract_json(args, &mut salient);
+        salient
+            .iter()
+            .filter(|s| {
+                !matches!(
+                    s.kind,
+                    Kind::Word | Kind::Shingle | Kind::Name | Kind::Quoted
+                )
+            })
+            .map(|s| key(s.kind, &s.value))
+            .collect()
+    }
+
     /// Registers `source` and indexes the salient values of a JSON value (a structured result,
     /// the task parameters).
     pub fn add_json(&mut self, source: Source, value: &Value) {

@@ -94,9 +94,7 @@ impl Flow {
         flow.sinks_trusted = sinks > 0 && trusted_sinks == sinks;
         flow
     }
-}
 
-impl Flow {
     /// Take `args` out of the untrusted and steered sink lists (see `parts_of_target`).
     pub fn set_aside(&mut self, args: &[String]) {
         if args.is_empty() {

@@ -82,7 +82,7 @@ fn parts_of_target(
                 )
             }) && provenance.get(*arg).is_some_and(|p| p.all_trusted)
         })
-        .map(|(_, v)| warden_provenance::ProvenanceIndex::target_keys_of(v))
+        .map(|(_, v)| warden_provenance::ProvenanceIndex::keys_of(v).targets)
         .filter(|keys| !keys.is_empty())
         .collect();
     if targets.is_empty() {

@@ -158,14 +158,14 @@ impl SessionState {
                 self.next_seq += 1;
                 self.record(call, *verdict);
                 let args = Value::Object(call.args.clone().into_iter().collect());
+                let keys = ProvenanceIndex::keys_of(&args);
                 let room = self.index.max_values().saturating_sub(self.supplied.len());
-                self.supplied
-                    .extend(ProvenanceIndex::keys_of(&args).into_iter().take(room));
+                self.supplied.extend(keys.all.into_iter().take(room));
                 if self.recent_calls.len() == RECENT_CALLS {
                     self.recent_calls.pop_front();
                 }
                 self.recent_calls
-                    .push_back((call.call_id.clone(), ProvenanceIndex::target_keys_of(&args)));
+                    .push_back((call.call_id.clone(), keys.targets));
                 None
             }
             Step::Result {

@@ -56,6 +56,13 @@ impl Entry {
     }
 }
 
+/// The keys of a call's argument values ([`ProvenanceIndex::keys_of`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArgKeys {
+    pub all: HashSet<u64>,
+    pub targets: HashSet<u64>,
+}
+
 /// One session's index of salient values to the sources they occur in.
 #[derive(Debug, Clone)]
 pub struct ProvenanceIndex {
@@ -117,30 +124,25 @@ impl ProvenanceIndex {
         self.add(source, &salient, &fields);
     }
 
-    /// The keys of every value of a call's arguments, as [`ProvenanceIndex::add_result`] takes
-    /// them to recognise an echo.
-    pub fn keys_of(args: &Value) -> HashSet<u64> {
+    /// The keys of a call's argument values, from one extraction: `all` of them, as
+    /// [`ProvenanceIndex::add_result`] takes them to recognise an echo, and the `targets`, the
+    /// values that can name a resource (an address, a URL, a path, an id, a whole short string),
+    /// leaving out single words, names, quotes and shingles, which unrelated calls share by chance.
+    pub fn keys_of(args: &Value) -> ArgKeys {
         let mut salient = Vec::new();
         extract_json(args, &mut salient);
-        salient.iter().map(|s| key(s.kind, &s.value)).collect()
-    }
-
-    /// The keys of the values of a call's arguments that can name a resource (an address, a
-    /// URL, a path, an id, a whole short string), leaving out single words and shingles, which
-    /// two unrelated calls share by chance.
-    pub fn target_keys_of(args: &Value) -> HashSet<u64> {
-        let mut salient = Vec::new();
-        extract_json(args, &mut salient);
-        salient
-            .iter()
-            .filter(|s| {
-                !matches!(
-                    s.kind,
-                    Kind::Word | Kind::Shingle | Kind::Name | Kind::Quoted
-                )
-            })
-            .map(|s| key(s.kind, &s.value))
-            .collect()
+        let mut keys = ArgKeys::default();
+        for s in &salient {
+            let k = key(s.kind, &s.value);
+            keys.all.insert(k);
+            if !matches!(
+                s.kind,
+                Kind::Word | Kind::Shingle | Kind::Name | Kind::Quoted
+            ) {
+                keys.targets.insert(k);
+            }
+        }
+        keys
     }
 
     /// Registers `source` and indexes the salient values of a JSON value (a structured result,

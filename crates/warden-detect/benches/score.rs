@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use serde_json::{json, Map, Value};
-use warden_detect::{score, Baseline, Config, SessionKey, Step};
+use warden_detect::{score, Baseline, Config, SessionKey, Step, Trail};
 
 fn step(tool: &str, args: Value) -> Step {
     let args: Map<String, Value> = match args {
@@ -84,7 +84,7 @@ fn main() {
     );
     let key = SessionKey::new("agent-7", "profile-3");
     let full = session(7, 3, 0);
-    let prefix = &full[..7];
+    let prefix = &Trail::of(&full[..7]);
     let usual = full[7].clone();
     let anomalous = step(
         "send_email",

@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::hash::{fnv, mix, HashedMap};
-use crate::ngram::{NGram, END, START};
+use crate::ngram::{NGram, END};
 use crate::novelty::Novelty;
 use crate::shape::{facets, shape};
 use crate::step::{SessionKey, Step};
+use crate::trail::Trail;
 
 /// The version of the saved file's layout; [`Baseline::load`] refuses others.
 const FORMAT: u32 = 1;
@@ -235,19 +236,21 @@ impl Baseline {
 
     /// Learns one whole session: every call, then its end.
     pub fn observe_session(&mut self, key: &SessionKey, steps: &[Step]) {
-        for i in 0..steps.len() {
-            self.observe(key, &steps[..i], &steps[i]);
+        let mut trail = Trail::default();
+        for step in steps {
+            self.observe(key, &trail, step);
+            trail.push(step);
         }
-        self.end_session(key, steps);
+        self.end_session(key, &trail);
     }
 
-    /// Learns one call, made after `prefix` (the session's earlier calls), as normal.
-    pub fn observe(&mut self, key: &SessionKey, prefix: &[Step], call: &Step) {
-        let context = context(prefix);
+    /// Learns one call, made after the session's earlier calls (`trail`), as normal.
+    pub fn observe(&mut self, key: &SessionKey, trail: &Trail, call: &Step) {
+        let context = trail.context();
         let tool = tool_hash(&call.tool);
         let per_minute = call
             .time_ms
-            .map(|t| calls_within(prefix, t, MINUTE_MS) as u32 + 1);
+            .map(|t| trail.calls_within(t, MINUTE_MS) as u32 + 1);
         let (agent, profile) = self.models_mut(key);
         for model in [&mut *agent, &mut *profile] {
             model.observe(context, tool, call, per_minute);
@@ -257,21 +260,14 @@ impl Baseline {
 
     /// Closes a session whose calls were all observed: counts its end, its length and how often
     /// it called each tool.
-    pub fn end_session(&mut self, key: &SessionKey, steps: &[Step]) {
-        let last = context(steps);
-        let mut counts: Vec<(u64, usize)> = Vec::new();
-        for step in steps {
-            let tool = tool_hash(&step.tool);
-            match counts.iter_mut().find(|(t, _)| *t == tool) {
-                Some((_, n)) => *n += 1,
-                None => counts.push((tool, 1)),
-            }
-        }
+    pub fn end_session(&mut self, key: &SessionKey, trail: &Trail) {
+        let last = trail.context();
+        let counts: Vec<(u64, usize)> = trail.tool_counts().collect();
         let (agent, profile) = self.models_mut(key);
         for model in [&mut *agent, &mut *profile] {
-            model.end_session(last, &counts, steps.len());
+            model.end_session(last, &counts, trail.len());
         }
-        self.global.end_session(last, &counts, steps.len());
+        self.global.end_session(last, &counts, trail.len());
     }
 
     /// Sessions learned under `key` exactly.
@@ -361,18 +357,6 @@ pub(crate) fn tool_hash(tool: &str) -> u64 {
     fnv(tool.as_bytes()) | 4
 }
 
-/// The transition context before the next call: the last two tools (START when fewer).
-pub(crate) fn context(prefix: &[Step]) -> (u64, u64) {
-    let mut it = prefix.iter().rev().map(|s| tool_hash(&s.tool));
-    let last = it.next().unwrap_or(START);
-    let before = it.next().unwrap_or(START);
-    if last == START {
-        (START, START)
-    } else {
-        (before, last)
-    }
-}
-
 /// Order-insensitive hash of the names of the non-null arguments.
 pub(crate) fn arg_set(args: &serde_json::Map<String, serde_json::Value>) -> u64 {
     let mut h = 0u64;
@@ -384,15 +368,6 @@ pub(crate) fn arg_set(args: &serde_json::Map<String, serde_json::Value>) -> u64 
         }
     }
     mix(h, n)
-}
-
-/// Calls in `prefix` made within `window_ms` before `t` (scanning back from the end).
-pub(crate) fn calls_within(prefix: &[Step], t: u64, window_ms: u64) -> usize {
-    prefix
-        .iter()
-        .rev()
-        .map_while(|s| s.time_ms.filter(|&ts| t.saturating_sub(ts) < window_ms))
-        .count()
 }
 
 pub(crate) fn hour_of(time_ms: u64) -> usize {
@@ -442,8 +417,8 @@ mod tests {
             step("delete_email", json!({"email_id": "3"})),
         ] {
             assert_eq!(
-                score(&b, &key, &prefix, &call),
-                score(&loaded, &key, &prefix, &call)
+                score(&b, &key, &Trail::of(&prefix), &call),
+                score(&loaded, &key, &Trail::of(&prefix), &call)
             );
         }
         assert_eq!(loaded.sessions(&key), 5);
@@ -483,14 +458,14 @@ mod tests {
             ),
         ];
         for _ in 0..5 {
-            online.observe(&key, &[], &session[0]);
-            online.observe(&key, &session[..1], &session[1]);
-            online.end_session(&key, &session);
+            online.observe(&key, &Trail::default(), &session[0]);
+            online.observe(&key, &Trail::of(&session[..1]), &session[1]);
+            online.end_session(&key, &Trail::of(&session));
         }
         let call = step("send_email", json!({"recipients": ["x@elsewhere.example"]}));
         assert_eq!(
-            score(&b, &key, &session[..1], &call),
-            score(&online, &key, &session[..1], &call)
+            score(&b, &key, &Trail::of(&session[..1]), &call),
+            score(&online, &key, &Trail::of(&session[..1]), &call)
         );
     }
 

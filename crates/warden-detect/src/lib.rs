@@ -19,7 +19,9 @@ mod rules;
 mod score;
 mod shape;
 mod step;
+mod trail;
 
 pub use baseline::{Baseline, Config, DetectError};
 pub use score::{score, Score};
 pub use step::{Effect, SessionKey, Step};
+pub use trail::{Trail, WINDOW};

@@ -2,8 +2,9 @@
 //! bursts, a first-ever destructive call, a rate or an hour outside the usual — each worth a
 //! fixed number of bits (see [`Config`]) added to the learned surprise.
 
-use crate::baseline::{calls_within, hour_of, tool_hash, Config, Level};
+use crate::baseline::{hour_of, tool_hash, Config, Level};
 use crate::step::{Effect, Step};
+use crate::trail::Trail;
 
 const MINUTE_MS: u64 = 60_000;
 
@@ -16,26 +17,22 @@ pub(crate) struct Finding {
 
 /// Several recent calls of the session were denied: the agent may be trying its way around
 /// the policies.
-pub(crate) fn probing(config: &Config, prefix: &[Step]) -> Option<Finding> {
-    let window = &prefix[prefix.len().saturating_sub(config.probe_window)..];
-    let denied = window.iter().filter(|s| s.denied()).count();
+pub(crate) fn probing(config: &Config, trail: &Trail) -> Option<Finding> {
+    let (mut seen, mut denied) = (0, 0);
+    for m in trail.last_n(config.probe_window) {
+        seen += 1;
+        denied += usize::from(m.denied);
+    }
     (denied >= config.probe_denials && config.probe_denials > 0).then(|| Finding {
-        reason: format!(
-            "probing: {denied} of the last {} calls were denied",
-            window.len()
-        ),
+        reason: format!("probing: {denied} of the last {seen} calls were denied"),
         bits: config.probe_bits + (denied - config.probe_denials) as f64,
     })
 }
 
 /// A write or destructive call right after a call whose result nobody vouches for: the shape
 /// of an injected instruction being followed.
-pub(crate) fn untrusted_then_write(
-    config: &Config,
-    prefix: &[Step],
-    call: &Step,
-) -> Option<Finding> {
-    let last = prefix.last()?;
+pub(crate) fn untrusted_then_write(config: &Config, trail: &Trail, call: &Step) -> Option<Finding> {
+    let last = trail.last()?;
     (last.untrusted_read && call.effect.writes()).then(|| Finding {
         reason: format!(
             "{} right after the untrusted result of {}",
@@ -46,9 +43,9 @@ pub(crate) fn untrusted_then_write(
 }
 
 /// Many calls in a short time.
-pub(crate) fn burst(config: &Config, prefix: &[Step], call: &Step) -> Option<Finding> {
+pub(crate) fn burst(config: &Config, trail: &Trail, call: &Step) -> Option<Finding> {
     let t = call.time_ms?;
-    let n = calls_within(prefix, t, config.burst_window_ms) + 1;
+    let n = trail.calls_within(t, config.burst_window_ms) + 1;
     (n >= config.burst_calls).then(|| Finding {
         reason: format!("burst: {n} calls within {} ms", config.burst_window_ms),
         bits: config.burst_bits,
@@ -86,14 +83,14 @@ pub(crate) fn first_destructive(
 pub(crate) fn unusual_rate(
     config: &Config,
     levels: &[Level<'_>],
-    prefix: &[Step],
+    trail: &Trail,
     call: &Step,
 ) -> Option<Finding> {
     let t = call.time_ms?;
     let (name, model) = levels
         .iter()
         .find(|(_, m)| m.timed_calls >= config.rate_min_calls)?;
-    let n = calls_within(prefix, t, MINUTE_MS) + 1;
+    let n = trail.calls_within(t, MINUTE_MS) + 1;
     let usual = model.max_per_minute.max(1) as usize;
     (n > usual).then(|| Finding {
         reason: format!("{n} calls in a minute; at most {usual} seen for {name}"),
@@ -148,7 +145,7 @@ mod tests {
             verdict("read_file", "deny"),
             verdict("read_file", "deny"),
         ];
-        let f = probing(&c, &prefix).expect("fires");
+        let f = probing(&c, &Trail::of(&prefix)).expect("fires");
         assert!(f.reason.contains("3 of the last 3"), "{}", f.reason);
     }
 
@@ -160,7 +157,7 @@ mod tests {
             verdict("a", "allow"),
             verdict("a", "deny"),
         ];
-        assert_eq!(probing(&c, &prefix), None);
+        assert_eq!(probing(&c, &Trail::of(&prefix)), None);
     }
 
     #[test]
@@ -176,7 +173,7 @@ mod tests {
             verdict("a", "allow"),
             verdict("a", "allow"),
         ];
-        assert_eq!(probing(&c, &prefix), None);
+        assert_eq!(probing(&c, &Trail::of(&prefix)), None);
     }
 
     #[test]
@@ -185,8 +182,8 @@ mod tests {
             untrusted_read: true,
             ..call("get_webpage")
         };
-        let f =
-            untrusted_then_write(&Config::default(), &[read], &call("send_email")).expect("fires");
+        let f = untrusted_then_write(&Config::default(), &Trail::of(&[read]), &call("send_email"))
+            .expect("fires");
         assert_eq!(
             f.reason,
             "send_email right after the untrusted result of get_webpage"
@@ -201,11 +198,11 @@ mod tests {
             ..call("get_webpage")
         };
         assert_eq!(
-            untrusted_then_write(&c, &[call("get_contacts")], &call("send_email")),
+            untrusted_then_write(&c, &Trail::of(&[call("get_contacts")]), &call("send_email")),
             None
         );
         assert_eq!(
-            untrusted_then_write(&c, &[untrusted], &call("search_files")),
+            untrusted_then_write(&c, &Trail::of(&[untrusted]), &call("search_files")),
             None
         );
     }
@@ -214,15 +211,18 @@ mod tests {
     fn burst_fires_on_ten_calls_in_ten_seconds() {
         let c = Config::default();
         let prefix: Vec<Step> = (0..9).map(|i| at("get_file", 1_000 + i * 500)).collect();
-        assert!(burst(&c, &prefix, &at("get_file", 6_000)).is_some());
+        assert!(burst(&c, &Trail::of(&prefix), &at("get_file", 6_000)).is_some());
     }
 
     #[test]
     fn burst_ignores_spread_out_or_untimed_calls() {
         let c = Config::default();
         let prefix: Vec<Step> = (0..9).map(|i| at("get_file", i * 5_000)).collect();
-        assert_eq!(burst(&c, &prefix, &at("get_file", 45_000)), None);
-        assert_eq!(burst(&c, &prefix, &call("get_file")), None);
+        assert_eq!(
+            burst(&c, &Trail::of(&prefix), &at("get_file", 45_000)),
+            None
+        );
+        assert_eq!(burst(&c, &Trail::of(&prefix), &call("get_file")), None);
     }
 
     #[test]
@@ -278,11 +278,17 @@ mod tests {
         let levels = levels.as_slice();
         let t = 9 * 3_600_000;
         assert_eq!(
-            unusual_rate(&b.config, levels, &[at("a", t)], &at("b", t + 61_000)),
+            unusual_rate(
+                &b.config,
+                levels,
+                &Trail::of(&[at("a", t)]),
+                &at("b", t + 61_000)
+            ),
             None
         );
         let fast = [at("a", t), at("a", t + 1_000), at("a", t + 2_000)];
-        let f = unusual_rate(&b.config, levels, &fast, &at("b", t + 3_000)).expect("fires");
+        let f =
+            unusual_rate(&b.config, levels, &Trail::of(&fast), &at("b", t + 3_000)).expect("fires");
         assert!(
             f.reason.starts_with("4 calls in a minute; at most 1 seen"),
             "{}",

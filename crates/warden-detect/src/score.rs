@@ -1,12 +1,13 @@
 //! Scoring one call against the baseline: each feature's surprise in bits, the rules' bits, the
 //! sum squashed into `[0, 1]`, and a reason per feature that counted.
 
-use crate::baseline::{arg_set, context, tool_hash, Baseline, Level};
+use crate::baseline::{arg_set, tool_hash, Baseline, Level};
 use crate::hash::{fnv, mix};
 use crate::novelty::Novelty;
 use crate::rules;
 use crate::shape::{facets, shape, Facet};
 use crate::step::{SessionKey, Step};
+use crate::trail::Trail;
 
 /// How anomalous a call is.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,8 +19,8 @@ pub struct Score {
     pub contributions: Vec<(String, f64)>,
 }
 
-/// Scores `call`, the next call of a session under `key` whose earlier calls are `prefix`.
-pub fn score(baseline: &Baseline, key: &SessionKey, prefix: &[Step], call: &Step) -> Score {
+/// Scores `call`, the next call of a session under `key` whose earlier calls are `trail`.
+pub fn score(baseline: &Baseline, key: &SessionKey, trail: &Trail, call: &Step) -> Score {
     let config = &baseline.config;
     let levels = baseline.levels(key);
     let levels = levels.as_slice();
@@ -33,20 +34,20 @@ pub fn score(baseline: &Baseline, key: &SessionKey, prefix: &[Step], call: &Step
     let tool = tool_hash(&call.tool);
 
     if let Some((name, model)) = with_sessions(levels, config.min_sessions) {
-        let (before, last) = context(prefix);
+        let (before, last) = trail.context();
         let p = model.transitions.p(before, last, tool);
         add(-p.log2(), &|| {
-            let from = prefix.last().map_or("the start", |s| s.tool.as_str());
+            let from = trail.last().map_or("the start", |m| m.tool.as_str());
             format!("transition {from} → {} has p={p:.2e} for {name}", call.tool)
         });
-        let calls = prefix.len() + 1;
+        let calls = trail.len() + 1;
         if calls >= 2 {
             add(
                 model.session_calls.surprise_reaching(calls, model.sessions),
                 &|| format!("{calls} calls in one session is unusual for {name}"),
             );
         }
-        let this_tool = prefix.iter().filter(|s| tool_hash(&s.tool) == tool).count() + 1;
+        let this_tool = trail.calls_of(tool) + 1;
         if this_tool >= 2 {
             if let Some(stats) = model.tools.get(&tool) {
                 add(
@@ -124,11 +125,11 @@ pub fn score(baseline: &Baseline, key: &SessionKey, prefix: &[Step], call: &Step
     }
 
     let findings = [
-        rules::probing(config, prefix),
-        rules::untrusted_then_write(config, prefix, call),
-        rules::burst(config, prefix, call),
+        rules::probing(config, trail),
+        rules::untrusted_then_write(config, trail, call),
+        rules::burst(config, trail, call),
         rules::first_destructive(config, levels, call),
-        rules::unusual_rate(config, levels, prefix, call),
+        rules::unusual_rate(config, levels, trail, call),
         rules::unusual_hour(config, levels, call),
     ];
     for f in findings.into_iter().flatten() {
@@ -208,14 +209,19 @@ mod tests {
     #[test]
     fn the_usual_call_scores_low() {
         let (b, key) = reporting();
-        let s = score(&b, &key, &[read()], &send("lead@corp.example"));
+        let s = score(&b, &key, &Trail::of(&[read()]), &send("lead@corp.example"));
         assert!(s.value < 0.1, "{s:?}");
     }
 
     #[test]
     fn a_new_recipient_domain_scores_high_and_says_why() {
         let (b, key) = reporting();
-        let s = score(&b, &key, &[read()], &send("someone@elsewhere.example"));
+        let s = score(
+            &b,
+            &key,
+            &Trail::of(&[read()]),
+            &send("someone@elsewhere.example"),
+        );
         assert!(s.value > 0.5, "{s:?}");
         assert!(
             s.contributions
@@ -229,19 +235,24 @@ mod tests {
     #[test]
     fn a_new_colleague_scores_lower_than_a_new_domain() {
         let (b, key) = reporting();
-        let colleague = score(&b, &key, &[read()], &send("peer@corp.example"));
-        let stranger = score(&b, &key, &[read()], &send("peer@elsewhere.example"));
+        let colleague = score(&b, &key, &Trail::of(&[read()]), &send("peer@corp.example"));
+        let stranger = score(
+            &b,
+            &key,
+            &Trail::of(&[read()]),
+            &send("peer@elsewhere.example"),
+        );
         assert!(colleague.value < stranger.value);
     }
 
     #[test]
     fn an_unseen_tool_scores_higher_than_the_usual_one() {
         let (b, key) = reporting();
-        let usual = score(&b, &key, &[read()], &send("lead@corp.example"));
+        let usual = score(&b, &key, &Trail::of(&[read()]), &send("lead@corp.example"));
         let delete = score(
             &b,
             &key,
-            &[read()],
+            &Trail::of(&[read()]),
             &Step::call("delete_file", args(json!({"file_id": "42"}))),
         );
         assert!(delete.value > usual.value + 0.3, "{delete:?}");
@@ -250,11 +261,11 @@ mod tests {
     #[test]
     fn a_second_send_is_more_surprising_than_the_first() {
         let (b, key) = reporting();
-        let first = score(&b, &key, &[read()], &send("lead@corp.example"));
+        let first = score(&b, &key, &Trail::of(&[read()]), &send("lead@corp.example"));
         let second = score(
             &b,
             &key,
-            &[read(), send("lead@corp.example")],
+            &Trail::of(&[read(), send("lead@corp.example")]),
             &send("lead@corp.example"),
         );
         assert!(second.value > first.value, "{second:?}");
@@ -267,7 +278,7 @@ mod tests {
         let s = score(
             &b,
             &new_task,
-            &[read()],
+            &Trail::of(&[read()]),
             &send("stranger@elsewhere.example"),
         );
         assert!(
@@ -282,7 +293,12 @@ mod tests {
     #[test]
     fn empty_baseline_scores_in_range() {
         let b = Baseline::new(Config::default());
-        let s = score(&b, &SessionKey::new("a", "p"), &[], &send("x@y.example"));
+        let s = score(
+            &b,
+            &SessionKey::new("a", "p"),
+            &Trail::default(),
+            &send("x@y.example"),
+        );
         assert!((0.0..=1.0).contains(&s.value), "{s:?}");
     }
 
@@ -297,7 +313,7 @@ mod tests {
         let s = score(
             &b,
             &key,
-            &prefix,
+            &Trail::of(&prefix),
             &Step::call(
                 "delete_everything",
                 args(json!({"path": "/", "force": true})),
@@ -314,8 +330,8 @@ mod tests {
         let again = b.clone();
         let call = send("x@elsewhere.example");
         assert_eq!(
-            score(&b, &key, &[read()], &call),
-            score(&again, &key, &[read()], &call)
+            score(&b, &key, &Trail::of(&[read()]), &call),
+            score(&again, &key, &Trail::of(&[read()]), &call)
         );
     }
 }

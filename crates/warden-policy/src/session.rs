@@ -43,7 +43,9 @@ pub enum Step {
     },
 }
 
-#[derive(Debug)]
+/// A session state serializes whole (a snapshot the gateway resumes from instead of replaying
+/// every step), but for the index's bounds: see [`SessionState::with_index_config`].
+#[derive(Debug, Serialize, Deserialize)]
 pub struct SessionState {
     pub session: Session,
     pub index: ProvenanceIndex,
@@ -98,6 +100,12 @@ impl SessionState {
             state.index.add_json(source, value);
         }
         state
+    }
+
+    /// This state, read back from a snapshot, under the index bounds in force now.
+    pub fn with_index_config(mut self, config: IndexConfig) -> Self {
+        self.index = self.index.with_config(config);
+        self
     }
 
     /// The sequence number the next step will get.

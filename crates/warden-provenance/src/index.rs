@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use warden_model::{ArgProvenance, Confidentiality, Integrity, Source, ValueMatch};
 
@@ -32,17 +33,30 @@ impl Default for IndexConfig {
     }
 }
 
-/// Where one value has been seen.
-#[derive(Debug, Clone)]
+/// Where one value has been seen. (Short names on disk: a snapshot holds up to `max_values`.)
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Entry {
     /// The first `max_sources_per_value` sources, in the order they were added.
+    #[serde(rename = "s")]
     seqs: Vec<u64>,
     /// Over all sources ever added for this value, not just those in `seqs`.
+    #[serde(rename = "t")]
     trusted_any: bool,
+    #[serde(rename = "u")]
     untrusted_any: bool,
     /// Seen in a short field of an untrusted record (an id, an address in a list).
+    #[serde(rename = "f")]
     untrusted_field_any: bool,
+    #[serde(rename = "c")]
     confidentiality: Confidentiality,
+}
+
+/// A registered source and how many entries list it: a source no entry lists is forgotten, so
+/// the sources held are bounded by the values held, not by the session's length.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Held {
+    source: Source,
+    refs: u32,
 }
 
 impl Entry {
@@ -63,14 +77,16 @@ pub struct ArgKeys {
     pub targets: HashSet<u64>,
 }
 
-/// One session's index of salient values to the sources they occur in.
-#[derive(Debug, Clone)]
+/// One session's index of salient values to the sources they occur in. It serializes whole but
+/// for its bounds, which [`ProvenanceIndex::with_config`] sets again after reading it back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProvenanceIndex {
+    #[serde(skip)]
     config: IndexConfig,
     entries: HashMap<u64, Entry>,
     /// Keys in the order they were first inserted: the eviction order.
     order: VecDeque<u64>,
-    sources: BTreeMap<u64, Source>,
+    sources: BTreeMap<u64, Held>,
     evicted: u64,
 }
 
@@ -83,6 +99,16 @@ impl ProvenanceIndex {
             sources: BTreeMap::new(),
             evicted: 0,
         }
+    }
+
+    /// This index under other bounds (an index read back from a snapshot has the defaults):
+    /// values past a smaller `max_values` are evicted, oldest first.
+    pub fn with_config(mut self, config: IndexConfig) -> Self {
+        self.config = config;
+        let mut released = Vec::new();
+        self.evict_over_cap(&mut released);
+        self.forget_unlisted(released);
+        self
     }
 
     /// Registers `source` and indexes the salient values of its text, which counts as one
@@ -166,12 +192,18 @@ impl ProvenanceIndex {
 
     /// The source registered with `seq`. A seq registered twice keeps its first label.
     pub fn source(&self, seq: u64) -> Option<&Source> {
-        self.sources.get(&seq)
+        self.sources.get(&seq).map(|h| &h.source)
     }
 
-    /// Every registered source, by seq.
+    /// Every source some held value lists, by seq.
     pub fn sources(&self) -> impl Iterator<Item = &Source> {
-        self.sources.values()
+        self.sources.values().map(|h| &h.source)
+    }
+
+    /// A fingerprint of how values are keyed (the hasher and the kinds' names): an index written
+    /// by a build whose keys differ cannot be read back, only rebuilt.
+    pub fn key_layout() -> u64 {
+        key(Kind::Text, "warden key layout")
     }
 
     /// The most distinct (kind, value) keys the index keeps.
@@ -199,7 +231,9 @@ impl ProvenanceIndex {
         let seq = source.seq;
         let trusted = source.label.integrity == Integrity::Trusted;
         let confidentiality = source.label.confidentiality;
-        self.sources.entry(seq).or_insert(source);
+        self.sources.entry(seq).or_insert(Held { source, refs: 0 });
+        // Sources whose last listing was evicted: forgotten once this source is indexed.
+        let mut released = vec![seq];
 
         let mut seen = HashSet::new();
         for s in salient {
@@ -209,15 +243,17 @@ impl ProvenanceIndex {
             }
             let in_field = !trusted && fields.contains(&key);
             let cap = self.config.max_sources_per_value;
-            match self.entries.get_mut(&key) {
+            let listed = match self.entries.get_mut(&key) {
                 Some(entry) => {
-                    if entry.seqs.len() < cap && !entry.seqs.contains(&seq) {
+                    let listed = entry.seqs.len() < cap && !entry.seqs.contains(&seq);
+                    if listed {
                         entry.seqs.push(seq);
                     }
                     entry.trusted_any |= trusted;
                     entry.untrusted_any |= !trusted;
                     entry.untrusted_field_any |= in_field;
                     entry.confidentiality = entry.confidentiality.max(confidentiality);
+                    listed
                 }
                 None => {
                     let seqs = if cap > 0 { vec![seq] } else { Vec::new() };
@@ -232,19 +268,42 @@ impl ProvenanceIndex {
                         },
                     );
                     self.order.push_back(key);
-                    self.evict_over_cap();
+                    cap > 0
+                }
+            };
+            if listed {
+                if let Some(h) = self.sources.get_mut(&seq) {
+                    h.refs += 1;
+                }
+            }
+            self.evict_over_cap(&mut released);
+        }
+        self.forget_unlisted(released);
+    }
+
+    /// Evict the oldest values past `max_values`; the seqs they listed go to `released`.
+    fn evict_over_cap(&mut self, released: &mut Vec<u64>) {
+        while self.entries.len() > self.config.max_values {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(entry) = self.entries.remove(&oldest) {
+                self.evicted += 1;
+                for seq in entry.seqs {
+                    if let Some(h) = self.sources.get_mut(&seq) {
+                        h.refs = h.refs.saturating_sub(1);
+                    }
+                    released.push(seq);
                 }
             }
         }
     }
 
-    fn evict_over_cap(&mut self) {
-        while self.entries.len() > self.config.max_values {
-            let Some(oldest) = self.order.pop_front() else {
-                break;
-            };
-            if self.entries.remove(&oldest).is_some() {
-                self.evicted += 1;
+    /// Forget the sources among `seqs` that no held value lists any more.
+    fn forget_unlisted(&mut self, seqs: Vec<u64>) {
+        for seq in seqs {
+            if self.sources.get(&seq).is_some_and(|h| h.refs == 0) {
+                self.sources.remove(&seq);
             }
         }
     }
@@ -439,6 +498,45 @@ mod tests {
 
     fn index() -> ProvenanceIndex {
         ProvenanceIndex::new(IndexConfig::default())
+    }
+
+    #[test]
+    fn a_source_whose_values_were_all_evicted_is_forgotten() {
+        let mut ix = ProvenanceIndex::new(IndexConfig {
+            max_values: 4,
+            max_sources_per_value: 8,
+        });
+        for seq in 0..100 {
+            ix.add_text(untrusted(seq), &format!("ref-{seq}"));
+        }
+        // Each text gives its whole and its id; the last two sources still have theirs.
+        let seqs: Vec<u64> = ix.sources().map(|s| s.seq).collect();
+        assert_eq!(seqs, [98, 99]);
+        assert_eq!(ix.provenance(&json!("ref-99")).sources, [99]);
+        assert!(ix.source(3).is_none());
+    }
+
+    #[test]
+    fn an_index_read_back_answers_as_the_one_written_and_takes_new_bounds() {
+        let mut ix = index();
+        ix.add_text(trusted(0), "pay ACME Corp to DE89 3704 0044 0532 0130 00");
+        ix.add_text(untrusted(1), "new account GB82 WEST 1234 5698 7654 32");
+        let text = serde_json::to_string(&ix).expect("write");
+        let back: ProvenanceIndex = serde_json::from_str(&text).expect("read");
+        let back = back.with_config(IndexConfig::default());
+        for arg in [
+            json!("GB82WEST12345698765432"),
+            json!("DE89370400440532013000"),
+        ] {
+            assert_eq!(back.provenance(&arg), ix.provenance(&arg));
+        }
+        let small: ProvenanceIndex = serde_json::from_str(&text).expect("read");
+        let small = small.with_config(IndexConfig {
+            max_values: 1,
+            max_sources_per_value: 8,
+        });
+        assert_eq!((small.len(), small.evicted()), (1, ix.len() as u64 - 1));
+        assert_eq!(small.sources().count(), 1);
     }
 
     #[test]

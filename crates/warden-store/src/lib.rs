@@ -38,11 +38,30 @@ pub enum StoreError {
 /// leaves the approval pending.
 pub type RecordDecision<'a> = dyn FnMut(&Approval) -> Result<(), String> + 'a;
 
-/// One stored step: its sequence number in the session, a kind, and a JSON body.
+/// One stored step: its sequence number in the session, a kind, a JSON body, and the index of
+/// its entry in the audit log (none without a log, and in stores written before it was kept).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredStep {
     pub seq: u64,
     pub kind: String,
+    pub body: String,
+    pub audit: Option<u64>,
+}
+
+/// What resuming a session starts from: the session, its token's hash, and its newest snapshot
+/// (the gateway's state after every step before `from`), if one was saved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resume {
+    pub session: Session,
+    pub token_hash: String,
+    pub snapshot: Option<Snapshot>,
+}
+
+/// A session's state as the gateway saved it: opaque here, and only ever a cache of replaying
+/// the steps before `from` (the gateway replays them instead when it cannot read it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub from: u64,
     pub body: String,
 }
 
@@ -130,6 +149,35 @@ pub trait SessionStore: Send + Sync {
     fn append_step(&self, session_id: &str, step: &StoredStep) -> Result<(), StoreError>;
     /// A session with all its steps in order, or `None`.
     fn load_session(&self, id: &str) -> Result<Option<StoredSession>, StoreError>;
+    /// A session to resume, without its steps, with its newest snapshot. A store that keeps no
+    /// snapshots (this default) gives none, and the session is replayed from its first step.
+    fn resume_session(&self, id: &str) -> Result<Option<Resume>, StoreError> {
+        Ok(self.load_session(id)?.map(|s| Resume {
+            session: s.session,
+            token_hash: s.token_hash,
+            snapshot: None,
+        }))
+    }
+    /// Up to `limit` steps of session `id` from seq `from` on, in order: resuming reads a
+    /// session a page at a time, so its memory does not depend on the session's length.
+    fn steps_from(&self, id: &str, from: u64, limit: usize) -> Result<Vec<StoredStep>, StoreError> {
+        Ok(self
+            .load_session(id)?
+            .map(|s| {
+                s.steps
+                    .into_iter()
+                    .filter(|st| st.seq >= from)
+                    .take(limit)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+    /// Keep `snapshot` as session `id`'s newest, replacing the one before. A store may keep
+    /// none (this default): snapshots only save replaying.
+    fn save_snapshot(&self, id: &str, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let _ = (id, snapshot);
+        Ok(())
+    }
     /// Whether the store holds session `id` (without loading its steps).
     fn has_session(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self.load_session(id)?.is_some())
@@ -190,6 +238,11 @@ CREATE TABLE IF NOT EXISTS steps (
     kind TEXT NOT NULL,
     body TEXT NOT NULL,
     PRIMARY KEY (session_id, seq)
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    session_id TEXT PRIMARY KEY REFERENCES sessions(id),
+    from_seq INTEGER NOT NULL,
+    body TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS approvals (
     id TEXT PRIMARY KEY,
@@ -290,6 +343,13 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        // Stores written before steps named their audit entries gain the column (empty there).
+        let has_audit: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('steps') WHERE name = 'audit_index'")?
+            .exists([])?;
+        if !has_audit {
+            conn.execute_batch("ALTER TABLE steps ADD COLUMN audit_index INTEGER")?;
+        }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -337,6 +397,31 @@ fn make_private(_: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Up to `limit` steps of session `id` from seq `from` on, in order.
+fn read_steps(
+    conn: &Connection,
+    id: &str,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<StoredStep>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, kind, body, audit_index FROM steps WHERE session_id = ?1 AND seq >= ?2 \
+         ORDER BY seq LIMIT ?3",
+    )?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let steps = stmt
+        .query_map(params![id, from as i64, limit], |r| {
+            Ok(StoredStep {
+                seq: r.get::<_, i64>(0)? as u64,
+                kind: r.get(1)?,
+                body: r.get(2)?,
+                audit: r.get::<_, Option<i64>>(3)?.map(|i| i as u64),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(steps)
+}
+
 impl SessionStore for SqliteStore {
     fn create_session(&self, session: &Session, token_hash: &str) -> Result<(), StoreError> {
         let body = serde_json::to_string(session)?;
@@ -355,9 +440,15 @@ impl SessionStore for SqliteStore {
         // Once per step of every call: the statement is parsed once per connection.
         self.conn()?
             .prepare_cached(
-                "INSERT INTO steps (session_id, seq, kind, body) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO steps (session_id, seq, kind, body, audit_index) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![session_id, step.seq as i64, step.kind, step.body])?;
+            .execute(params![
+                session_id,
+                step.seq as i64,
+                step.kind,
+                step.body,
+                step.audit.map(|i| i as i64)
+            ])?;
         Ok(())
     }
 
@@ -395,23 +486,50 @@ impl SessionStore for SqliteStore {
             return Ok(None);
         };
         let session: Session = serde_json::from_str(&body)?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, kind, body FROM steps WHERE session_id = ?1 ORDER BY seq",
-        )?;
-        let steps = stmt
-            .query_map(params![id], |r| {
-                Ok(StoredStep {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    kind: r.get(1)?,
-                    body: r.get(2)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+        let steps = read_steps(&conn, id, 0, usize::MAX)?;
         Ok(Some(StoredSession {
             session,
             token_hash,
             steps,
         }))
+    }
+
+    fn resume_session(&self, id: &str) -> Result<Option<Resume>, StoreError> {
+        let conn = self.conn()?;
+        let row: Option<(String, String, Option<i64>, Option<String>)> = conn
+            .prepare_cached(
+                "SELECT s.body, s.token_hash, n.from_seq, n.body FROM sessions s \
+                 LEFT JOIN snapshots n ON n.session_id = s.id WHERE s.id = ?1",
+            )?
+            .query_row(params![id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()?;
+        let Some((body, token_hash, from, snapshot)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(Resume {
+            session: serde_json::from_str(&body)?,
+            token_hash,
+            snapshot: from.zip(snapshot).map(|(from, body)| Snapshot {
+                from: from as u64,
+                body,
+            }),
+        }))
+    }
+
+    fn steps_from(&self, id: &str, from: u64, limit: usize) -> Result<Vec<StoredStep>, StoreError> {
+        read_steps(&*self.conn()?, id, from, limit)
+    }
+
+    fn save_snapshot(&self, id: &str, snapshot: &Snapshot) -> Result<(), StoreError> {
+        self.conn()?
+            .prepare_cached(
+                "INSERT INTO snapshots (session_id, from_seq, body) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (session_id) DO UPDATE SET from_seq = excluded.from_seq, body = excluded.body",
+            )?
+            .execute(params![id, snapshot.from as i64, snapshot.body])?;
+        Ok(())
     }
 
     fn list_sessions(&self, limit: usize) -> Result<Vec<Session>, StoreError> {
@@ -540,6 +658,7 @@ mod tests {
                     seq,
                     kind: "result".into(),
                     body: format!("{{\"n\":{seq}}}"),
+                    audit: None,
                 };
                 store.append_step("s1", &step).expect("append");
             }
@@ -550,6 +669,85 @@ mod tests {
         assert_eq!(loaded.token_hash, "h");
         let seqs: Vec<u64> = loaded.steps.iter().map(|s| s.seq).collect();
         assert_eq!(seqs, vec![1, 3]);
+    }
+
+    #[test]
+    fn a_session_resumes_from_its_newest_snapshot_and_reads_later_steps_a_page_at_a_time() {
+        let store = SqliteStore::in_memory().expect("open");
+        store.create_session(&session("s1"), "h").expect("create");
+        for seq in 0..10 {
+            let step = StoredStep {
+                seq,
+                kind: "call".into(),
+                body: "{}".into(),
+                audit: Some(100 + seq),
+            };
+            store.append_step("s1", &step).expect("append");
+        }
+        let resume = store
+            .resume_session("s1")
+            .expect("resume")
+            .expect("present");
+        assert_eq!((resume.token_hash.as_str(), resume.snapshot), ("h", None));
+        for from in [4, 7] {
+            let snapshot = Snapshot {
+                from,
+                body: format!("state before {from}"),
+            };
+            store.save_snapshot("s1", &snapshot).expect("snapshot");
+        }
+        let resume = store
+            .resume_session("s1")
+            .expect("resume")
+            .expect("present");
+        assert_eq!(
+            resume.snapshot,
+            Some(Snapshot {
+                from: 7,
+                body: "state before 7".into()
+            })
+        );
+        let page = store.steps_from("s1", 7, 2).expect("page");
+        let got: Vec<(u64, Option<u64>)> = page.iter().map(|s| (s.seq, s.audit)).collect();
+        assert_eq!(got, [(7, Some(107)), (8, Some(108))]);
+        assert_eq!(store.steps_from("s1", 10, 5).expect("page"), []);
+        assert!(store.resume_session("nope").expect("resume").is_none());
+    }
+
+    #[test]
+    fn a_store_written_before_steps_named_their_audit_entries_opens_and_keeps_its_steps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(
+                "CREATE TABLE sessions (id TEXT PRIMARY KEY, opened_at_ms INTEGER NOT NULL,
+                     token_hash TEXT NOT NULL, body TEXT NOT NULL);
+                 CREATE TABLE steps (session_id TEXT NOT NULL REFERENCES sessions(id),
+                     seq INTEGER NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL,
+                     PRIMARY KEY (session_id, seq));",
+            )
+            .expect("old schema");
+            let body = serde_json::to_string(&session("s1")).expect("json");
+            conn.execute(
+                "INSERT INTO sessions VALUES ('s1', 7, 'h', ?1)",
+                params![body],
+            )
+            .expect("session");
+            conn.execute("INSERT INTO steps VALUES ('s1', 0, 'call', '{}')", [])
+                .expect("step");
+        }
+        let store = SqliteStore::open(&path).expect("open the old store");
+        let step = StoredStep {
+            seq: 1,
+            kind: "result".into(),
+            body: "{}".into(),
+            audit: Some(5),
+        };
+        store.append_step("s1", &step).expect("append");
+        let steps = store.steps_from("s1", 0, 10).expect("steps");
+        let got: Vec<(u64, Option<u64>)> = steps.iter().map(|s| (s.seq, s.audit)).collect();
+        assert_eq!(got, [(0, None), (1, Some(5))]);
     }
 
     #[test]
@@ -584,6 +782,7 @@ mod tests {
             seq: 0,
             kind: "x".into(),
             body: "{}".into(),
+            audit: None,
         };
         assert!(store.append_step("nope", &step).is_err());
     }

@@ -206,9 +206,10 @@ pub fn run(config: &Config, cmd: DetectCommand) -> Result<ExitCode> {
                         .map(|e| e.session.clone())
                         .unwrap_or_default();
                     let steps = session_steps(&mut traits, &events);
-                    for (i, (seq, step)) in steps.iter().enumerate() {
-                        let prefix: Vec<Step> = steps[..i].iter().map(|(_, s)| s.clone()).collect();
-                        let s = warden_detect::score(&baseline, &key, &prefix, step);
+                    let mut trail = warden_detect::Trail::default();
+                    for (seq, step) in &steps {
+                        let s = warden_detect::score(&baseline, &key, &trail, step);
+                        trail.push(step);
                         let line = json!({
                             "session": session, "seq": seq, "tool": step.tool,
                             "score": s.value, "reasons": s.contributions,

@@ -18,7 +18,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use flate2::read::GzDecoder;
 use serde_json::Value;
-use warden_detect::{score, Baseline, Config, Effect, SessionKey, Step};
+use warden_detect::{score, Baseline, Config, Effect, SessionKey, Step, Trail};
 
 const SUITES: [&str; 2] = ["workspace", "travel"];
 
@@ -104,8 +104,10 @@ fn main() -> Result<()> {
         );
         let t = Instant::now();
         for s in sessions.iter().filter(|s| in_fold(s)) {
+            let mut trail = Trail::default();
             for i in 0..s.steps.len() {
-                let result = score(&baseline, &s.key, &s.steps[..i], &s.steps[i]);
+                let result = score(&baseline, &s.key, &trail, &s.steps[i]);
+                trail.push(&s.steps[i]);
                 scored.push(Scored {
                     suite: s.suite,
                     injected: s.labels[i] == "injected",

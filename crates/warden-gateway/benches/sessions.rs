@@ -127,7 +127,11 @@ fn live(dir: &Path) {
         .collect();
     let raw_after = rss_kb();
     std::hint::black_box(&raw);
-    println!("live {LIVE_SESSIONS} {} {}", after - before, raw_after - raw_before);
+    println!(
+        "live {LIVE_SESSIONS} {} {}",
+        after - before,
+        raw_after - raw_before
+    );
 }
 
 fn build(dir: &Path, steps: usize) {

@@ -24,7 +24,6 @@ use rmcp::service::{
     NotificationContext, Peer, PeerRequestOptions, RequestContext, RequestHandle, RoleClient,
     RoleServer, RunningServiceCancellationToken, ServerInitializeError, ServiceRole,
 };
-use rmcp::transport::TokioChildProcess;
 use rmcp::{Service, ServiceError, ServiceExt};
 use serde_json::Value;
 use warden_model::{Call, Params, Session, Verdict};
@@ -66,11 +65,8 @@ pub enum StdioError {
     NoCommand,
     #[error("opening the Warden session: {0}")]
     Session(#[from] RuntimeError),
-    #[error("cannot start the MCP server `{program}`: {source}")]
-    Spawn {
-        program: String,
-        source: std::io::Error,
-    },
+    #[error("{0}")]
+    Spawn(String),
     #[error("the MCP client on stdin did not initialize a session: {0}")]
     Initialize(#[from] Box<ServerInitializeError>),
 }
@@ -80,12 +76,9 @@ pub enum StdioError {
 pub async fn run_stdio(rt: Arc<Runtime>, opts: StdioOptions) -> Result<(), StdioError> {
     let (program, args) = opts.command.split_first().ok_or(StdioError::NoCommand)?;
     let (session, _token) = rt.open_session(opts.session)?;
-    let mut command = tokio::process::Command::new(program);
-    command.args(args);
-    let child = TokioChildProcess::new(command).map_err(|source| StdioError::Spawn {
-        program: program.clone(),
-        source,
-    })?;
+    let link = Arc::new(Link::default());
+    let child = spawn_server(program, args, &Default::default(), &link)
+        .map_err(|e| StdioError::Spawn(format!("the MCP server: {e}")))?;
     tracing::info!(
         session = %session.id,
         principal = %session.principal,
@@ -98,7 +91,7 @@ pub async fn run_stdio(rt: Arc<Runtime>, opts: StdioOptions) -> Result<(), Stdio
         guard: Guard::new(rt, &session, opts.hide_unusable_tools, opts.hold_timeout),
         child: Mutex::new(Some(child)),
         upstream: tokio::sync::OnceCell::new(),
-        link: Arc::new(Link::default()),
+        link,
     });
     let running = GatewayService(gateway.clone())
         .serve(rmcp::transport::io::stdio_pipes())
@@ -109,7 +102,14 @@ pub async fn run_stdio(rt: Arc<Runtime>, opts: StdioOptions) -> Result<(), Stdio
     let link = gateway.link.clone();
     let watcher = tokio::spawn(async move {
         link.upstream_gone.notified().await;
-        tracing::warn!("warden mcp: the MCP server exited; closing the session");
+        match link.cut_reason() {
+            Some(why) => tracing::error!(
+                "warden mcp: the MCP server's connection was cut: {why}; closing the session"
+            ),
+            None => tracing::warn!("warden mcp: the MCP server exited; closing the session"),
+        }
+        // The calls that were waiting on the server answer first (they fail, saying why).
+        tokio::time::sleep(ANSWER_GRACE).await;
         stop.cancel();
     });
     let quit = running.waiting().await;
@@ -120,6 +120,10 @@ pub async fn run_stdio(rt: Arc<Runtime>, opts: StdioOptions) -> Result<(), Stdio
     }
     Ok(())
 }
+
+/// How long the answers to calls still waiting on a server that went away have to reach the
+/// agent before `warden mcp` closes the session.
+const ANSWER_GRACE: Duration = Duration::from_millis(500);
 
 /// What both sides of one upstream connection share: the agent's peer (for the server's requests
 /// and notifications; unset where several agents share the upstream, as behind the HTTP front)
@@ -154,20 +158,25 @@ struct Upstream {
     initialize: InitializeResult,
     stop: Mutex<Option<RunningServiceCancellationToken>>,
     task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    process: tokio::sync::Mutex<Option<tokio::process::Child>>,
 }
 
 impl Upstream {
-    /// Close the server's stdin and wait (bounded) for it to exit; rmcp kills it past that.
+    /// Close the server's stdin and wait (bounded) for it to exit; kill it past that.
     async fn shut_down(&self) {
         if let Some(stop) = self.stop.lock().ok().and_then(|mut s| s.take()) {
             stop.cancel();
         }
         if let Some(task) = self.task.lock().await.take() {
-            if tokio::time::timeout(std::time::Duration::from_secs(10), task)
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        if let Some(mut process) = self.process.lock().await.take() {
+            if tokio::time::timeout(Duration::from_secs(10), process.wait())
                 .await
                 .is_err()
             {
-                tracing::warn!("warden mcp: the MCP server did not stop in time");
+                tracing::warn!("warden mcp: the MCP server did not stop in time; killing it");
+                let _ = process.kill().await;
             }
         }
     }
@@ -176,7 +185,7 @@ impl Upstream {
 struct Gateway {
     guard: Guard,
     /// The spawned server, until the agent's `initialize` connects to it.
-    child: Mutex<Option<TokioChildProcess>>,
+    child: Mutex<Option<(ServerPipes, tokio::process::Child)>>,
     upstream: tokio::sync::OnceCell<Upstream>,
     link: Arc<Link>,
 }
@@ -496,6 +505,81 @@ pub(crate) struct UpstreamClient {
     pub(crate) info: ClientConfig,
 }
 
+/// The most one message from a child-process upstream may hold (rmcp's own limit per line,
+/// past which it would drop the message without a word).
+const MAX_MESSAGE: usize = rmcp::transport::async_rw::DEFAULT_MAX_LINE_LENGTH;
+
+/// A started server's stdio as an rmcp transport: what it says, as relayed, and its stdin.
+pub(crate) type ServerPipes = (tokio::io::DuplexStream, tokio::process::ChildStdin);
+
+/// Start an MCP server (`program` with `args`, and `env` beside Warden's environment) whose
+/// stdio is its transport. Its stdout is relayed through `relay`, which cuts the connection on
+/// a message over `MAX_MESSAGE`; both fronts start their stdio servers here. The server is
+/// killed when the returned child is dropped.
+pub(crate) fn spawn_server(
+    program: &str,
+    args: &[String],
+    env: &std::collections::BTreeMap<String, String>,
+    link: &Arc<Link>,
+) -> Result<(ServerPipes, tokio::process::Child), String> {
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .envs(env)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(format!("`{program}` started without stdin or stdout"));
+    };
+    let (reader, writer) = tokio::io::duplex(64 * 1024);
+    tokio::spawn(relay(stdout, writer, link.clone()));
+    Ok(((reader, stdin), child))
+}
+
+/// Copy a server's stdout to its client until a message (a line) grows past `MAX_MESSAGE`:
+/// then say so on the link and end the stream, so the calls waiting on that server fail at
+/// once naming the limit, rather than wait out their timeout for an answer that was dropped.
+async fn relay(
+    mut from: tokio::process::ChildStdout,
+    mut to: tokio::io::DuplexStream,
+    link: Arc<Link>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    // Bytes of the current line seen so far.
+    let mut line = 0usize;
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let chunk = &buf[..n];
+        let mut longest = line;
+        for piece in chunk.split_inclusive(|b| *b == b'\n') {
+            line += piece.len();
+            longest = longest.max(line);
+            if piece.ends_with(b"\n") {
+                line = 0;
+            }
+        }
+        if longest > MAX_MESSAGE {
+            link.cut(format!(
+                "it sent a message of more than {} MiB, the most Warden reads from a server in \
+                 one message over stdio",
+                MAX_MESSAGE / (1024 * 1024)
+            ));
+            return;
+        }
+        if to.write_all(chunk).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Connect to a started server as its MCP client, and learn what it says about itself (the
 /// answer to its `initialize`, as Warden passes it on).
 pub(crate) async fn connect_upstream<T, E, A>(
@@ -546,7 +630,8 @@ impl Gateway {
                     link: self.link.clone(),
                     info,
                 };
-                let (running, initialize) = connect_upstream(client, child)
+                let (pipes, process) = child;
+                let (running, initialize) = connect_upstream(client, pipes)
                     .await
                     .map_err(|e| ErrorData::internal_error(e, None))?;
                 let peer = running.peer().clone();
@@ -569,6 +654,7 @@ impl Gateway {
                     initialize,
                     stop: Mutex::new(Some(stop)),
                     task: tokio::sync::Mutex::new(Some(task)),
+                    process: tokio::sync::Mutex::new(Some(process)),
                 })
             })
             .await
@@ -621,9 +707,21 @@ impl Gateway {
                 learn_tools(&self.guard.rt, &up.name, &up.peer, &tool).await;
                 let arguments = call.params.arguments.clone();
                 let forwarded = async {
-                    self.forward(up, ClientRequest::CallToolRequest(call), &ctx)
+                    match forward(&self.link, &up.peer, ClientRequest::CallToolRequest(call), &ctx)
                         .await
-                        .map(|r| Forwarded::Answer(Box::new(r)))
+                    {
+                        Ok(r) => Ok(Forwarded::Answer(Box::new(r))),
+                        Err(e) => match self.link.cut_reason() {
+                            Some(why) => Ok(Forwarded::Unavailable(format!(
+                                "The MCP server `{}` could not answer this call to `{tool}`: {why}, \
+                                 so Warden dropped the answer and the connection. The call may \
+                                 have been carried out. This session ends; the host starts Warden \
+                                 and the server again.",
+                                up.name
+                            ))),
+                            None => Err(upstream_error(e)),
+                        },
+                    }
                 };
                 self.guard
                     .call_tool(&up.name, &tool, arguments.as_ref(), &ctx, forwarded)

@@ -309,7 +309,11 @@ async fn start(config: &UpstreamConfig) -> Result<Connection, String> {
             None,
         ),
         None => {
-            let (transport, child) = child(config, &link)?;
+            let (program, args) = config
+                .command
+                .split_first()
+                .ok_or_else(|| "its `command` is empty".to_owned())?;
+            let (transport, child) = mcp::spawn_server(program, args, &config.env, &link)?;
             (mcp::connect_upstream(client, transport).await?, Some(child))
         }
     };
@@ -324,84 +328,6 @@ async fn start(config: &UpstreamConfig) -> Result<Connection, String> {
         link,
         _child: child,
     })
-}
-
-/// The most one message from a child-process upstream may hold (rmcp's own limit per line,
-/// past which it would drop the message without a word).
-const MAX_MESSAGE: usize = rmcp::transport::async_rw::DEFAULT_MAX_LINE_LENGTH;
-
-/// The upstream's `command`, started, and its stdio as a transport: its stdout is relayed
-/// through `relay`, which cuts the connection on a message over `MAX_MESSAGE`.
-fn child(
-    config: &UpstreamConfig,
-    link: &Arc<Link>,
-) -> Result<
-    (
-        (tokio::io::DuplexStream, tokio::process::ChildStdin),
-        tokio::process::Child,
-    ),
-    String,
-> {
-    let (program, args) = config
-        .command
-        .split_first()
-        .ok_or_else(|| "its `command` is empty".to_owned())?;
-    let mut command = tokio::process::Command::new(program);
-    command
-        .args(args)
-        .envs(&config.env)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("cannot start `{program}`: {e}"))?;
-    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-        return Err(format!("`{program}` started without stdin or stdout"));
-    };
-    let (reader, writer) = tokio::io::duplex(64 * 1024);
-    tokio::spawn(relay(stdout, writer, link.clone()));
-    Ok(((reader, stdin), child))
-}
-
-/// Copy a server's stdout to its client until a message (a line) grows past `MAX_MESSAGE`:
-/// then say so on the link and end the stream, so the calls waiting on that server fail at
-/// once naming the limit, rather than wait out their timeout for an answer that was dropped.
-async fn relay(
-    mut from: tokio::process::ChildStdout,
-    mut to: tokio::io::DuplexStream,
-    link: Arc<Link>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = vec![0u8; 64 * 1024];
-    // Bytes of the current line seen so far.
-    let mut line = 0usize;
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        let chunk = &buf[..n];
-        let mut longest = line;
-        for piece in chunk.split_inclusive(|b| *b == b'\n') {
-            line += piece.len();
-            longest = longest.max(line);
-            if piece.ends_with(b"\n") {
-                line = 0;
-            }
-        }
-        if longest > MAX_MESSAGE {
-            link.cut(format!(
-                "it sent a message of more than {} MiB, the most Warden reads from a server in \
-                 one message over stdio",
-                MAX_MESSAGE / (1024 * 1024)
-            ));
-            return;
-        }
-        if to.write_all(chunk).await.is_err() {
-            return;
-        }
-    }
 }
 
 /// A streamable HTTP client for the upstream's `url`, sending its `headers`.

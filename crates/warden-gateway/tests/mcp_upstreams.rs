@@ -17,39 +17,15 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{RoleClient, ServiceExt};
 use warden_gateway::Config;
 
-const SERVER_PY: &str = r#"
-import json, sys
-mode = sys.argv[1]
-for line in sys.stdin:
-    msg = json.loads(line)
-    if "id" not in msg or "method" not in msg or mode == "mute":
-        continue
-    method = msg["method"]
-    if method == "initialize":
-        result = {"protocolVersion": msg["params"]["protocolVersion"],
-                  "capabilities": {"tools": {}}, "serverInfo": {"name": mode, "version": "1"}}
-    elif method == "ping":
-        result = {}
-    elif mode == "stuck":
-        continue
-    elif method == "tools/list":
-        result = {"tools": [{"name": "echo", "description": "Echo a text back",
-                             "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}},
-                             "annotations": {"readOnlyHint": True, "openWorldHint": False}}]}
-    elif method == "tools/call" and mode == "huge":
-        result = {"content": [{"type": "text", "text": "x" * (17 * 1024 * 1024)}]}
-    elif method == "tools/call":
-        result = {"content": [{"type": "text", "text": msg["params"]["arguments"].get("text", "")}]}
-    else:
-        print(json.dumps({"jsonrpc": "2.0", "id": msg["id"], "error": {"code": -32601, "message": method}}), flush=True)
-        continue
-    print(json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": result}), flush=True)
-"#;
+/// The misbehaving server (see its header).
+const SERVER_PY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/misbehaving_server.py"
+);
 
 /// A zero-config Warden fronting `ok` and the server in `mode`, each with `timeout_secs`.
 async fn serve_beside(dir: &std::path::Path, mode: &str, timeout_secs: u64) -> Server {
-    let script = dir.join("server.py");
-    std::fs::write(&script, SERVER_PY).expect("write the server");
+    let script = std::path::Path::new(SERVER_PY);
     let upstream = |name: &str, mode: &str| {
         format!(
             "[[upstreams]]\nname = \"{name}\"\ncommand = [\"python3\", {:?}, \"{mode}\"]\ntimeout_secs = {timeout_secs}\n\n",

@@ -334,3 +334,37 @@ async fn a_held_write_nobody_approves_expires_and_is_not_carried_out() {
     assert_eq!(all[0]["id"], id.as_str());
     assert_eq!(all[0]["status"], "expired");
 }
+
+/// `warden mcp` in front of a server that answers a call with more than stdio's 16 MiB in one
+/// message: the call fails at once, naming the limit, instead of waiting for an answer rmcp
+/// would have dropped without a word.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_over_stdios_16_mib_fails_the_call_at_once_naming_the_limit() {
+    let ws = Workspace::new("");
+    let server = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../warden-gateway/tests/fixtures/misbehaving_server.py"
+    );
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_warden"));
+    cmd.env_remove("WARDEN_CONFIG")
+        .arg("mcp")
+        .arg("--config")
+        .arg(ws.config())
+        .args(["--", "python3", server, "huge"]);
+    let client: Client =
+        ().serve(TokioChildProcess::new(cmd).expect("warden mcp starts"))
+            .await
+            .expect("initialize through warden");
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        call(&client, "echo", json!({"text": "hi"})),
+    )
+    .await
+    .expect("the call is answered, not left waiting");
+    assert_eq!(r.is_error, Some(true), "{r:?}");
+    let text = text_of(&r);
+    assert!(
+        text.contains("`huge`") && text.contains("more than 16 MiB"),
+        "the refusal names the server and the limit: {text}"
+    );
+}

@@ -40,7 +40,9 @@ fn rss_kb() -> u64 {
 }
 
 fn runtime(dir: &Path) -> (Runtime, Arc<SqliteStore>) {
-    let config = Config::default();
+    let mut config = Config::default();
+    // Every session of the live measurement stays live (the default cap is 10,000).
+    config.server.max_live_sessions = LIVE_SESSIONS + 1;
     let engine = config.engine().expect("the default policies compile");
     let store = Arc::new(SqliteStore::open(&dir.join("warden.db")).expect("store"));
     let audit = AuditLog::open(dir, &config.audit).expect("audit log");

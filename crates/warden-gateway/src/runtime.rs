@@ -103,7 +103,7 @@ impl DecidedCall {
 }
 
 /// What deciding a session's next step needs, bounded whatever the session's length; saved as a
-/// snapshot at its opening and every [`SNAPSHOT_EVERY`] steps.
+/// snapshot at its opening and every [`LiveState::snapshot_interval`] steps.
 #[derive(Serialize, Deserialize)]
 struct LiveState {
     state: SessionState,
@@ -114,7 +114,7 @@ struct LiveState {
     /// as its causes: the sources the provenance index still lists, the remembered calls, and the
     /// steps since the last snapshot (pruned to the others at each snapshot).
     audit_session: Option<u64>,
-    audit_of_seq: BTreeMap<u64, u64>,
+    audit_of_seq: HashMap<u64, u64>,
     /// The session's calls as the detector remembers them.
     trail: Trail,
     /// The seq the newest snapshot was taken before.
@@ -124,7 +124,8 @@ struct LiveState {
 
 /// Decided calls a result can name by call id alone; a result of an older call names its tool.
 const CALL_WINDOW: usize = 1024;
-/// Steps between snapshots: resuming a session replays at most this many.
+/// Steps between snapshots, at least: resuming a session replays at most this many, or
+/// [`LiveState::snapshot_interval`] for a large index.
 const SNAPSHOT_EVERY: u64 = 256;
 /// Steps read from the store at once while resuming a session.
 const RESUME_PAGE: usize = 256;
@@ -143,12 +144,16 @@ struct SnapshotIn {
     live: LiveState,
 }
 
-fn snapshot_build() -> String {
-    format!(
-        "warden {} keys {:016x}",
-        env!("CARGO_PKG_VERSION"),
-        ProvenanceIndex::key_layout()
-    )
+/// This build's snapshot tag, computed once.
+fn snapshot_build() -> &'static str {
+    static BUILD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BUILD.get_or_init(|| {
+        format!(
+            "warden {} keys {:016x}",
+            env!("CARGO_PKG_VERSION"),
+            ProvenanceIndex::key_layout()
+        )
+    })
 }
 
 impl LiveState {
@@ -158,9 +163,17 @@ impl LiveState {
             state,
             calls: VecDeque::new(),
             audit_session,
-            audit_of_seq: BTreeMap::new(),
+            audit_of_seq: HashMap::new(),
             trail: Trail::default(),
         }
+    }
+
+    /// Steps between this session's snapshots. A snapshot costs about its index's size to write
+    /// and read, so a session with a large index takes one less often: writing them costs each
+    /// step about the same whatever the index, and resuming costs about the index's size (one
+    /// snapshot and at most 1/64 of its values in steps), never the session's length.
+    fn snapshot_interval(&self) -> u64 {
+        SNAPSHOT_EVERY.max(self.state.index.len() as u64 / 64)
     }
 
     fn call(&self, call_id: &str) -> Option<&DecidedCall> {
@@ -698,7 +711,7 @@ impl Runtime {
         if scanned {
             self.scan_audit_indexes(id, &mut state)?;
         }
-        if scanned || replayed >= SNAPSHOT_EVERY {
+        if scanned || replayed >= state.snapshot_interval() {
             self.save_snapshot(id, &mut state);
         }
         let live = Arc::new(Live {
@@ -732,9 +745,8 @@ impl Runtime {
     /// that cannot be written is a warning, never a refused step.
     fn save_snapshot(&self, id: &str, live: &mut LiveState) {
         live.prune_audit_indexes();
-        let build = snapshot_build();
         let written = serde_json::to_string(&SnapshotOut {
-            build: &build,
+            build: snapshot_build(),
             live,
         })
         .map_err(StoreError::from)
@@ -948,7 +960,7 @@ impl Runtime {
         if let Step::Call { call, .. } = step {
             live.remember_call(call, seq);
         }
-        if live.state.next_seq() - live.snapshot_from >= SNAPSHOT_EVERY {
+        if live.state.next_seq() - live.snapshot_from >= live.snapshot_interval() {
             self.save_snapshot(session_id, live);
         }
         Ok((seq, source))
@@ -1385,6 +1397,15 @@ impl Runtime {
         let cached = live.and_then(|live| live.state.lock().ok()?.audit_of_seq.get(&seq).copied());
         if cached.is_some() {
             return Ok(cached);
+        }
+        // The stored step names its entry (stores written before that do not: the log is read).
+        let stored = self.store.steps_from(session, seq, 1)?;
+        if let Some(index) = stored
+            .first()
+            .filter(|s| s.seq == seq)
+            .and_then(|s| s.audit)
+        {
+            return Ok(Some(index));
         }
         let filter = EventFilter {
             session: Some(session.to_owned()),
@@ -1929,7 +1950,9 @@ mod tests {
             let live = rt.live(&id).expect("live");
             let guard = rt.lock_live(&id, &live).expect("lock");
             assert_eq!(guard.calls.len(), CALL_WINDOW);
-            let bound = guard.state.index.sources().count() + CALL_WINDOW + SNAPSHOT_EVERY as usize;
+            let bound = guard.state.index.sources().count()
+                + CALL_WINDOW
+                + guard.snapshot_interval() as usize;
             assert!(
                 guard.audit_of_seq.len() <= bound,
                 "{}",

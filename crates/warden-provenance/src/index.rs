@@ -5,7 +5,7 @@
 //! evicting the oldest values first, and the evictions are counted so that callers can say
 //! "unknown" with the right caveat.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
@@ -38,7 +38,7 @@ impl Default for IndexConfig {
 struct Entry {
     /// The first `max_sources_per_value` sources, in the order they were added.
     #[serde(rename = "s")]
-    seqs: Vec<u64>,
+    seqs: Seqs,
     /// Over all sources ever added for this value, not just those in `seqs`.
     #[serde(rename = "t")]
     trusted_any: bool,
@@ -49,6 +49,65 @@ struct Entry {
     untrusted_field_any: bool,
     #[serde(rename = "c")]
     confidentiality: Confidentiality,
+}
+
+/// The seqs an entry lists, in the order added. Most values have one source: that one is held
+/// inline, so an entry allocates nothing of its own until a second source comes (a live session
+/// holds thousands of entries). `first` is `NONE` when the list is empty.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Seqs {
+    #[serde(rename = "f")]
+    first: u64,
+    #[serde(rename = "m", default, skip_serializing_if = "<[u64]>::is_empty")]
+    more: Box<[u64]>,
+}
+
+impl Seqs {
+    /// No seq: a step's seq counts up from 0 and never gets here.
+    const NONE: u64 = u64::MAX;
+
+    fn none() -> Seqs {
+        Seqs {
+            first: Self::NONE,
+            more: Box::default(),
+        }
+    }
+
+    fn one(seq: u64) -> Seqs {
+        Seqs {
+            first: seq,
+            more: Box::default(),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        let first = (self.first != Self::NONE).then_some(self.first);
+        first.into_iter().chain(self.more.iter().copied())
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.first != Self::NONE) + self.more.len()
+    }
+
+    fn contains(&self, seq: u64) -> bool {
+        self.iter().any(|s| s == seq)
+    }
+
+    fn push(&mut self, seq: u64) {
+        if self.first == Self::NONE {
+            self.first = seq;
+        } else {
+            let mut more = std::mem::take(&mut self.more).into_vec();
+            more.push(seq);
+            self.more = more.into_boxed_slice();
+        }
+    }
+
+    fn sorted(&self) -> Vec<u64> {
+        let mut seqs: Vec<u64> = self.iter().collect();
+        seqs.sort_unstable();
+        seqs
+    }
 }
 
 /// A registered source and how many entries list it: a source no entry lists is forgotten, so
@@ -86,7 +145,8 @@ pub struct ProvenanceIndex {
     entries: HashMap<u64, Entry>,
     /// Keys in the order they were first inserted: the eviction order.
     order: VecDeque<u64>,
-    sources: BTreeMap<u64, Held>,
+    /// By seq (a hash map: a live session holds few, and a tree's smallest node is large).
+    sources: HashMap<u64, Held>,
     evicted: u64,
 }
 
@@ -96,7 +156,7 @@ impl ProvenanceIndex {
             config,
             entries: HashMap::new(),
             order: VecDeque::new(),
-            sources: BTreeMap::new(),
+            sources: HashMap::new(),
             evicted: 0,
         }
     }
@@ -197,13 +257,27 @@ impl ProvenanceIndex {
 
     /// Every source some held value lists, by seq.
     pub fn sources(&self) -> impl Iterator<Item = &Source> {
-        self.sources.values().map(|h| &h.source)
+        let mut held: Vec<&Source> = self.sources.values().map(|h| &h.source).collect();
+        held.sort_by_key(|s| s.seq);
+        held.into_iter()
     }
 
-    /// A fingerprint of how values are keyed (the hasher and the kinds' names): an index written
-    /// by a build whose keys differ cannot be read back, only rebuilt.
+    /// A fingerprint of how values are found and keyed: the keys this build extracts from a
+    /// fixed sample of every kind of value, hashed. An index written by a build whose
+    /// fingerprint differs (another hasher, another extractor) cannot be read back, only rebuilt.
     pub fn key_layout() -> u64 {
-        key(Kind::Text, "warden key layout")
+        const SAMPLE: &str =
+            "Pay Ana Lima 1,250.00 EUR to DE89 3704 0044 0532 0130 00 by 2026-12-01; \
+            mail ana.lima@example.org, call +44 20 7946 0958, see https://www.example.org/a?b=c \
+            and /home/ana/Reports/Q4.pdf, ticket PRJ-0042, \"Cafe\u{301} Zoë\" 東京 user_42";
+        let mut keys: Vec<u64> = Self::keys_of(&Value::String(SAMPLE.to_owned()))
+            .all
+            .into_iter()
+            .collect();
+        keys.sort_unstable();
+        let mut hasher = DefaultHasher::new();
+        keys.hash(&mut hasher);
+        hasher.finish()
     }
 
     /// The most distinct (kind, value) keys the index keeps.
@@ -245,7 +319,7 @@ impl ProvenanceIndex {
             let cap = self.config.max_sources_per_value;
             let listed = match self.entries.get_mut(&key) {
                 Some(entry) => {
-                    let listed = entry.seqs.len() < cap && !entry.seqs.contains(&seq);
+                    let listed = entry.seqs.len() < cap && !entry.seqs.contains(seq);
                     if listed {
                         entry.seqs.push(seq);
                     }
@@ -256,7 +330,11 @@ impl ProvenanceIndex {
                     listed
                 }
                 None => {
-                    let seqs = if cap > 0 { vec![seq] } else { Vec::new() };
+                    let seqs = if cap > 0 {
+                        Seqs::one(seq)
+                    } else {
+                        Seqs::none()
+                    };
                     self.entries.insert(
                         key,
                         Entry {
@@ -289,7 +367,7 @@ impl ProvenanceIndex {
             };
             if let Some(entry) = self.entries.remove(&oldest) {
                 self.evicted += 1;
-                for seq in entry.seqs {
+                for seq in entry.seqs.iter() {
                     if let Some(h) = self.sources.get_mut(&seq) {
                         h.refs = h.refs.saturating_sub(1);
                     }
@@ -361,13 +439,13 @@ impl ProvenanceIndex {
                 out.values.push(ValueMatch {
                     value: s.value.clone(),
                     kind: s.kind.as_str().to_owned(),
-                    sources: sorted(&entry.seqs),
+                    sources: entry.seqs.sorted(),
                 });
             } else if s.kind != Kind::Text {
                 out.unknown = true;
             }
             if let Some(entry) = entry {
-                sources.extend(entry.seqs.iter().copied());
+                sources.extend(entry.seqs.iter());
                 out.trusted |= entry.trusted_any;
                 out.untrusted |= entry.untrusted_any;
                 out.confidentiality = out.confidentiality.max(entry.confidentiality);
@@ -421,7 +499,7 @@ impl ShingleTally {
             if entry.untrusted_only() {
                 self.untrusted_only += 1;
             }
-            self.sources.extend(entry.seqs.iter().copied());
+            self.sources.extend(entry.seqs.iter());
         }
     }
 }
@@ -456,12 +534,6 @@ fn key(kind: Kind, value: &str) -> u64 {
     kind.as_str().hash(&mut hasher);
     value.hash(&mut hasher);
     hasher.finish()
-}
-
-fn sorted(seqs: &[u64]) -> Vec<u64> {
-    let mut seqs = seqs.to_vec();
-    seqs.sort_unstable();
-    seqs
 }
 
 #[cfg(test)]

@@ -366,9 +366,10 @@ pub struct ArgProvenance {
     pub untrusted: bool,
     /// Some salient value occurs only in untrusted content.
     pub untrusted_only: bool,
-    /// Some salient value occurs only inside untrusted prose (an e-mail body, a page, a
-    /// review): never in trusted content and never as a short field of a record. The signature
-    /// of an injected instruction's own values.
+    /// Some salient value occurs only in untrusted content, and untrusted prose (an e-mail
+    /// body, a page, a review) names it at least once, even if it is also a record's field: an
+    /// outsider's text chose it. The signature of an injected instruction's own values. (A value
+    /// seen only in short fields of untrusted records is the agent's pick among them.)
     pub untrusted_prose_only: bool,
     /// Some salient value occurs nowhere in the session.
     pub unknown: bool,

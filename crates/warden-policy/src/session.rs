@@ -62,7 +62,9 @@ pub struct SessionState {
     supplied: HashSet<u64>,
     /// The resource-naming value keys of the last `RECENT_CALLS` calls' arguments, by call id:
     /// what each recent result was read from ([`SessionState::read_from`]).
-    recent_calls: VecDeque<(String, HashSet<u64>)>,
+    /// Each with whether untrusted prose chose one of its arguments (its result is then the
+    /// outsider's answer: [`ProvenanceIndex::add_answer_to_outsider`]).
+    recent_calls: VecDeque<(String, HashSet<u64>, bool)>,
     next_seq: u64,
 }
 
@@ -165,6 +167,7 @@ impl SessionState {
             Step::Call { call, verdict } => {
                 self.next_seq += 1;
                 self.record(call, *verdict);
+                let asked_by_outsider = call.args.values().any(|v| self.index.chosen_in_prose(v));
                 let args = Value::Object(call.args.clone().into_iter().collect());
                 let keys = ProvenanceIndex::keys_of(&args);
                 let room = self.index.max_values().saturating_sub(self.supplied.len());
@@ -172,8 +175,11 @@ impl SessionState {
                 if self.recent_calls.len() == RECENT_CALLS {
                     self.recent_calls.pop_front();
                 }
-                self.recent_calls
-                    .push_back((call.call_id.clone(), keys.targets));
+                self.recent_calls.push_back((
+                    call.call_id.clone(),
+                    keys.targets,
+                    asked_by_outsider,
+                ));
                 None
             }
             Step::Result {
@@ -183,18 +189,28 @@ impl SessionState {
                 confidentiality,
                 result,
             } => {
-                self.untrusted_seen |= *integrity == Integrity::Untrusted;
+                let outsiders = self.recent_call(call_id).is_some_and(|(_, _, o)| *o);
+                let integrity = match outsiders {
+                    true => Integrity::Untrusted,
+                    false => *integrity,
+                };
+                self.untrusted_seen |= integrity == Integrity::Untrusted;
                 self.secret_seen |= *confidentiality == Confidentiality::Secret;
                 let source = self.source(
                     Origin::ToolResult {
                         tool: tool.clone(),
                         call_id: call_id.clone(),
                     },
-                    *integrity,
+                    integrity,
                     *confidentiality,
                 );
-                self.index
-                    .add_result(source.clone(), result, &self.supplied);
+                if outsiders {
+                    self.index
+                        .add_answer_to_outsider(source.clone(), result, &self.supplied);
+                } else {
+                    self.index
+                        .add_result(source.clone(), result, &self.supplied);
+                }
                 Some(source)
             }
         }
@@ -203,11 +219,14 @@ impl SessionState {
     /// The resource-naming value keys of the arguments of the recent call `call_id` (what its
     /// result was read from), if it is one of the last calls.
     pub fn read_from(&self, call_id: &str) -> Option<&HashSet<u64>> {
+        self.recent_call(call_id).map(|(_, keys, _)| keys)
+    }
+
+    fn recent_call(&self, call_id: &str) -> Option<&(String, HashSet<u64>, bool)> {
         self.recent_calls
             .iter()
             .rev()
-            .find(|(id, _)| !id.is_empty() && id == call_id)
-            .map(|(_, keys)| keys)
+            .find(|(id, _, _)| !id.is_empty() && id == call_id)
     }
 
     fn record(&mut self, call: &Call, verdict: Verdict) {

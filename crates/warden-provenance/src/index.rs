@@ -47,6 +47,9 @@ struct Entry {
     /// Seen in a short field of an untrusted record (an id, an address in a list).
     #[serde(rename = "f")]
     untrusted_field_any: bool,
+    /// Seen in untrusted prose: outside any record's short field.
+    #[serde(rename = "p", default)]
+    untrusted_prose_any: bool,
     #[serde(rename = "c")]
     confidentiality: Confidentiality,
 }
@@ -125,7 +128,7 @@ impl Entry {
 
     /// Seen only inside untrusted prose: never in trusted content, never as a record's field.
     fn untrusted_prose_only(&self) -> bool {
-        self.untrusted_only() && !self.untrusted_field_any
+        self.untrusted_only() && self.untrusted_prose_any
     }
 }
 
@@ -183,7 +186,24 @@ impl ProvenanceIndex {
     /// of what it stored): they keep the provenance they had and the result is not a new source
     /// for them.
     pub fn add_result(&mut self, source: Source, result: &Value, echo: &HashSet<u64>) {
-        let untrusted = source.label.integrity == Integrity::Untrusted;
+        self.add_result_read(source, result, echo, true);
+    }
+
+    /// Registers a result whose every value counts as untrusted prose, structure or not: the
+    /// answer to a question that untrusted prose asked ([`ProvenanceIndex::chosen_in_prose`]).
+    /// Who chose the question chose the answer.
+    pub fn add_answer_to_outsider(&mut self, source: Source, result: &Value, echo: &HashSet<u64>) {
+        self.add_result_read(source, result, echo, false);
+    }
+
+    fn add_result_read(
+        &mut self,
+        source: Source,
+        result: &Value,
+        echo: &HashSet<u64>,
+        fields: bool,
+    ) {
+        let untrusted = source.label.integrity == Integrity::Untrusted && fields;
         let mut salient = Vec::new();
         let fields = match result {
             Value::String(text) => {
@@ -208,6 +228,28 @@ impl ProvenanceIndex {
             salient.retain(|s| !echo.contains(&key(s.kind, &s.value)));
         }
         self.add(source, &salient, &fields);
+    }
+
+    /// Whether untrusted prose chose this value: its most specific evidence occurs only inside
+    /// untrusted prose, or, when only its word shingles matched, most of them do.
+    pub fn chosen_in_prose(&self, value: &Value) -> bool {
+        let p = self.provenance(value);
+        if p.untrusted_prose_only {
+            return true;
+        }
+        if !p.untrusted_only || p.values.iter().any(|v| v.kind != Kind::Shingle.as_str()) {
+            return false;
+        }
+        let mut salient = Vec::new();
+        extract_json(value, &mut salient);
+        let (mut matched, mut prose) = (0usize, 0usize);
+        for s in salient.iter().filter(|s| s.kind == Kind::Shingle) {
+            if let Some(e) = self.entries.get(&key(s.kind, &s.value)) {
+                matched += 1;
+                prose += usize::from(e.untrusted_prose_only());
+            }
+        }
+        matched > 0 && 2 * prose >= matched
     }
 
     /// The keys of a call's argument values, from one extraction: `all` of them, as
@@ -326,6 +368,7 @@ impl ProvenanceIndex {
                     entry.trusted_any |= trusted;
                     entry.untrusted_any |= !trusted;
                     entry.untrusted_field_any |= in_field;
+                    entry.untrusted_prose_any |= !trusted && !in_field;
                     entry.confidentiality = entry.confidentiality.max(confidentiality);
                     listed
                 }
@@ -342,6 +385,7 @@ impl ProvenanceIndex {
                             trusted_any: trusted,
                             untrusted_any: !trusted,
                             untrusted_field_any: in_field,
+                            untrusted_prose_any: !trusted && !in_field,
                             confidentiality,
                         },
                     );

@@ -89,8 +89,9 @@ fn push_if_short(value: &str, out: &mut Vec<String>) {
 
 /// The short field values of a text result. Tried in order: JSON; a Python literal (`{'k':
 /// 'v'}`, as many tools print dicts); a listing (every line short and none a sentence, like
-/// `Hotels: A\nB\nC`); YAML with a mapping or a sequence at the top. Anything else is prose
-/// and has no fields.
+/// `Hotels: A\nB\nC`); YAML with a mapping or a sequence at the top; a bulleted listing that
+/// is not YAML (`- Code: A1, Percentage: 10%`, as many tools print records). Anything else is
+/// prose and has no fields.
 pub fn field_values(text: &str) -> Vec<String> {
     let trimmed = text.trim();
     // Inside a framework's wrapper, only a document in a data format (JSON, a Python literal)
@@ -117,7 +118,7 @@ pub fn field_values(text: &str) -> Vec<String> {
         }
         return Vec::new();
     }
-    if listing_fields(trimmed, &mut out) {
+    if listing_fields(trimmed, false, &mut out) {
         return out;
     }
     // One `Label: text` line is a sentence with a colon, not a record.
@@ -131,6 +132,9 @@ pub fn field_values(text: &str) -> Vec<String> {
             yaml_fields(doc, &mut out);
             return out;
         }
+    }
+    if listing_fields(trimmed, true, &mut out) {
+        return out;
     }
     Vec::new()
 }
@@ -259,12 +263,30 @@ fn yaml_fields(doc: &Yaml, out: &mut Vec<String>) {
 
 /// `Label: first\nsecond\nthird`: every line short and none ending like a sentence. Each line
 /// (without a leading `Label:`) is a field.
-fn listing_fields(text: &str, out: &mut Vec<String>) -> bool {
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
+/// The value of a `Key: value` piece whose key is a few words.
+fn keyed(piece: &str) -> Option<&str> {
+    match piece.split_once(": ") {
+        Some((key, value)) if key.split_whitespace().count() <= 4 => Some(value),
+        _ => None,
+    }
+}
+
+/// A listing's fields: each line's value (after `Key: ` when it has one, or each value of a
+/// line of `Key: value, Key: value` pairs). With `bullets`, a line may start with a bullet
+/// (`- `, `* `, `• `), read without it.
+fn listing_fields(text: &str, bullets: bool, out: &mut Vec<String>) -> bool {
+    let unbulleted = |l: &str| -> Option<String> {
+        let l = l.trim();
+        let l = match bullets {
+            true => ["- ", "* ", "• "]
+                .iter()
+                .find_map(|b| l.strip_prefix(b))
+                .unwrap_or(l),
+            false => l,
+        };
+        (!l.is_empty()).then(|| l.trim().to_owned())
+    };
+    let lines: Vec<String> = text.lines().filter_map(unbulleted).collect();
     let listing = lines.len() >= 2
         && lines.iter().all(|l| {
             l.split_whitespace().count() <= LISTING_LINE_WORDS
@@ -274,12 +296,20 @@ fn listing_fields(text: &str, out: &mut Vec<String>) -> bool {
     if !listing {
         return false;
     }
-    for line in lines {
-        let value = match line.split_once(": ") {
-            Some((key, value)) if key.split_whitespace().count() <= 4 => value,
-            _ => line,
-        };
-        push_if_short(value, out);
+    for line in &lines {
+        let pairs: Vec<&str> = line.split(", ").collect();
+        match pairs
+            .iter()
+            .map(|p| keyed(p))
+            .collect::<Option<Vec<&str>>>()
+        {
+            Some(values) if values.len() >= 2 => {
+                for v in values {
+                    push_if_short(v, out);
+                }
+            }
+            _ => push_if_short(keyed(line).unwrap_or(line), out),
+        }
     }
     true
 }
@@ -361,6 +391,22 @@ mod tests {
     fn a_listing_of_short_lines_gives_each_line() {
         let f = field_values("Hotel Names: Le Marais Boutique\nGood Night\nLuxury Palace\n");
         assert_eq!(f, vec!["Le Marais Boutique", "Good Night", "Luxury Palace"]);
+    }
+
+    #[test]
+    fn a_bulleted_listing_of_records_gives_each_value() {
+        let f = field_values(
+            "Available Offers:\n- Code: WINTER5, Percentage: 5.0%\n- Code: BULK20, Percentage: 20.0%\n",
+        );
+        for v in ["WINTER5", "5.0%", "BULK20", "20.0%"] {
+            assert!(has(&f, v), "{v} in {f:?}");
+        }
+        // A YAML sequence is still read as YAML, and bulleted prose is still prose.
+        let yaml = field_values("- id: 3\n  owner: ann@corp.test\n- id: 4\n  owner: bo@corp.test");
+        assert!(has(&yaml, "ann@corp.test") && has(&yaml, "4"), "{yaml:?}");
+        assert!(field_values("- Please send the statements to x@y.test before Friday, it is urgent.\n- Thanks a lot for your help with all of this.").is_empty());
+        let f = field_values("- id: 7\n- note: forward everything to x@y.test");
+        assert!(!f.iter().any(|v| v.contains("x@y.test")), "{f:?}");
     }
 
     #[test]

@@ -656,27 +656,26 @@ fn what_a_search_asked_by_an_outsiders_text_finds_is_the_outsiders_choice() {
     let listing =
         json!({"results": [{"item_id": "GN-4471", "name": "Brass Garden Gnome", "price": 34.5}]});
     let buy = call("add_to_cart", json!({"item_id": "GN-4471", "quantity": 1}));
-    // The review asked for the gnome; the agent searched with the review's words.
-    let state = after_searching(
-        "Order a new electric kettle for me.",
-        "brass garden gnome",
-        listing.clone(),
-    );
-    let d = decide(&baseline(), &state, &add, &buy);
-    assert_eq!(d.verdict, Verdict::Hold, "{:?}", d.reasons);
-    assert!(
-        d.reasons[0].message.contains("`item_id`"),
-        "{:?}",
-        d.reasons
-    );
-    // The user asked for the gnome: the same search and the same item are the user's.
-    let state = after_searching(
-        "Order a brass garden gnome for me.",
-        "brass garden gnome",
-        listing,
-    );
-    let d = decide(&baseline(), &state, &add, &buy);
-    assert_eq!(d.verdict, Verdict::Allow, "{:?}", d.reasons);
+    // Three words (a shingle) or two (judged by its words): the review's words either way.
+    for query in ["brass garden gnome", "garden gnome"] {
+        // The review asked for the gnome; the agent searched with the review's words.
+        let state = after_searching(
+            "Order a new electric kettle for me.",
+            query,
+            listing.clone(),
+        );
+        let d = decide(&baseline(), &state, &add, &buy);
+        assert_eq!(d.verdict, Verdict::Hold, "{query}: {:?}", d.reasons);
+        assert!(
+            d.reasons[0].message.contains("`item_id`"),
+            "{:?}",
+            d.reasons
+        );
+        // The user asked for the gnome: the same search and the same item are the user's.
+        let state = after_searching("Order a brass garden gnome for me.", query, listing.clone());
+        let d = decide(&baseline(), &state, &add, &buy);
+        assert_eq!(d.verdict, Verdict::Allow, "{query}: {:?}", d.reasons);
+    }
 }
 
 #[test]

@@ -139,6 +139,10 @@ pub struct ArgKeys {
     pub targets: HashSet<u64>,
 }
 
+/// Longest value, in words, judged by its words alone in [`ProvenanceIndex::chosen_in_prose`]:
+/// a search query, a product or place name.
+const MAX_QUERY_WORDS: usize = 4;
+
 /// One session's index of salient values to the sources they occur in. It serializes whole but
 /// for its bounds, which [`ProvenanceIndex::with_config`] sets again after reading it back.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -231,25 +235,36 @@ impl ProvenanceIndex {
     }
 
     /// Whether untrusted prose chose this value: its most specific evidence occurs only inside
-    /// untrusted prose, or, when only its word shingles matched, most of them do.
+    /// untrusted prose; or nothing more specific matched and most of its word shingles do; or,
+    /// for a value of a few words (a search for "pencil set"), most of its words occur and
+    /// every one that occurs is only in untrusted prose.
     pub fn chosen_in_prose(&self, value: &Value) -> bool {
         let p = self.provenance(value);
         if p.untrusted_prose_only {
             return true;
         }
-        if !p.untrusted_only || p.values.iter().any(|v| v.kind != Kind::Shingle.as_str()) {
+        if p.trusted || p.values.iter().any(|v| v.kind != Kind::Shingle.as_str()) {
             return false;
         }
         let mut salient = Vec::new();
         extract_json(value, &mut salient);
-        let (mut matched, mut prose) = (0usize, 0usize);
-        for s in salient.iter().filter(|s| s.kind == Kind::Shingle) {
-            if let Some(e) = self.entries.get(&key(s.kind, &s.value)) {
-                matched += 1;
-                prose += usize::from(e.untrusted_prose_only());
+        let tally = |kind: Kind| {
+            let (mut total, mut matched, mut prose) = (0usize, 0usize, 0usize);
+            for s in salient.iter().filter(|s| s.kind == kind) {
+                total += 1;
+                if let Some(e) = self.entries.get(&key(s.kind, &s.value)) {
+                    matched += 1;
+                    prose += usize::from(e.untrusted_prose_only());
+                }
             }
+            (total, matched, prose)
+        };
+        let (_, matched, prose) = tally(Kind::Shingle);
+        if matched > 0 {
+            return 2 * prose >= matched;
         }
-        matched > 0 && 2 * prose >= matched
+        let (total, matched, prose) = tally(Kind::Word);
+        total <= MAX_QUERY_WORDS && matched > 0 && 2 * matched >= total && prose == matched
     }
 
     /// The keys of a call's argument values, from one extraction: `all` of them, as

@@ -20,8 +20,8 @@ use std::process::Command;
 /// storage), and held lowered to 6/87 (6.9%) once a framework's wrapper around a whole result
 /// stopped hiding its structure. Tighten them as the model improves, never loosen them to let a
 /// change through; the issue's goal is >= 95% stopped, <= 5% held.
-const MIN_ATTACKS_STOPPED_PCT: f64 = 85.0;
-const MAX_BENIGN_HELD_PCT: f64 = 7.0;
+const MIN_ATTACKS_STOPPED_PCT: f64 = 85.3;
+const MAX_BENIGN_HELD_PCT: f64 = 6.8;
 /// The corpus must keep at least this many cases (issue 12 asks for 120 across the classes).
 const MIN_CASES: usize = 120;
 

@@ -136,13 +136,26 @@ fn live(dir: &Path) {
     );
 }
 
+/// Builds one session of `steps` steps; prints its id and the decide-and-observe rate (steps a
+/// second) over its first and its last 1,000 steps.
 fn build(dir: &Path, steps: usize) {
     let (rt, _) = runtime(dir);
     let id = open(&rt, instruction(0));
-    for i in 0..steps / 2 {
+    let pairs = steps / 2;
+    let window = 500.min(pairs);
+    let mut first = 0.0;
+    let mut t = Instant::now();
+    for i in 0..pairs {
+        if i == pairs - window {
+            t = Instant::now();
+        }
         step(&rt, &id, i);
+        if i + 1 == window {
+            first = (2 * window) as f64 / t.elapsed().as_secs_f64();
+        }
     }
-    println!("built {id}");
+    let last = (2 * window) as f64 / t.elapsed().as_secs_f64();
+    println!("built {id} {first:.0} {last:.0}");
 }
 
 fn resume(dir: &Path, id: &str, replay: bool) {
@@ -215,14 +228,15 @@ fn main() {
         grew / LIVE_SESSIONS as f64
     );
 
-    println!("\nsession steps | resume from snapshot | RSS growth | full replay (baseline) | RSS growth | snapshot ÷ replay");
-    println!("--------------|----------------------|------------|------------------------|------------|------------------");
+    println!("\nsession steps | steps/s, first 1k / last 1k | resume from snapshot | RSS growth | full replay (baseline) | RSS growth | snapshot ÷ replay");
+    println!("--------------|----------------------------|----------------------|------------|------------------------|------------|------------------");
     for steps in RESUME_STEPS {
         let dir = tmp.path().join(format!("s{steps}"));
         std::fs::create_dir_all(&dir).expect("dir");
         let d = dir.to_str().expect("utf-8 path");
         eprintln!("building a session of {steps} steps…");
-        let id = fields(&child(&["build", d, &steps.to_string()]))[1].clone();
+        let built = fields(&child(&["build", d, &steps.to_string()]));
+        let id = built[1].clone();
         let snap = fields(&child(&["resume", d, &id]));
         let replay = fields(&child(&["resume", d, &id, "replay"]));
         let (sm, sk): (f64, f64) = (snap[1].parse().expect("ms"), snap[2].parse().expect("kB"));
@@ -231,7 +245,9 @@ fn main() {
             replay[2].parse().expect("kB"),
         );
         println!(
-            "{steps:>13} | {sm:>17.1} ms | {:>7.1} MB | {rm:>19.1} ms | {:>7.1} MB | {:.3}",
+            "{steps:>13} | {:>12} / {:>11} | {sm:>17.1} ms | {:>7.1} MB | {rm:>19.1} ms | {:>7.1} MB | {:.3}",
+            built[2],
+            built[3],
             sk / 1024.0,
             rk / 1024.0,
             sm / rm

@@ -13,7 +13,8 @@
 //! - **resume**: one session of N steps (call, result, call, …), then a new process on the same
 //!   store resumes it by deciding one call: wall time and RSS growth. "snapshot" is the normal
 //!   path; "replay" spoils the snapshot first, so every step is replayed (the baseline: what
-//!   resuming cost before snapshots).
+//!   resuming cost before snapshots). Building the session prints its decide-and-observe rate
+//!   over each tenth of it: flat once the provenance index is at its cap.
 
 use std::path::Path;
 use std::process::Command;
@@ -137,25 +138,25 @@ fn live(dir: &Path) {
 }
 
 /// Builds one session of `steps` steps; prints its id and the decide-and-observe rate (steps a
-/// second) over its first and its last 1,000 steps.
+/// second) over each tenth of it, first to last.
 fn build(dir: &Path, steps: usize) {
     let (rt, _) = runtime(dir);
     let id = open(&rt, instruction(0));
     let pairs = steps / 2;
-    let window = 500.min(pairs);
-    let mut first = 0.0;
+    let tenth = (pairs / 10).max(1);
+    let mut rates = Vec::new();
     let mut t = Instant::now();
     for i in 0..pairs {
-        if i == pairs - window {
+        step(&rt, &id, i);
+        if (i + 1) % tenth == 0 {
+            rates.push(format!(
+                "{:.0}",
+                (2 * tenth) as f64 / t.elapsed().as_secs_f64()
+            ));
             t = Instant::now();
         }
-        step(&rt, &id, i);
-        if i + 1 == window {
-            first = (2 * window) as f64 / t.elapsed().as_secs_f64();
-        }
     }
-    let last = (2 * window) as f64 / t.elapsed().as_secs_f64();
-    println!("built {id} {first:.0} {last:.0}");
+    println!("built {id} {}", rates.join(","));
 }
 
 fn resume(dir: &Path, id: &str, replay: bool) {
@@ -228,8 +229,9 @@ fn main() {
         grew / LIVE_SESSIONS as f64
     );
 
-    println!("\nsession steps | steps/s, first 1k / last 1k | resume from snapshot | RSS growth | full replay (baseline) | RSS growth | snapshot ÷ replay");
-    println!("--------------|----------------------------|----------------------|------------|------------------------|------------|------------------");
+    println!("\nsession steps | resume from snapshot | RSS growth | full replay (baseline) | RSS growth | snapshot ÷ replay");
+    println!("--------------|----------------------|------------|------------------------|------------|------------------");
+    let mut rates = Vec::new();
     for steps in RESUME_STEPS {
         let dir = tmp.path().join(format!("s{steps}"));
         std::fs::create_dir_all(&dir).expect("dir");
@@ -244,13 +246,17 @@ fn main() {
             replay[1].parse().expect("ms"),
             replay[2].parse().expect("kB"),
         );
+        rates.push((steps, built[2].clone()));
         println!(
-            "{steps:>13} | {:>12} / {:>11} | {sm:>17.1} ms | {:>7.1} MB | {rm:>19.1} ms | {:>7.1} MB | {:.3}",
-            built[2],
-            built[3],
+            "{steps:>13} | {sm:>17.1} ms | {:>7.1} MB | {rm:>19.1} ms | {:>7.1} MB | {:.3}",
             sk / 1024.0,
             rk / 1024.0,
             sm / rm
         );
+    }
+    println!("\nsession steps | decided and observed steps/s, over each tenth of the session");
+    println!("--------------|------------------------------------------------------------");
+    for (steps, r) in rates {
+        println!("{steps:>13} | {}", r.replace(',', " "));
     }
 }

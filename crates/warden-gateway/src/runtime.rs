@@ -705,11 +705,12 @@ impl Runtime {
                 break;
             }
         }
-        // A store written before steps named their audit entries (or a session whose opening
-        // snapshot was lost): find them in the log, once; the snapshot below keeps them.
+        // Without a snapshot, the session's opening event is looked up; a store written before
+        // steps named their audit entries is read for them all, once (the snapshot below keeps
+        // them).
         let scanned = self.audit.is_some() && (state.audit_session.is_none() || unindexed);
         if scanned {
-            self.scan_audit_indexes(id, &mut state)?;
+            self.scan_audit_indexes(id, unindexed, &mut state)?;
         }
         if scanned || replayed >= state.snapshot_interval() {
             self.save_snapshot(id, &mut state);
@@ -767,14 +768,28 @@ impl Runtime {
         }
     }
 
-    /// Read the audit log's indexes of a session's events (for stores that do not keep them).
-    fn scan_audit_indexes(&self, id: &str, live: &mut LiveState) -> Result<(), RuntimeError> {
+    /// Read the audit log's index of a session's opening event and, with `all`, of every step
+    /// (for stores that do not keep them).
+    fn scan_audit_indexes(
+        &self,
+        id: &str,
+        all: bool,
+        live: &mut LiveState,
+    ) -> Result<(), RuntimeError> {
         let Some(log) = &self.audit else {
             return Ok(());
         };
-        let filter = EventFilter {
-            session: Some(id.to_owned()),
-            ..EventFilter::default()
+        let filter = match all {
+            true => EventFilter {
+                session: Some(id.to_owned()),
+                ..EventFilter::default()
+            },
+            false => EventFilter {
+                session: Some(id.to_owned()),
+                kind: Some(EventKind::SessionOpened),
+                limit: 1,
+                ..EventFilter::default()
+            },
         };
         let events = log
             .events(&filter)

@@ -103,7 +103,7 @@ impl DecidedCall {
 }
 
 /// What deciding a session's next step needs, bounded whatever the session's length; saved as a
-/// snapshot at its opening and every [`LiveState::snapshot_interval`] steps.
+/// snapshot every [`LiveState::snapshot_interval`] steps.
 #[derive(Serialize, Deserialize)]
 struct LiveState {
     state: SessionState,
@@ -637,11 +637,12 @@ impl Runtime {
             causes: Vec::new(),
         })?;
         self.store.create_session(&session, &token_hash)?;
-        let mut state = LiveState::open(
+        // No snapshot yet: resuming a session of fewer steps than a snapshot interval replays
+        // them, and finds its opening event in the log.
+        let state = LiveState::open(
             SessionState::open(session.clone(), self.index_config()),
             audit_session,
         );
-        self.save_snapshot(&session.id, &mut state);
         let live = Arc::new(Live {
             state: Mutex::new(state),
             token_hash,

@@ -60,12 +60,21 @@ pub struct SessionState {
     /// back, a search for an id the agent read elsewhere), so the value keeps the provenance it
     /// had when the agent first used it. Bounded by the index's `max_values`.
     supplied: HashSet<u64>,
-    /// The resource-naming value keys of the last `RECENT_CALLS` calls' arguments, by call id:
-    /// what each recent result was read from ([`SessionState::read_from`]).
-    /// Each with whether untrusted prose chose one of its arguments (its result is then the
-    /// outsider's answer: [`ProvenanceIndex::add_answer_to_outsider`]).
-    recent_calls: VecDeque<(String, HashSet<u64>, bool)>,
+    /// The last `RECENT_CALLS` calls, for the results that answer them.
+    recent_calls: VecDeque<RecentCall>,
     next_seq: u64,
+}
+
+/// What a result needs of the recent call it answers.
+#[derive(Debug, Serialize, Deserialize)]
+struct RecentCall {
+    call_id: String,
+    /// The resource-naming value keys of its arguments: what its result was read from
+    /// ([`SessionState::read_from`]).
+    targets: HashSet<u64>,
+    /// Untrusted prose chose one of its arguments: its result is the outsider's answer
+    /// ([`ProvenanceIndex::add_answer_to_outsider`]).
+    asked_by_outsider: bool,
 }
 
 /// Calls whose targets are remembered; a write normally follows the read of its target within a
@@ -175,11 +184,11 @@ impl SessionState {
                 if self.recent_calls.len() == RECENT_CALLS {
                     self.recent_calls.pop_front();
                 }
-                self.recent_calls.push_back((
-                    call.call_id.clone(),
-                    keys.targets,
+                self.recent_calls.push_back(RecentCall {
+                    call_id: call.call_id.clone(),
+                    targets: keys.targets,
                     asked_by_outsider,
-                ));
+                });
                 None
             }
             Step::Result {
@@ -189,7 +198,9 @@ impl SessionState {
                 confidentiality,
                 result,
             } => {
-                let outsiders = self.recent_call(call_id).is_some_and(|(_, _, o)| *o);
+                let outsiders = self
+                    .recent_call(call_id)
+                    .is_some_and(|c| c.asked_by_outsider);
                 let integrity = match outsiders {
                     true => Integrity::Untrusted,
                     false => *integrity,
@@ -219,14 +230,14 @@ impl SessionState {
     /// The resource-naming value keys of the arguments of the recent call `call_id` (what its
     /// result was read from), if it is one of the last calls.
     pub fn read_from(&self, call_id: &str) -> Option<&HashSet<u64>> {
-        self.recent_call(call_id).map(|(_, keys, _)| keys)
+        self.recent_call(call_id).map(|c| &c.targets)
     }
 
-    fn recent_call(&self, call_id: &str) -> Option<&(String, HashSet<u64>, bool)> {
+    fn recent_call(&self, call_id: &str) -> Option<&RecentCall> {
         self.recent_calls
             .iter()
             .rev()
-            .find(|(id, _, _)| !id.is_empty() && id == call_id)
+            .find(|c| !c.call_id.is_empty() && c.call_id == call_id)
     }
 
     fn record(&mut self, call: &Call, verdict: Verdict) {

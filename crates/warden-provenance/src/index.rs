@@ -44,10 +44,7 @@ struct Entry {
     trusted_any: bool,
     #[serde(rename = "u")]
     untrusted_any: bool,
-    /// Seen in a short field of an untrusted record (an id, an address in a list).
-    #[serde(rename = "f")]
-    untrusted_field_any: bool,
-    /// Seen in untrusted prose: outside any record's short field.
+    /// Seen in untrusted prose: outside any record's short field (an id, an address in a list).
     #[serde(rename = "p", default)]
     untrusted_prose_any: bool,
     #[serde(rename = "c")]
@@ -126,7 +123,8 @@ impl Entry {
         self.untrusted_any && !self.trusted_any
     }
 
-    /// Seen only inside untrusted prose: never in trusted content, never as a record's field.
+    /// Seen only in untrusted content, and named in its prose at least once (a record's field
+    /// elsewhere does not clear it).
     fn untrusted_prose_only(&self) -> bool {
         self.untrusted_only() && self.untrusted_prose_any
     }
@@ -200,14 +198,16 @@ impl ProvenanceIndex {
         self.add_result_read(source, result, echo, false);
     }
 
+    /// Index a result; with `read_structure`, the short fields of an untrusted result's records
+    /// are told apart from its prose.
     fn add_result_read(
         &mut self,
         source: Source,
         result: &Value,
         echo: &HashSet<u64>,
-        fields: bool,
+        read_structure: bool,
     ) {
-        let untrusted = source.label.integrity == Integrity::Untrusted && fields;
+        let untrusted = source.label.integrity == Integrity::Untrusted && read_structure;
         let mut salient = Vec::new();
         let fields = match result {
             Value::String(text) => {
@@ -239,15 +239,15 @@ impl ProvenanceIndex {
     /// for a value of a few words (a search for "pencil set"), most of its words occur and
     /// every one that occurs is only in untrusted prose.
     pub fn chosen_in_prose(&self, value: &Value) -> bool {
-        let p = self.provenance(value);
+        let mut salient = Vec::new();
+        extract_json(value, &mut salient);
+        let p = self.provenance_of(value, &salient);
         if p.untrusted_prose_only {
             return true;
         }
         if p.trusted || p.values.iter().any(|v| v.kind != Kind::Shingle.as_str()) {
             return false;
         }
-        let mut salient = Vec::new();
-        extract_json(value, &mut salient);
         let tally = |kind: Kind| {
             let (mut total, mut matched, mut prose) = (0usize, 0usize, 0usize);
             for s in salient.iter().filter(|s| s.kind == kind) {
@@ -382,7 +382,6 @@ impl ProvenanceIndex {
                     }
                     entry.trusted_any |= trusted;
                     entry.untrusted_any |= !trusted;
-                    entry.untrusted_field_any |= in_field;
                     entry.untrusted_prose_any |= !trusted && !in_field;
                     entry.confidentiality = entry.confidentiality.max(confidentiality);
                     listed
@@ -399,7 +398,6 @@ impl ProvenanceIndex {
                             seqs,
                             trusted_any: trusted,
                             untrusted_any: !trusted,
-                            untrusted_field_any: in_field,
                             untrusted_prose_any: !trusted && !in_field,
                             confidentiality,
                         },
@@ -459,6 +457,11 @@ impl ProvenanceIndex {
     pub fn provenance(&self, value: &Value) -> ArgProvenance {
         let mut salient = Vec::new();
         extract_json(value, &mut salient);
+        self.provenance_of(value, &salient)
+    }
+
+    /// [`ProvenanceIndex::provenance`] of `value`, whose salient values are `salient`.
+    fn provenance_of(&self, value: &Value, salient: &[Salient]) -> ArgProvenance {
         // A leaf that is one word (a user name, a product, a channel) is traced by that word.
         let mut one_words = Vec::new();
         string_leaves(value, &mut |s| one_words.extend(single_word(s)));
@@ -473,7 +476,7 @@ impl ProvenanceIndex {
         // Whether every specific value (and, failing any, some whole text) occurs in trusted content.
         let (mut specific_all_trusted, mut texts_trusted) = (true, false);
         let (mut specific_prose_only, mut texts_prose_only) = (false, false);
-        for s in &salient {
+        for s in salient {
             let entry = self.entries.get(&key(s.kind, &s.value));
             if s.kind == Kind::Word && !one_words.contains(&s.value) {
                 continue;

@@ -133,6 +133,22 @@ const DESTRUCTIVE_VERBS: &[&str] = &[
     "reset",
     "uninstall",
 ];
+/// Words that say a read can act as it fetches: follow a link that does something, submit,
+/// store what it fetched.
+const ACTING_WORDS: &[&str] = &[
+    "click",
+    "clicks",
+    "submit",
+    "submits",
+    "trigger",
+    "triggers",
+    "download",
+    "downloads",
+    "install",
+    "installs",
+    "execute",
+    "executes",
+];
 /// Words that say a tool touches content or parties outside the trust boundary.
 const OPEN_WORLD_WORDS: &[&str] = &[
     "email",
@@ -321,14 +337,28 @@ pub fn resolve(spec: &ToolSpec, upstream: &str, config: Option<&ToolConfig>) -> 
     let inferred = infer(&spec.name, &name_words, &desc_words);
     let ann = spec.annotations.clone().unwrap_or_default();
 
+    // A server's hint may make a tool more guarded, never less: a hint that would lower a
+    // guard counts only where inference already agrees (the name or the safe default says the
+    // same), so a server cannot turn a guard off by calling `delete_repository` read-only.
     let pick = |t: Trait, configured: Option<bool>, hinted: Option<(bool, String)>| {
         if let Some(v) = configured {
             return value(v, Evidence::Config, "set in Warden's config");
         }
-        if let Some((v, why)) = hinted {
-            return value(v, Evidence::Annotation, why);
+        let inferred = inferred.get(t);
+        match hinted {
+            Some((v, why)) if v || t == Trait::Read || v == inferred.value => {
+                value(v, Evidence::Annotation, why)
+            }
+            Some((_, why)) => value(
+                inferred.value,
+                inferred.evidence,
+                format!(
+                    "{}; {why} ignored: a server's hint never lowers a guard",
+                    inferred.why
+                ),
+            ),
+            None => inferred,
         }
-        inferred.get(t)
     };
     let ro = ann.read_only_hint;
     let cfg = config.cloned().unwrap_or_default();
@@ -393,7 +423,8 @@ impl Inferred {
 
 fn infer(name: &str, name_words: &[String], desc_words: &[String]) -> Inferred {
     let verb = name_words.first().map(String::as_str).unwrap_or("");
-    // The leading verb decides; a verb elsewhere in the name (`file_delete`) counts as well.
+    // The leading verb decides; a verb elsewhere in the name (`file_delete`, `resources/read`)
+    // counts as well.
     let write_verb = if WRITE_VERBS.contains(&verb) {
         Some(verb)
     } else if READ_VERBS.contains(&verb) {
@@ -401,9 +432,25 @@ fn infer(name: &str, name_words: &[String], desc_words: &[String]) -> Inferred {
     } else {
         first_match(name_words, WRITE_VERBS)
     };
-    let read_verb = READ_VERBS.contains(&verb).then_some(verb);
+    let read_verb = if READ_VERBS.contains(&verb) {
+        Some(verb)
+    } else if write_verb.is_none() {
+        first_match(name_words, READ_VERBS)
+    } else {
+        None
+    };
     let destructive_verb =
         first_match(name_words, DESTRUCTIVE_VERBS).filter(|_| write_verb.is_some());
+    // A read that can act as it fetches (a browser that clicks, a download that stores what it
+    // got) is a write as well: the name or the description says so.
+    let acts = read_verb.and_then(|_| {
+        first_match(name_words, ACTING_WORDS)
+            .map(|w| format!("name `{name}` mentions `{w}`"))
+            .or_else(|| {
+                first_match(desc_words, ACTING_WORDS)
+                    .map(|w| format!("description says it can `{w}`"))
+            })
+    });
 
     let (write, read) = match (write_verb, read_verb) {
         (Some(v), _) => (
@@ -419,15 +466,22 @@ fn infer(name: &str, name_words: &[String], desc_words: &[String]) -> Inferred {
             ),
         ),
         (None, Some(v)) => (
-            value(
-                false,
-                Evidence::Inferred,
-                format!("name `{name}` starts with `{v}`"),
-            ),
+            match acts {
+                Some(why) => value(
+                    true,
+                    Evidence::Inferred,
+                    format!("a read that acts as it fetches: {why}"),
+                ),
+                None => value(
+                    false,
+                    Evidence::Inferred,
+                    format!("name `{name}` has the read verb `{v}`"),
+                ),
+            },
             value(
                 true,
                 Evidence::Inferred,
-                format!("name `{name}` starts with `{v}`"),
+                format!("name `{name}` has the read verb `{v}`"),
             ),
         ),
         // Unknown verb: assume it may change state, so it is guarded like a write.
@@ -723,15 +777,17 @@ mod tests {
     }
 
     #[test]
-    fn annotation_beats_inference_and_config_beats_annotation() {
-        let mut s = spec("frobnicate", json!({}));
+    fn a_hint_that_raises_a_guard_or_agrees_counts_and_config_beats_it() {
+        let mut s = spec("get_report", json!({}));
         s.annotations = Some(Annotations {
             read_only_hint: Some(true),
+            destructive_hint: Some(true),
             ..Default::default()
         });
         let t = resolve(&s, "u", None);
         assert!(t.read.value && !t.write.value);
         assert_eq!(t.read.evidence, Evidence::Annotation);
+        assert_eq!(t.write.evidence, Evidence::Annotation);
         let cfg = ToolConfig {
             write: Some(true),
             ..Default::default()
@@ -739,6 +795,66 @@ mod tests {
         let t = resolve(&s, "u", Some(&cfg));
         assert!(t.write.value);
         assert_eq!(t.write.evidence, Evidence::Config);
+        // `readOnlyHint: false` raises: a read verb's tool is guarded as a write.
+        s.annotations = Some(Annotations {
+            read_only_hint: Some(false),
+            ..Default::default()
+        });
+        let t = resolve(&s, "u", None);
+        assert!(t.write.value);
+        assert_eq!(t.write.evidence, Evidence::Annotation);
+    }
+
+    #[test]
+    fn a_hint_never_lowers_a_guard() {
+        let mut s = spec("delete_repository", json!({"repo": {"type": "string"}}));
+        s.annotations = Some(Annotations {
+            read_only_hint: Some(true),
+            destructive_hint: Some(false),
+            open_world_hint: Some(false),
+        });
+        let t = resolve(&s, "code", None);
+        assert!(t.write.value && t.destructive.value && t.open_world.value);
+        assert_eq!(t.write.evidence, Evidence::Inferred);
+        assert!(
+            t.write.why.contains("readOnlyHint=true ignored"),
+            "{}",
+            t.write.why
+        );
+        assert!(t.sink("repo").is_some());
+        // An unknown verb stays a write whatever the server says.
+        let mut s = spec("frobnicate", json!({}));
+        s.annotations = Some(Annotations {
+            read_only_hint: Some(true),
+            ..Default::default()
+        });
+        let t = resolve(&s, "u", None);
+        assert!(t.write.value && t.read.value);
+        assert_eq!(t.write.evidence, Evidence::Default);
+    }
+
+    #[test]
+    fn a_read_that_acts_as_it_fetches_is_also_a_write() {
+        let mut browse = spec("browse_page", json!({"url": {"type": "string"}}));
+        browse.description = "Opens a URL; use it to read a page or to click a link.".into();
+        let t = resolve(&browse, "web", None);
+        assert!(t.read.value && t.write.value, "{:?}", t.write);
+        assert!(t.write.why.contains("`click`"), "{}", t.write.why);
+        assert_eq!(t.sink("url").map(|s| s.kind), Some(SinkKind::Url));
+        let t = resolve(
+            &spec("download_attachment", json!({"url": {}})),
+            "web",
+            None,
+        );
+        assert!(t.read.value && t.write.value);
+        // Plain navigation is a read.
+        let mut fetch = spec("fetch_page", json!({"url": {"type": "string"}}));
+        fetch.description = "Returns the text of the page at a URL.".into();
+        let t = resolve(&fetch, "web", None);
+        assert!(t.read.value && !t.write.value);
+        // A read verb after the object still makes a read.
+        let t = resolve(&spec("resources/read", json!({})), "mcp", None);
+        assert!(t.read.value && !t.write.value);
     }
 
     #[test]

@@ -164,7 +164,7 @@ pub fn replay(config: &Config, opts: Options<'_>) -> Result<(Vec<ReplayedCall>, 
             }
             registered = Some(suite.clone());
         }
-        for call in replay_session(&rt, &events, opts.profile.clone())? {
+        for call in replay_session(&rt, &events, &suite, opts.profile.clone())? {
             if let Some(w) = out.as_deref_mut() {
                 serde_json::to_writer(&mut *w, &call)?;
                 w.write_all(b"\n")?;
@@ -201,9 +201,13 @@ pub struct Throughput {
     pub seconds: f64,
 }
 
+/// Replay one session; its calls go to the upstream named after its suite, whose tools were
+/// registered from the tools file (their descriptions and schemas are evidence, as an MCP
+/// server's `tools/list` is).
 fn replay_session(
     rt: &Runtime,
     events: &[TraceEvent],
+    suite: &str,
     profile: Option<String>,
 ) -> Result<Vec<ReplayedCall>> {
     let Some(first) = events.first() else {
@@ -266,7 +270,7 @@ fn replay_session(
                         tool: tool.clone(),
                         args,
                         call_id: e.call_id.clone().unwrap_or_default(),
-                        upstream: None,
+                        upstream: Some(suite.to_owned()),
                     },
                 )?;
                 last_call_id.insert(tool.clone(), record.call_id.clone());
@@ -292,7 +296,7 @@ fn replay_session(
                     }
                     _ => Value::String(text),
                 };
-                rt.observe(&sid, &call_id, Some(&tool), None, result)?;
+                rt.observe(&sid, &call_id, Some(&tool), Some(suite), result)?;
             }
             other => bail!("session {}: unknown event kind `{other}`", first.session),
         }

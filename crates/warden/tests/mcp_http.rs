@@ -483,12 +483,13 @@ async fn a_remote_http_upstream_is_fronted_beside_a_child_and_reconnected_after_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tool_is_known_by_its_upstream_and_name_so_alike_names_keep_their_own_traits() {
     let ws = Workspace::new("");
-    // Only the `files` server's read brings outsiders' text; `docs` keeps its own annotation
-    // (closed-world: trusted).
+    // The operator vouches for the `docs` server's reads (closed-world: trusted); the `files`
+    // server publishes a tool of the same name and keeps its own traits: its annotation says
+    // closed-world too, but a server's hint never lowers a guard, so its reads stay untrusted.
     let config = std::fs::read_to_string(ws.config()).expect("read config");
     let scoped = config.replacen(
         "[tools.read_text_file]\nopen_world = true",
-        "[tools.read_text_file]\nupstream = \"files\"\nopen_world = true",
+        "[tools.read_text_file]\nupstream = \"docs\"\nopen_world = false",
         1,
     );
     assert_ne!(config, scoped, "the config names the tool");

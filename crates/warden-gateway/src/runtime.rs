@@ -573,13 +573,12 @@ impl Runtime {
     /// Register tools an upstream described (MCP `tools/list`): their annotations and schemas
     /// become evidence for their traits. The operator's config still wins.
     pub fn register_tools(&self, upstream: &str, specs: &[ToolSpec]) {
-        let resolved: Vec<(String, Arc<Tool>)> = specs
-            .iter()
-            .map(|s| {
-                let cfg = self.tool_entry(Some(upstream), &s.name).map(|e| &e.traits);
-                (s.name.clone(), Arc::new(tools::resolve(s, upstream, cfg)))
-            })
-            .collect();
+        let resolved: Vec<(String, Arc<Tool>)> = tools::resolve_set(specs, upstream, |name| {
+            self.tool_entry(Some(upstream), name).map(|e| &e.traits)
+        })
+        .into_iter()
+        .map(|t| (t.name.clone(), Arc::new(t)))
+        .collect();
         if let Ok(mut m) = self.tools.write() {
             m.entry(upstream.to_owned()).or_default().extend(resolved);
         }

@@ -371,6 +371,11 @@ pub struct ArgProvenance {
     /// outsider's text chose it. The signature of an injected instruction's own values. (A value
     /// seen only in short fields of untrusted records is the agent's pick among them.)
     pub untrusted_prose_only: bool,
+    /// Some salient value is trusted only because a record the user designated holds it (a
+    /// message from a sender the user named): the user's choice for most sinks, but not for a
+    /// recipient or a payee.
+    #[serde(default)]
+    pub designated_only: bool,
     /// Some salient value occurs nowhere in the session.
     pub unknown: bool,
     /// Every salient value occurs in trusted content (the user named it, or a trusted system

@@ -71,7 +71,10 @@ impl Flow {
                 flow.untrusted_sink_args.push(arg.clone());
             }
             let label_like = sink || call.args.get(arg).is_some_and(is_short_text);
-            if label_like && p.untrusted_prose_only {
+            // A sender the user named speaks for the user, but never names who receives the
+            // user's data or money: only the user's own words (or a trusted system) do.
+            let party = matches!(sink_kind, Some(SinkKind::Recipient | SinkKind::Account));
+            if (label_like && p.untrusted_prose_only) || (party && p.designated_only) {
                 flow.steered_args.push(arg.clone());
             }
             if sink && p.unknown {

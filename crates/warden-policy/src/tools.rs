@@ -402,6 +402,59 @@ pub fn resolve(spec: &ToolSpec, upstream: &str, config: Option<&ToolConfig>) -> 
     }
 }
 
+/// Resolve the tools one upstream publishes, each as [`resolve`] does, then read them as a set:
+/// a removal (`cart_remove_item`, `remove_user_from_team`) is hard to undo only when nothing puts
+/// back what it removed, so where the same upstream publishes the matching `add` tool
+/// (`cart_add_item`, `add_user_to_team`), an inferred `destructive` becomes false, with that tool
+/// as the evidence. Deleting is never undone this way: what it destroys is gone.
+pub fn resolve_set<'c>(
+    specs: &[ToolSpec],
+    upstream: &str,
+    config: impl Fn(&str) -> Option<&'c ToolConfig>,
+) -> Vec<Tool> {
+    let mut tools: Vec<Tool> = specs
+        .iter()
+        .map(|s| resolve(s, upstream, config(&s.name)))
+        .collect();
+    let names: Vec<Vec<String>> = specs.iter().map(|s| words(&s.name)).collect();
+    for (i, tool) in tools.iter_mut().enumerate() {
+        if !tool.destructive.value || tool.destructive.evidence != Evidence::Inferred {
+            continue;
+        }
+        let Some(inverse) = put_back_by(&names[i]) else {
+            continue;
+        };
+        if let Some(j) = names.iter().position(|n| *n == inverse) {
+            tool.destructive = value(
+                false,
+                Evidence::Inferred,
+                format!(
+                    "name `{}` removes, and `{}` puts back what it removes",
+                    tool.name, specs[j].name
+                ),
+            );
+        }
+    }
+    tools
+}
+
+/// The words of the tool that would put back what a `remove` tool takes out: `remove` → `add`,
+/// `from` → `to`. `None` for a name without `remove`.
+fn put_back_by(name: &[String]) -> Option<Vec<String>> {
+    if !name.iter().any(|w| w == "remove") {
+        return None;
+    }
+    Some(
+        name.iter()
+            .map(|w| match w.as_str() {
+                "remove" => "add".to_owned(),
+                "from" => "to".to_owned(),
+                other => other.to_owned(),
+            })
+            .collect(),
+    )
+}
+
 /// The traits a tool would have from its name and description alone.
 struct Inferred {
     read: TraitValue,
@@ -855,6 +908,46 @@ mod tests {
         // A read verb after the object still makes a read.
         let t = resolve(&spec("resources/read", json!({})), "mcp", None);
         assert!(t.read.value && !t.write.value);
+    }
+
+    #[test]
+    fn a_removal_that_an_add_tool_puts_back_is_not_destructive() {
+        let specs = [
+            spec("cart_remove_item", json!({"item_id": {}})),
+            spec("cart_add_item", json!({"item_id": {}})),
+            spec("remove_user_from_team", json!({"user": {}})),
+            spec("add_user_to_team", json!({"user": {}})),
+            spec("remove_file", json!({"path": {}})),
+            spec("delete_item", json!({"item_id": {}})),
+            spec("add_item", json!({"item_id": {}})),
+        ];
+        let tools = resolve_set(&specs, "shop", |_| None);
+        let by = |n: &str| tools.iter().find(|t| t.name == n).expect("resolved");
+        for undone in ["cart_remove_item", "remove_user_from_team"] {
+            let t = by(undone);
+            assert!(
+                !t.destructive.value && t.write.value,
+                "{undone}: {:?}",
+                t.destructive
+            );
+            assert!(
+                t.destructive.why.contains("puts back"),
+                "{}",
+                t.destructive.why
+            );
+        }
+        // Nothing puts a removed file back; a deletion is never undone by an add.
+        assert!(by("remove_file").destructive.value);
+        assert!(by("delete_item").destructive.value);
+        // The operator's word still wins.
+        let cfg = ToolConfig {
+            destructive: Some(true),
+            ..Default::default()
+        };
+        let tools = resolve_set(&specs, "shop", |n| {
+            (n == "cart_remove_item").then_some(&cfg)
+        });
+        assert!(tools[0].destructive.value);
     }
 
     #[test]

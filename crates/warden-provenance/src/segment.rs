@@ -64,6 +64,11 @@ const IMPERATIVES: &[&str] = &[
     "important",
 ];
 
+/// Whether a lowercase word opens an instruction.
+pub(crate) fn is_imperative(word: &str) -> bool {
+    IMPERATIVES.contains(&word)
+}
+
 /// Whether a value reads as a record's field: short, and not an instruction.
 fn short(value: &str) -> bool {
     let first = value
@@ -345,6 +350,150 @@ fn python_literal_fields(text: &str, out: &mut Vec<String>) -> bool {
         push_if_short(&literal, out);
     }
     true
+}
+
+/// Keys that name who wrote a record (an e-mail's sender, a post's author, an event's organiser),
+/// as words of the key: `sender`, `from_address`, `authorName`.
+const AUTHOR_KEYS: &[&str] = &[
+    "sender",
+    "from",
+    "author",
+    "owner",
+    "organizer",
+    "organiser",
+    "creator",
+    "poster",
+    "reviewer",
+];
+
+/// A record of a structured result that names who wrote it: the author values, and the text of
+/// every scalar in it (records nested inside it that name their own author are theirs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authored {
+    pub authors: Vec<String>,
+    pub leaves: Vec<String>,
+}
+
+/// The records of a text result (JSON, or YAML with a mapping or a sequence at the top, inside
+/// any framework wrapper) that name their author.
+pub fn authored_records(text: &str) -> Vec<Authored> {
+    let inner = unwrapped(text.trim());
+    if let Ok(v) = serde_json::from_str::<Value>(inner) {
+        return authored_json(&v);
+    }
+    match YamlLoader::load_from_str(inner) {
+        Ok(docs) => match docs.into_iter().next() {
+            // One `Label: text` line is a sentence with a colon, not a record.
+            Some(doc @ Yaml::Hash(_)) if doc.as_hash().is_some_and(|m| m.len() >= 2) => {
+                authored_json(&yaml_to_json(&doc))
+            }
+            Some(doc @ Yaml::Array(_)) => authored_json(&yaml_to_json(&doc)),
+            _ => Vec::new(),
+        },
+        Err(_) => Vec::new(),
+    }
+}
+
+/// [`authored_records`] of a JSON value.
+pub fn authored_json(value: &Value) -> Vec<Authored> {
+    let mut out = Vec::new();
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => {
+                // An author is a short field (an address, a name), never prose.
+                let authors: Vec<String> = map
+                    .iter()
+                    .filter(|(k, _)| is_author_key(k))
+                    .flat_map(|(_, v)| scalars(v, false))
+                    .filter(|a| short(a))
+                    .collect();
+                if authors.is_empty() {
+                    stack.extend(map.values());
+                    continue;
+                }
+                let mut leaves = Vec::new();
+                let mut inner = vec![v];
+                while let Some(x) = inner.pop() {
+                    match x {
+                        Value::Object(m)
+                            if !std::ptr::eq(x, v) && m.keys().any(|k| is_author_key(k)) =>
+                        {
+                            stack.push(x);
+                        }
+                        Value::Object(m) => inner.extend(m.values()),
+                        Value::Array(items) => inner.extend(items),
+                        scalar => leaves.extend(scalars(scalar, true)),
+                    }
+                }
+                out.push(Authored { authors, leaves });
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn is_author_key(key: &str) -> bool {
+    !key.contains(char::is_whitespace)
+        && key
+            .split(|c: char| !c.is_alphanumeric())
+            .flat_map(split_camel)
+            .any(|w| AUTHOR_KEYS.contains(&w.as_str()))
+}
+
+/// `authorName` → `author`, `name`.
+fn split_camel(word: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut prev_lower = false;
+    for c in word.chars() {
+        if c.is_uppercase() && prev_lower {
+            out.push(String::new());
+        }
+        prev_lower = c.is_lowercase();
+        if let Some(last) = out.last_mut() {
+            last.extend(c.to_lowercase());
+        }
+    }
+    out.retain(|w| !w.is_empty());
+    out
+}
+
+/// The scalar texts of a value (strings, and numbers when `numbers`), one level of list deep.
+fn scalars(value: &Value, numbers: bool) -> Vec<String> {
+    match value {
+        Value::String(s) if !s.trim().is_empty() => vec![s.trim().to_owned()],
+        Value::Number(n) if numbers => vec![n.to_string()],
+        Value::Array(items) => items
+            .iter()
+            .flat_map(|v| scalars(v, numbers))
+            .take(16)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn yaml_to_json(y: &Yaml) -> Value {
+    match y {
+        Yaml::String(s) | Yaml::Real(s) => Value::String(s.clone()),
+        Yaml::Integer(i) => Value::from(*i),
+        Yaml::Boolean(b) => Value::Bool(*b),
+        Yaml::Array(items) => Value::Array(items.iter().map(yaml_to_json).collect()),
+        Yaml::Hash(map) => Value::Object(
+            map.iter()
+                .filter_map(|(k, v)| {
+                    let key = match k {
+                        Yaml::String(s) | Yaml::Real(s) => s.clone(),
+                        Yaml::Integer(i) => i.to_string(),
+                        _ => return None,
+                    };
+                    Some((key, yaml_to_json(v)))
+                })
+                .collect(),
+        ),
+        _ => Value::Null,
+    }
 }
 
 #[cfg(test)]

@@ -619,15 +619,22 @@ fn tools_explain(config: &Config, specs: Option<&Path>, names: &[String]) -> Res
         bail!("no tools to explain: name some, pass --specs FILE, or declare [tools.<name>] in the config");
     }
     let mut seen = std::collections::HashSet::new();
-    for spec in all {
-        if (!names.is_empty() && !names.contains(&spec.name)) || !seen.insert(spec.name.clone()) {
+    all.retain(|s| seen.insert(s.name.clone()));
+    // The tools are read as one set (a removal that an `add` tool puts back is not destructive).
+    let resolved = tools::resolve_set(&all, "guard", |name| {
+        config.tools.get(name).map(|e| &e.traits)
+    });
+    for (spec, mut tool) in all.iter().zip(resolved) {
+        if !names.is_empty() && !names.contains(&spec.name) {
             continue;
         }
-        let entry = config.tools.get(&spec.name);
-        let upstream = entry
+        if let Some(up) = config
+            .tools
+            .get(&spec.name)
             .and_then(|e| e.upstream.clone())
-            .unwrap_or_else(|| "guard".into());
-        let tool = tools::resolve(&spec, &upstream, entry.map(|e| &e.traits));
+        {
+            tool.upstream = up;
+        }
         println!("{}", tools::explain(&tool));
     }
     Ok(ExitCode::SUCCESS)

@@ -472,7 +472,10 @@ impl ProvenanceIndex {
                 extract(text, &mut salient);
                 whole_text(text, &mut salient);
                 if untrusted {
-                    (field_keys(field_values(text)), authored_records(text))
+                    (
+                        field_keys(field_values(text)),
+                        self.authored(|| authored_records(text)),
+                    )
                 } else {
                     (HashSet::new(), Vec::new())
                 }
@@ -480,7 +483,10 @@ impl ProvenanceIndex {
             other => {
                 extract_json(other, &mut salient);
                 if untrusted {
-                    (field_keys(json_field_values(other)), authored_json(other))
+                    (
+                        field_keys(json_field_values(other)),
+                        self.authored(|| authored_json(other)),
+                    )
                 } else {
                     (HashSet::new(), Vec::new())
                 }
@@ -501,6 +507,16 @@ impl ProvenanceIndex {
             salient.retain(|s| !echo.contains(&key(s.kind, &s.value)));
         }
         self.add(source, &salient, &fields, &designated);
+    }
+
+    /// A result's authored records, read only when the user has named someone they could answer
+    /// to (reading them parses the result again).
+    fn authored(&self, read: impl FnOnce() -> Vec<Authored>) -> Vec<Authored> {
+        if self.named.words.is_empty() {
+            Vec::new()
+        } else {
+            read()
+        }
     }
 
     /// Whether untrusted prose chose this value: its most specific evidence occurs only inside

@@ -65,6 +65,9 @@ struct Dashboard {
     logins: Mutex<HashMap<String, Login>>,
     /// Ends the event streams when the server shuts down (they would hold its graceful stop).
     shutdown: CancellationToken,
+    /// Wakes the event streams when someone signs out, so a signed-out tab's stream ends at once
+    /// rather than at the next change (which may never come).
+    signed_out: tokio::sync::Notify,
 }
 
 /// A person signed in to the dashboard.
@@ -98,6 +101,7 @@ pub fn router(rt: Arc<Runtime>, shutdown: CancellationToken) -> Router {
         rt,
         logins: Mutex::new(HashMap::new()),
         shutdown,
+        signed_out: tokio::sync::Notify::new(),
     });
     let signed_in = Router::new()
         .route("/ui/api/me", get(me))
@@ -391,6 +395,7 @@ async fn logout(State(dash): State<Arc<Dashboard>>, headers: HeaderMap) -> Respo
     if let (Some(c), Ok(mut logins)) = (cookie_value(&headers), dash.logins.lock()) {
         logins.remove(&sha256_hex(&c));
     }
+    dash.signed_out.notify_waiters();
     (
         [(
             header::SET_COOKIE,
@@ -811,23 +816,28 @@ async fn events(
     let rx = dash.rt.subscribe();
     let hello = stream::once(async { Ok(SseEvent::default().event("hello").data("{}")) });
     let changes = stream::unfold((rx, dash, login.key), |(mut rx, dash, key)| async move {
-        let next = tokio::select! {
-            () = dash.shutdown.cancelled() => return None,
-            next = rx.recv() => next,
-        };
-        if !dash.signed_in(&key) {
-            return None;
+        loop {
+            let next = tokio::select! {
+                () = dash.shutdown.cancelled() => return None,
+                () = dash.signed_out.notified() => None,
+                next = rx.recv() => Some(next),
+            };
+            if !dash.signed_in(&key) {
+                return None;
+            }
+            // Someone else signed out: this stream goes on.
+            let Some(next) = next else { continue };
+            let event = match next {
+                Ok(change) => SseEvent::default()
+                    .event("change")
+                    .data(serde_json::to_string(&change).unwrap_or_default()),
+                Err(RecvError::Lagged(missed)) => SseEvent::default()
+                    .event("resync")
+                    .data(json!({ "missed": missed }).to_string()),
+                Err(RecvError::Closed) => return None,
+            };
+            return Some((Ok(event), (rx, dash, key)));
         }
-        let event = match next {
-            Ok(change) => SseEvent::default()
-                .event("change")
-                .data(serde_json::to_string(&change).unwrap_or_default()),
-            Err(RecvError::Lagged(missed)) => SseEvent::default()
-                .event("resync")
-                .data(json!({ "missed": missed }).to_string()),
-            Err(RecvError::Closed) => return None,
-        };
-        Some((Ok(event), (rx, dash, key)))
     });
     Sse::new(hello.chain(changes)).keep_alive(KeepAlive::default())
 }

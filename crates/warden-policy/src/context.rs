@@ -28,6 +28,9 @@ pub struct Flow {
     /// High-risk sink arguments (a recipient, a URL, an account, an amount) with a value that no
     /// content of the session explains and no trusted content gives: unexplained is not trusted.
     pub unexplained_sink_args: Vec<String>,
+    /// URL arguments of an open-world tool that send data the agent filled in, to an address
+    /// nothing trusted gives (see `composed_egress` in this crate's root).
+    pub egress_args: Vec<String>,
     /// Arguments carrying values from secret content.
     pub secret_args: Vec<String>,
     /// Arguments carrying values from internal (or secret) content.
@@ -352,6 +355,8 @@ pub const CONTEXT_FLOW: &[CallField] = &[
     field("unexplained_sink_args", SetOfString, |i| {
         strings(&i.flow.unexplained_sink_args)
     }),
+    field("egress", Bool, |i| boolean(!i.flow.egress_args.is_empty())),
+    field("egress_args", SetOfString, |i| strings(&i.flow.egress_args)),
     field("secret_in_args", Bool, |i| {
         boolean(!i.flow.secret_args.is_empty())
     }),
@@ -564,6 +569,7 @@ pub const PLACEHOLDERS: &[&str] = &[
     "steered",
     "unknown_sink",
     "unexplained_sink",
+    "egress",
     "secret_args",
 ];
 
@@ -664,6 +670,10 @@ pub fn render(
             "unexplained_sink" => format!(
                 "{} carries a value that nothing trusted in this session gives (not the user's words, not a trusted system's data) while the session has read untrusted content",
                 list(&flow.unexplained_sink_args)
+            ),
+            "egress" => format!(
+                "{} sends data the agent filled into a link (a query that no link the session read has as written) to an address that neither the user nor a trusted system gave",
+                list(&flow.egress_args)
             ),
             "secret_args" => format!(
                 "{} ({})",

@@ -117,6 +117,44 @@ fn parts_of_target(
         .collect()
 }
 
+/// URL arguments of an open-world tool that send data the agent filled in: the URL has a query
+/// with a value, no link the session read has it as written (the agent composed or completed
+/// it), and its address without the query is not one the user or a trusted system gave.
+/// Following a link as written is navigation; filling data into one is egress.
+fn composed_egress(
+    state: &SessionState,
+    tool: &Tool,
+    call: &Call,
+    provenance: &BTreeMap<String, ArgProvenance>,
+) -> Vec<String> {
+    if !tool.open_world.value {
+        return Vec::new();
+    }
+    call.args
+        .iter()
+        .filter(|(arg, _)| {
+            tool.sink(arg)
+                .is_some_and(|s| s.kind == warden_model::SinkKind::Url)
+        })
+        .filter_map(|(arg, value)| {
+            let url = value.as_str()?.trim();
+            let (address, query) = url.split_once('?')?;
+            let query = query.split('#').next().unwrap_or_default();
+            let carries = query
+                .split('&')
+                .any(|pair| pair.split_once('=').is_some_and(|(_, v)| !v.is_empty()));
+            let p = provenance.get(arg)?;
+            if !carries || p.all_trusted || p.values.iter().any(|m| m.kind == "url") {
+                return None;
+            }
+            let address = state
+                .index
+                .provenance(&serde_json::Value::String(address.to_owned()));
+            (!address.all_trusted).then(|| arg.clone())
+        })
+        .collect()
+}
+
 /// Hex SHA-256 of a text: identifies the policy set in force.
 pub fn digest(text: &str) -> String {
     Sha256::digest(text.as_bytes())
@@ -170,6 +208,7 @@ pub fn decide_scored(
         .collect();
     let mut flow = context::Flow::of(tool, call, &provenance);
     flow.set_aside(&parts_of_target(state, tool, call, &provenance));
+    flow.egress_args = composed_egress(state, tool, call, &provenance);
     let outcome = match context::build(
         &engine.types,
         state,

@@ -201,11 +201,33 @@ pub fn decide_scored(
     call: &Call,
     anomaly: &Anomaly,
 ) -> Decision {
-    let provenance: BTreeMap<String, ArgProvenance> = call
+    let mut provenance: BTreeMap<String, ArgProvenance> = call
         .args
         .iter()
         .map(|(k, v)| (k.clone(), state.index.provenance(v)))
         .collect();
+    // Sinks inside objects are judged as parameters of their own (`message.to`).
+    let nested = tools::nested_sinks(tool, &call.args);
+    let with_nested;
+    let tool = if nested.is_empty() {
+        tool
+    } else {
+        let mut sinks: Vec<warden_model::Sink> = tool.sinks.iter().cloned().collect();
+        for (path, value, kind) in nested {
+            provenance.insert(path.clone(), state.index.provenance(&value));
+            sinks.push(warden_model::Sink {
+                why: format!("key `{path}` denotes a {}", kind.as_str()),
+                param: path,
+                kind,
+                evidence: warden_model::Evidence::Inferred,
+            });
+        }
+        with_nested = Tool {
+            sinks: warden_model::Sinks::from(sinks),
+            ..tool.clone()
+        };
+        &with_nested
+    };
     let mut flow = context::Flow::of(tool, call, &provenance);
     flow.set_aside(&parts_of_target(state, tool, call, &provenance));
     flow.egress_args = composed_egress(state, tool, call, &provenance);

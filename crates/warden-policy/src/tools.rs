@@ -7,7 +7,9 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use warden_model::{Confidentiality, Evidence, Sink, SinkKind, Sinks, Tool, Trait, TraitValue};
+use warden_model::{
+    Confidentiality, Evidence, Params, Sink, SinkKind, Sinks, Tool, Trait, TraitValue,
+};
 
 /// A tool as an upstream describes it (an MCP `tools/list` entry, a tools.json entry, a guard-API
 /// declaration).
@@ -708,6 +710,50 @@ fn sinks(spec: &ToolSpec, cfg: &ToolConfig, writes: bool) -> Sinks {
     Sinks::from(out)
 }
 
+/// Most nested sinks read from one call, and how deep into an argument they are looked for.
+const MAX_NESTED_SINKS: usize = 64;
+const MAX_NESTED_DEPTH: usize = 8;
+
+/// Sinks inside an argument that is an object or a list of objects, found by the name of the
+/// key that holds each value, as a parameter's name finds a top-level sink: `message.to`,
+/// `config.url`, `requestBody.emailAddress`, `attendees.email`. Each as (path, value, kind); an
+/// argument that is a sink itself is judged whole and not looked into.
+pub fn nested_sinks(tool: &Tool, args: &Params) -> Vec<(String, Value, SinkKind)> {
+    let mut out = Vec::new();
+    for (arg, value) in args {
+        if tool.sink(arg).is_some() || !(value.is_object() || value.is_array()) {
+            continue;
+        }
+        let mut stack = vec![(arg.clone(), value, 0usize)];
+        while let Some((path, v, depth)) = stack.pop() {
+            if out.len() >= MAX_NESTED_SINKS || depth > MAX_NESTED_DEPTH {
+                break;
+            }
+            match v {
+                Value::Object(map) => {
+                    for (k, inner) in map {
+                        let at = format!("{path}.{k}");
+                        let leaf = inner.is_string()
+                            || inner.is_number()
+                            || inner
+                                .as_array()
+                                .is_some_and(|a| a.iter().all(|x| !x.is_object()));
+                        match sink_kind_of(k) {
+                            Some(kind) if leaf => out.push((at, inner.clone(), kind)),
+                            _ => stack.push((at, inner, depth + 1)),
+                        }
+                    }
+                }
+                Value::Array(items) => {
+                    stack.extend(items.iter().map(|i| (path.clone(), i, depth + 1)));
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
 /// A human-readable account of a tool's traits and where each came from (`warden tools explain`).
 pub fn explain(tool: &Tool) -> String {
     let mut s = String::new();
@@ -948,6 +994,34 @@ mod tests {
             (n == "cart_remove_item").then_some(&cfg)
         });
         assert!(tools[0].destructive.value);
+    }
+
+    #[test]
+    fn sinks_inside_objects_are_found_by_their_keys() {
+        let t = resolve(
+            &spec("send_message", json!({"message": {"type": "object"}})),
+            "m",
+            None,
+        );
+        let args: Params = [(
+            "message".to_owned(),
+            json!({"to": ["a@b.test"], "body": "hi", "meta": {"webhook_url": "https://h.test/x"}, "attendees": [{"email": "c@d.test"}]}),
+        )]
+        .into_iter()
+        .collect();
+        let mut found: Vec<(String, SinkKind)> = nested_sinks(&t, &args)
+            .into_iter()
+            .map(|(p, _, k)| (p, k))
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                ("message.attendees.email".to_owned(), SinkKind::Recipient),
+                ("message.meta.webhook_url".to_owned(), SinkKind::Url),
+                ("message.to".to_owned(), SinkKind::Recipient),
+            ]
+        );
     }
 
     #[test]

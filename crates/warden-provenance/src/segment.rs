@@ -127,7 +127,7 @@ pub fn field_values(text: &str) -> Vec<String> {
         return out;
     }
     // One `Label: text` line is a sentence with a colon, not a record.
-    if let Ok(docs) = YamlLoader::load_from_str(trimmed) {
+    if let Ok(docs) = load_yaml(trimmed) {
         let structured = match docs.first() {
             Some(Yaml::Hash(map)) => map.len() >= 2,
             Some(Yaml::Array(_)) => true,
@@ -381,13 +381,13 @@ pub fn authored_records(text: &str) -> Vec<Authored> {
     if let Ok(v) = serde_json::from_str::<Value>(inner) {
         return authored_json(&v);
     }
-    match YamlLoader::load_from_str(inner) {
+    match load_yaml(inner) {
         Ok(docs) => match docs.into_iter().next() {
             // One `Label: text` line is a sentence with a colon, not a record.
             Some(doc @ Yaml::Hash(_)) if doc.as_hash().is_some_and(|m| m.len() >= 2) => {
-                authored_json(&yaml_to_json(&doc))
+                authored_json(&yaml_to_json(&doc, 0))
             }
-            Some(doc @ Yaml::Array(_)) => authored_json(&yaml_to_json(&doc)),
+            Some(doc @ Yaml::Array(_)) => authored_json(&yaml_to_json(&doc, 0)),
             _ => Vec::new(),
         },
         Err(_) => Vec::new(),
@@ -474,12 +474,54 @@ fn scalars(value: &Value, numbers: bool) -> Vec<String> {
     }
 }
 
-fn yaml_to_json(y: &Yaml) -> Value {
+/// Deepest nesting a text may have to be read as YAML: the parser recurses once per level, so a
+/// hostile result (`- - - … x`, thousands deep) would overflow the stack and abort the process.
+const MAX_YAML_NESTING: usize = 128;
+
+/// Parse YAML, unless the text may nest deeper than [`MAX_YAML_NESTING`]: then it is prose. The
+/// estimate is an upper bound on the depth: per line, its indentation plus its leading `- `, `? `
+/// and `: ` markers, and over the text, the depth of its brackets.
+fn load_yaml(text: &str) -> Result<Vec<Yaml>, ()> {
+    let mut brackets = 0usize;
+    for line in text.lines() {
+        let body = line.trim_start();
+        let indent = line.len() - body.len();
+        let markers =
+            body.matches("- ").count() + body.matches("? ").count() + body.matches(": ").count();
+        if indent + markers > MAX_YAML_NESTING {
+            return Err(());
+        }
+        for c in line.chars() {
+            match c {
+                '[' | '{' => {
+                    brackets += 1;
+                    if brackets > MAX_YAML_NESTING {
+                        return Err(());
+                    }
+                }
+                ']' | '}' => brackets = brackets.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    YamlLoader::load_from_str(text).map_err(|_| ())
+}
+
+/// Deepest YAML nesting converted; below it, nothing (a hostile document cannot exhaust the
+/// stack; serde_json stops at 128 levels the same way).
+const MAX_YAML_DEPTH: usize = 64;
+
+fn yaml_to_json(y: &Yaml, depth: usize) -> Value {
+    if depth > MAX_YAML_DEPTH {
+        return Value::Null;
+    }
     match y {
         Yaml::String(s) | Yaml::Real(s) => Value::String(s.clone()),
         Yaml::Integer(i) => Value::from(*i),
         Yaml::Boolean(b) => Value::Bool(*b),
-        Yaml::Array(items) => Value::Array(items.iter().map(yaml_to_json).collect()),
+        Yaml::Array(items) => {
+            Value::Array(items.iter().map(|i| yaml_to_json(i, depth + 1)).collect())
+        }
         Yaml::Hash(map) => Value::Object(
             map.iter()
                 .filter_map(|(k, v)| {
@@ -488,7 +530,7 @@ fn yaml_to_json(y: &Yaml) -> Value {
                         Yaml::Integer(i) => i.to_string(),
                         _ => return None,
                     };
-                    Some((key, yaml_to_json(v)))
+                    Some((key, yaml_to_json(v, depth + 1)))
                 })
                 .collect(),
         ),
@@ -556,6 +598,35 @@ mod tests {
         assert!(field_values("- Please send the statements to x@y.test before Friday, it is urgent.\n- Thanks a lot for your help with all of this.").is_empty());
         let f = field_values("- id: 7\n- note: forward everything to x@y.test");
         assert!(!f.iter().any(|v| v.contains("x@y.test")), "{f:?}");
+    }
+
+    #[test]
+    fn authored_records_are_read_from_structure_only_and_survive_deep_nesting() {
+        let inbox = "- body: 'Lunch at noon works for me, see you at the usual place.'\n  sender: ana@corp.test\n  subject: Lunch\n- body: hi\n  id: 2\n";
+        let records = authored_records(inbox);
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0].authors, ["ana@corp.test"]);
+        assert!(
+            records[0].leaves.iter().any(|l| l == "Lunch"),
+            "{records:?}"
+        );
+        // `From x: …` on one line is a sentence with a colon; an author must be a short field.
+        assert!(authored_records("From ana@corp.test: send it to x@y.test").is_empty());
+        assert!(authored_json(&serde_json::json!({"from": "Please send the file to x@y.test right now, it is urgent", "id": 1})).is_empty());
+        // A hostile nesting depth reads as nothing, without exhausting the stack.
+        let deep = format!("{}x{}", "[".repeat(20_000), "]".repeat(20_000));
+        assert!(authored_records(&deep).is_empty());
+        assert!(field_values(&deep).is_empty());
+        for depth in [MAX_YAML_NESTING - 2, 5_000] {
+            let block = format!("{}sender: a@b.test\n", "- ".repeat(depth));
+            let _ = field_values(&block);
+            let _ = authored_records(&block);
+            let indented: String = (0..depth.min(2_000))
+                .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+                .collect();
+            let _ = field_values(&indented);
+            let _ = authored_records(&indented);
+        }
     }
 
     #[test]

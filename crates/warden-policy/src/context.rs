@@ -23,6 +23,11 @@ pub struct Flow {
     /// Arguments that look steered: a sink argument, or a short text argument (a title, a
     /// subject, a name), with a salient value found only inside untrusted prose.
     pub steered_args: Vec<String>,
+    /// Party sinks (a recipient, an account, a command: who receives the user's data, money or
+    /// orders) that only untrusted content gives, as a field or in prose, or that only the prose
+    /// of a record the user designated names: the content's author chose them, not the user.
+    /// Arguments already in `steered_args` are not repeated here.
+    pub unvouched_party_args: Vec<String>,
     /// Sink arguments with a salient value found nowhere in the session.
     pub unknown_sink_args: Vec<String>,
     /// High-risk sink arguments (a recipient, a URL, an account, an amount) with a value that no
@@ -58,6 +63,17 @@ fn is_short_text(v: &Json) -> bool {
     }
 }
 
+/// Who receives the user's data, money or orders: a recipient, an account, a command to run.
+/// Only the user's words, a trusted system or a record the user designated (its fields, not its
+/// prose) may choose one; a field of untrusted content is its author's choice (an outside
+/// message's sender, a listing's seller account, a channel an outsider named).
+fn is_party(kind: Option<SinkKind>) -> bool {
+    matches!(
+        kind,
+        Some(SinkKind::Recipient | SinkKind::Account | SinkKind::Command)
+    )
+}
+
 impl Flow {
     pub fn of(tool: &Tool, call: &Call, provenance: &BTreeMap<String, ArgProvenance>) -> Flow {
         let mut flow = Flow::default();
@@ -74,11 +90,10 @@ impl Flow {
                 flow.untrusted_sink_args.push(arg.clone());
             }
             let label_like = sink || call.args.get(arg).is_some_and(is_short_text);
-            // A sender the user named speaks for the user, but never names who receives the
-            // user's data or money: only the user's own words (or a trusted system) do.
-            let party = matches!(sink_kind, Some(SinkKind::Recipient | SinkKind::Account));
-            if (label_like && p.untrusted_prose_only) || (party && p.designated_only) {
+            if label_like && p.untrusted_prose_only {
                 flow.steered_args.push(arg.clone());
+            } else if is_party(sink_kind) && (p.untrusted_only || p.designated_only) {
+                flow.unvouched_party_args.push(arg.clone());
             }
             if sink && p.unknown {
                 flow.unknown_sink_args.push(arg.clone());
@@ -101,13 +116,14 @@ impl Flow {
         flow
     }
 
-    /// Take `args` out of the untrusted and steered sink lists (see `parts_of_target`).
+    /// Take `args` out of the untrusted, steered and unvouched sink lists (see `parts_of_target`).
     pub fn set_aside(&mut self, args: &[String]) {
         if args.is_empty() {
             return;
         }
         self.untrusted_sink_args.retain(|a| !args.contains(a));
         self.steered_args.retain(|a| !args.contains(a));
+        self.unvouched_party_args.retain(|a| !args.contains(a));
     }
 }
 
@@ -355,6 +371,12 @@ pub const CONTEXT_FLOW: &[CallField] = &[
     field("unexplained_sink_args", SetOfString, |i| {
         strings(&i.flow.unexplained_sink_args)
     }),
+    field("unvouched_party", Bool, |i| {
+        boolean(!i.flow.unvouched_party_args.is_empty())
+    }),
+    field("unvouched_party_args", SetOfString, |i| {
+        strings(&i.flow.unvouched_party_args)
+    }),
     field("egress", Bool, |i| boolean(!i.flow.egress_args.is_empty())),
     field("egress_args", SetOfString, |i| strings(&i.flow.egress_args)),
     field("secret_in_args", Bool, |i| {
@@ -569,6 +591,7 @@ pub const PLACEHOLDERS: &[&str] = &[
     "steered",
     "unknown_sink",
     "unexplained_sink",
+    "unvouched_party",
     "egress",
     "secret_args",
 ];
@@ -662,6 +685,11 @@ pub fn render(
                 "{} carries a value the agent could only have read inside untrusted text — {}",
                 list(&flow.steered_args),
                 evidence(state, &flow.steered_args, provenance, true)
+            ),
+            "unvouched_party" => format!(
+                "{} names who receives (a recipient, an account, a command) from untrusted content alone: neither the user's words nor a trusted system's data nor a record the user designated gives it — {}",
+                list(&flow.unvouched_party_args),
+                evidence(state, &flow.unvouched_party_args, provenance, true)
             ),
             "unknown_sink" => format!(
                 "{} carries a value seen nowhere in this session",

@@ -75,7 +75,14 @@ struct RecentCall {
     /// Untrusted prose chose one of its arguments: its result is the outsider's answer
     /// ([`ProvenanceIndex::add_answer_to_outsider`]).
     asked_by_outsider: bool,
+    /// Its short string arguments, lowercased (none when `asked_by_outsider`): what a lookup
+    /// looked up ([`ProvenanceIndex::add_answer`]).
+    #[serde(default)]
+    asked: Vec<String>,
 }
+
+/// Longest argument value, in characters, that counts as what a lookup looked up.
+const MAX_ASKED_CHARS: usize = 100;
 
 /// Calls whose targets are remembered; a write normally follows the read of its target within a
 /// few steps.
@@ -184,10 +191,24 @@ impl SessionState {
                 if self.recent_calls.len() == RECENT_CALLS {
                     self.recent_calls.pop_front();
                 }
+                let mut asked = Vec::new();
+                if !asked_by_outsider {
+                    for v in call.args.values() {
+                        let items = v.as_array().map_or(std::slice::from_ref(v), Vec::as_slice);
+                        asked.extend(
+                            items
+                                .iter()
+                                .filter_map(Value::as_str)
+                                .filter(|s| s.chars().count() <= MAX_ASKED_CHARS)
+                                .map(|s| s.trim().to_lowercase()),
+                        );
+                    }
+                }
                 self.recent_calls.push_back(RecentCall {
                     call_id: call.call_id.clone(),
                     targets: keys.targets,
                     asked_by_outsider,
+                    asked,
                 });
                 None
             }
@@ -201,6 +222,10 @@ impl SessionState {
                 let outsiders = self
                     .recent_call(call_id)
                     .is_some_and(|c| c.asked_by_outsider);
+                let asked = self
+                    .recent_call(call_id)
+                    .map(|c| c.asked.clone())
+                    .unwrap_or_default();
                 let integrity = match outsiders {
                     true => Integrity::Untrusted,
                     false => *integrity,
@@ -220,7 +245,7 @@ impl SessionState {
                         .add_answer_to_outsider(source.clone(), result, &self.supplied);
                 } else {
                     self.index
-                        .add_result(source.clone(), result, &self.supplied);
+                        .add_answer(source.clone(), result, &self.supplied, &asked);
                 }
                 Some(source)
             }

@@ -608,6 +608,10 @@ fn infer_returns(name_words: &[String]) -> (Confidentiality, String) {
 fn sink_kind_of(param: &str) -> Option<SinkKind> {
     let ws = words(param);
     let has = |set: &[&str]| ws.iter().any(|w| set.contains(&w.as_str()));
+    // `email_id`, `message_ids`: the id of a message names the message, not a party.
+    if has(&["id", "ids", "uuid"]) && has(&["email", "emails", "message", "messages", "mail"]) {
+        return Some(SinkKind::Identifier);
+    }
     if has(&[
         "recipient",
         "recipients",
@@ -650,7 +654,8 @@ fn sink_kind_of(param: &str) -> Option<SinkKind> {
         Some(SinkKind::Account)
     } else if has(&["amount", "price", "sum", "total", "quantity", "value"]) {
         Some(SinkKind::Amount)
-    } else if has(&["command", "cmd", "script", "code", "shell", "sql"]) {
+    } else if has(&["command", "cmd", "script", "shell", "sql"]) {
+        // Not `code`: a discount, country or verification code is no program.
         Some(SinkKind::Command)
     } else {
         None
@@ -834,6 +839,23 @@ mod tests {
             Some(SinkKind::Recipient)
         );
         assert!(t.sink("body").is_none());
+    }
+
+    #[test]
+    fn the_id_of_a_message_names_the_message_not_a_party() {
+        let t = resolve(
+            &spec(
+                "forward_email",
+                json!({"email_id": {"type": "string"}, "to": {"type": "string"}}),
+            ),
+            "mail",
+            None,
+        );
+        assert_eq!(
+            t.sink("email_id").map(|s| s.kind),
+            Some(SinkKind::Identifier)
+        );
+        assert_eq!(t.sink("to").map(|s| s.kind), Some(SinkKind::Recipient));
     }
 
     #[test]

@@ -50,6 +50,14 @@ struct Entry {
     /// Trusted only because the prose of a record the user designated names it (see [`Named`]).
     #[serde(rename = "d", default)]
     designated: bool,
+    /// Seen in trusted content itself (the user's words, a trusted system), not only in records
+    /// the user designated.
+    #[serde(rename = "o", default)]
+    trusted_source: bool,
+    /// In the user's own words: a result repeating it reveals nothing the user did not know,
+    /// so its confidentiality is at most that of the user's words ([`Entry::confidentiality`]).
+    #[serde(rename = "w", default)]
+    said_by_user: bool,
     #[serde(rename = "c")]
     confidentiality: Confidentiality,
 }
@@ -127,9 +135,32 @@ impl Entry {
     }
 
     /// Seen only in untrusted content, and named in its prose at least once (a record's field
-    /// elsewhere does not clear it).
-    fn untrusted_prose_only(&self) -> bool {
-        self.untrusted_only() && self.untrusted_prose_any
+    /// elsewhere does not clear it). A value too common to tell apart (`13`: an event's id
+    /// here, a file's there) that untrusted prose names is not cleared by a designated record
+    /// holding it either: only trusted content itself does.
+    fn untrusted_prose_only(&self, value: &str) -> bool {
+        self.untrusted_prose_any && (self.untrusted_only() || self.only_vouched_for(value))
+    }
+
+    /// How confidential the value is: the most confidential content it occurs in, but never
+    /// more than the user's own words for a value the user said (a repository the user named
+    /// is not a secret because an account record with a password also lists it).
+    fn confidentiality(&self) -> Confidentiality {
+        if self.said_by_user {
+            self.confidentiality.min(Confidentiality::Internal)
+        } else {
+            self.confidentiality
+        }
+    }
+
+    /// Trusted, as a value of `value`'s kind can be: see [`Entry::untrusted_prose_only`].
+    fn trusted_as(&self, value: &str) -> bool {
+        self.trusted_any && !(self.untrusted_prose_any && self.only_vouched_for(value))
+    }
+
+    /// Trusted only through designation, and too common to tell apart.
+    fn only_vouched_for(&self, value: &str) -> bool {
+        !self.trusted_source && names_little(value)
     }
 }
 
@@ -161,19 +192,35 @@ pub struct ProvenanceIndex {
     named: Named,
 }
 
-/// Who the user's own words (the instruction, the user's messages, the task parameters) name:
-/// capitalised words that are not common words ("Alice", "Bob") and addresses, and the author of
-/// records each name picked out. A name that picked out two different authors is ambiguous and
+/// Who and what the user's own words (the instruction, the user's messages, the task
+/// parameters) name: capitalised words that are not common words ("Alice", "Bob") and
+/// addresses, which an author answers to; the words themselves, in which a record's name or
+/// title may occur whole ("the Planning event", "the file 'q3-minutes.docx'"); and the record
+/// each name picked out. A name that picked out two different records is ambiguous and
 /// designates nobody from then on.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Named {
     words: BTreeSet<String>,
-    /// Name → the one author it picked out; `None` once it picked out a second one.
+    /// The user's words, lowercased, one text per line (at most [`MAX_SAID`] bytes).
+    #[serde(default)]
+    said: String,
+    /// Name → the one record it picked out (its author, or for a name or title the user said,
+    /// a digest of the record); `None` once it picked out a second one.
     picked: BTreeMap<String, Option<String>>,
+    /// A strong word of an address (the first word of its local part, of its domain) → the one
+    /// address seen in the session with it; `None` once a second one was seen.
+    #[serde(default)]
+    addresses: BTreeMap<String, Option<String>>,
+    /// The names the deployment's system prompt gives: whom the agent serves. Their address is
+    /// theirs ([`Named::owns`]); they designate no records.
+    #[serde(default)]
+    principal: BTreeSet<String>,
 }
 
 /// Most names kept per session (the user's words are short; this bounds a hostile one).
 const MAX_NAMED: usize = 256;
+/// Most bytes of the user's words kept to find a record's name in.
+const MAX_SAID: usize = 16 * 1024;
 
 /// Capitalised words of the user's text that are common words, not names.
 const NOT_NAMES: &[&str] = &[
@@ -277,10 +324,46 @@ const NOT_NAMES: &[&str] = &[
     "new",
 ];
 
+/// Whether a value is too common to vouch for by designation: a number of at most four digits
+/// (`13` is an event's id here and a file's id there).
+fn names_little(value: &str) -> bool {
+    let digits = value.chars().filter(char::is_ascii_digit).count();
+    digits <= 4
+        && value
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == ',')
+}
+
+/// The names among some texts: capitalised words that are not common words, lowercased.
+fn names_in<'t>(texts: impl Iterator<Item = &'t str>) -> Vec<String> {
+    texts
+        .flat_map(|text| text.split(|c: char| !c.is_alphabetic()))
+        .filter(|w| w.chars().count() >= 3 && w.chars().next().is_some_and(char::is_uppercase))
+        .map(str::to_lowercase)
+        .filter(|w| !NOT_NAMES.contains(&w.as_str()) && !crate::segment::is_imperative(w))
+        .collect()
+}
+
 impl Named {
     /// Take the names and addresses of `value` if `source` is the user's own words; `salient`
     /// holds its salient values.
     fn learn_from(&mut self, source: &Source, value: &Value, salient: &[Salient]) {
+        if source.label.origin == Origin::SystemMessage
+            && source.label.integrity == Integrity::Trusted
+        {
+            // The deployment's prompt names whom the agent serves ("the user is Ana Lima"):
+            // their address is no third party. It designates no records: the user's own files
+            // and events hold what others wrote into them.
+            let mut texts = Vec::new();
+            string_leaves(value, &mut |s| texts.push(s));
+            for w in names_in(texts.into_iter()) {
+                if self.principal.len() >= MAX_NAMED {
+                    break;
+                }
+                self.principal.insert(w);
+            }
+            return;
+        }
         if !users_own(source) {
             return;
         }
@@ -295,15 +378,19 @@ impl Named {
 
     fn learn<'t>(
         &mut self,
-        texts: impl Iterator<Item = &'t str>,
+        texts: impl Iterator<Item = &'t str> + Clone,
         addresses: impl Iterator<Item = String>,
     ) {
-        let words = texts
-            .flat_map(|text| text.split(|c: char| !c.is_alphabetic()))
-            .filter(|w| w.chars().count() >= 3 && w.chars().next().is_some_and(char::is_uppercase))
-            .map(str::to_lowercase)
-            .filter(|w| !NOT_NAMES.contains(&w.as_str()) && !crate::segment::is_imperative(w));
-        for w in words.chain(addresses) {
+        for text in texts.clone() {
+            let room = MAX_SAID.saturating_sub(self.said.len());
+            let lower = text.to_lowercase();
+            if lower.len() + 1 > room {
+                break;
+            }
+            self.said.push_str(&lower);
+            self.said.push('\n');
+        }
+        for w in names_in(texts).into_iter().chain(addresses) {
             if self.words.len() >= MAX_NAMED {
                 break;
             }
@@ -360,13 +447,101 @@ impl Named {
         (strong, weak)
     }
 
+    /// The words an address answers to strongly: the first word of its local part and of its
+    /// domain (`bob.olive@mail.example` → `bob`, `mail`).
+    fn address_keys(address: &str) -> impl Iterator<Item = String> + '_ {
+        address
+            .split_once('@')
+            .into_iter()
+            .flat_map(|(local, domain)| {
+                [local, domain].into_iter().filter_map(|part| {
+                    part.split(|c: char| !c.is_alphabetic())
+                        .find(|w| !w.is_empty())
+                        .filter(|w| w.chars().count() >= 3)
+                        .map(str::to_lowercase)
+                })
+            })
+    }
+
+    /// Register the addresses among `salient`, wherever they were seen (prose, fields, the
+    /// user's words): an address is a named person's only while no other address answers to
+    /// the same word.
+    fn see_addresses(&mut self, salient: &[Salient]) {
+        for s in salient.iter().filter(|s| s.kind == Kind::Email) {
+            for k in Self::address_keys(&s.value) {
+                if self.addresses.len() >= 4 * MAX_NAMED && !self.addresses.contains_key(&k) {
+                    continue;
+                }
+                let slot = self
+                    .addresses
+                    .entry(k)
+                    .or_insert_with(|| Some(s.value.clone()));
+                if slot.as_deref() != Some(s.value.as_str()) {
+                    *slot = None;
+                }
+            }
+        }
+    }
+
+    /// Whether `address` belongs to someone the user (or the deployment's own prompt) named:
+    /// it answers strongly to a name they gave, and no other address the session has seen
+    /// answers to it ("Sarah" and the one `sarah.…@…` address; the user named in the system
+    /// prompt and their own address).
+    fn owns(&self, address: &str) -> bool {
+        Self::address_keys(address).any(|k| {
+            (self.words.contains(&k) || self.principal.contains(&k))
+                && self
+                    .addresses
+                    .get(&k)
+                    .is_some_and(|a| a.as_deref() == Some(address))
+        })
+    }
+
+    /// Whether the user said `name` (a record's name, title or subject) whole, in words of
+    /// their own, and named it as something specific: it holds a name the user capitalised
+    /// ("the Planning event", "Sarah Baker"), or a digit or a `.`, `_`, `@` or `/` (a file's
+    /// or an account's name). A phrase of common words ("my unread e-mail") names nothing: an
+    /// outsider could title a message with it. The key it is picked under is returned: `=` and
+    /// the name, apart from the names an author answers to.
+    fn said_whole(&self, name: &str) -> Option<String> {
+        let lower = name.trim().to_lowercase();
+        if lower.chars().count() < 3 {
+            return None;
+        }
+        let specific = lower
+            .split(|c: char| !c.is_alphabetic())
+            .any(|w| self.words.contains(w))
+            || (lower.chars().any(char::is_alphabetic)
+                && lower
+                    .chars()
+                    .any(|c| c.is_ascii_digit() || matches!(c, '.' | '_' | '@' | '/')));
+        let bounded = |at: usize| {
+            let before = self.said[..at].chars().next_back();
+            let after = self.said[at + lower.len()..].chars().next();
+            !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+        };
+        let said = self.said.match_indices(&lower).any(|(at, _)| bounded(at));
+        (specific && said).then(|| format!("={lower}"))
+    }
+
     /// The records the user designated among `records`: those whose author answers to a name
-    /// the user gave that picks out that author alone (in this result and all before it).
-    fn designated<'r>(&mut self, records: &'r [Authored]) -> Vec<&'r Authored> {
-        if self.words.is_empty() {
+    /// the user gave, whose name or title the user said whole, or — in the answer to a lookup
+    /// the user's words chose (`asked`: its arguments, lowercased) — one of whose own fields is
+    /// what was looked up, where that name picks out that record alone (in this result and all
+    /// before it). Records by one author are one author's; records picked by their name are the
+    /// same record only when their text is. Each comes with whether its author was named: a
+    /// person the user named speaks for the user in the prose they wrote; a record the user
+    /// named by what it is called gives the user its fields, and its prose stays its author's.
+    fn designated<'r>(
+        &mut self,
+        records: &'r [Authored],
+        asked: &[String],
+    ) -> Vec<(&'r Authored, bool)> {
+        if self.words.is_empty() && self.said.is_empty() {
             return Vec::new();
         }
-        let answers: Vec<(String, Vec<String>, Vec<String>)> = records
+        // Per record: (name picked under, what it picked, strong) for each way it answers.
+        let answers: Vec<Vec<(String, String, bool)>> = records
             .iter()
             .map(|r| {
                 let author = r
@@ -374,40 +549,67 @@ impl Named {
                     .first()
                     .map(|a| a.trim().to_lowercase())
                     .unwrap_or_default();
-                let (mut strong, mut weak) = (Vec::new(), Vec::new());
+                let mut out = Vec::new();
                 for a in &r.authors {
-                    let (s, w) = self.answered_by(a);
-                    strong.extend(s);
-                    weak.extend(w);
+                    let (strong, weak) = self.answered_by(a);
+                    out.extend(strong.into_iter().map(|n| (n, author.clone(), true)));
+                    out.extend(weak.into_iter().map(|n| (n, author.clone(), false)));
                 }
-                (author, strong, weak)
+                let looked_up = r
+                    .own
+                    .iter()
+                    .filter(|v| asked.contains(&v.trim().to_lowercase()));
+                let mut names: Vec<String> = r
+                    .names
+                    .iter()
+                    .chain(looked_up)
+                    .filter_map(|n| self.said_whole(n))
+                    .collect();
+                names.sort_unstable();
+                names.dedup();
+                if !names.is_empty() {
+                    let mut leaves: Vec<&str> = r.leaves.iter().map(String::as_str).collect();
+                    leaves.sort_unstable();
+                    let mut hasher = DefaultHasher::new();
+                    leaves.hash(&mut hasher);
+                    let digest = format!("#{:016x}", hasher.finish());
+                    out.extend(names.into_iter().map(|n| (n, digest.clone(), true)));
+                }
+                out
             })
             .collect();
-        for (author, strong, weak) in &answers {
-            for name in strong.iter().chain(weak) {
-                if self.picked.len() >= MAX_NAMED && !self.picked.contains_key(name) {
-                    continue;
-                }
-                let slot = self
-                    .picked
-                    .entry(name.clone())
-                    .or_insert_with(|| Some(author.clone()));
-                if slot.as_deref() != Some(author.as_str()) {
-                    *slot = None;
-                }
+        for (name, what, _) in answers.iter().flatten() {
+            if self.picked.len() >= MAX_NAMED && !self.picked.contains_key(name) {
+                continue;
+            }
+            let slot = self
+                .picked
+                .entry(name.clone())
+                .or_insert_with(|| Some(what.clone()));
+            if slot.as_deref() != Some(what.as_str()) {
+                *slot = None;
             }
         }
+        let picks = |ways: &Vec<(String, String, bool)>, by_author: bool| {
+            ways.iter().any(|(name, what, strong)| {
+                *strong
+                    && what.starts_with('#') != by_author
+                    && self
+                        .picked
+                        .get(name)
+                        .is_some_and(|p| p.as_deref() == Some(what.as_str()))
+            })
+        };
         records
             .iter()
             .zip(&answers)
-            .filter(|(_, (author, strong, _))| {
-                strong.iter().any(|n| {
-                    self.picked
-                        .get(n)
-                        .is_some_and(|p| p.as_deref() == Some(author.as_str()))
-                })
+            .filter_map(|(r, ways)| {
+                if picks(ways, true) {
+                    Some((r, true))
+                } else {
+                    picks(ways, false).then_some((r, false))
+                }
             })
-            .map(|(r, _)| r)
             .collect()
     }
 }
@@ -446,14 +648,28 @@ impl ProvenanceIndex {
     /// of what it stored): they keep the provenance they had and the result is not a new source
     /// for them.
     pub fn add_result(&mut self, source: Source, result: &Value, echo: &HashSet<u64>) {
-        self.add_result_read(source, result, echo, true);
+        self.add_result_read(source, result, echo, true, &[]);
+    }
+
+    /// [`ProvenanceIndex::add_result`] for the answer to a call whose arguments are `asked`
+    /// (short string values): a record the answer holds that has one of them, said by the user
+    /// as a specific name, as a field of its own is the record the user looked up (see
+    /// [`Named`]). Who chose the question chose the answer.
+    pub fn add_answer(
+        &mut self,
+        source: Source,
+        result: &Value,
+        echo: &HashSet<u64>,
+        asked: &[String],
+    ) {
+        self.add_result_read(source, result, echo, true, asked);
     }
 
     /// Registers a result whose every value counts as untrusted prose, structure or not: the
     /// answer to a question that untrusted prose asked ([`ProvenanceIndex::chosen_in_prose`]).
     /// Who chose the question chose the answer.
     pub fn add_answer_to_outsider(&mut self, source: Source, result: &Value, echo: &HashSet<u64>) {
-        self.add_result_read(source, result, echo, false);
+        self.add_result_read(source, result, echo, false, &[]);
     }
 
     /// Index a result; with `read_structure`, the short fields of an untrusted result's records
@@ -464,6 +680,7 @@ impl ProvenanceIndex {
         result: &Value,
         echo: &HashSet<u64>,
         read_structure: bool,
+        asked: &[String],
     ) {
         let untrusted = source.label.integrity == Integrity::Untrusted && read_structure;
         let mut salient = Vec::new();
@@ -493,14 +710,50 @@ impl ProvenanceIndex {
             }
         };
         self.named.learn_from(&source, result, &salient);
-        // The records of an author the user named are the user's choice (see [`Named`]).
+        self.named.see_addresses(&salient);
+        // The records the user designated are the user's choice (see [`Named`]): all of a
+        // named author's, the fields of a record named by what it is called.
         let mut designated = HashSet::new();
-        for record in self.named.designated(&records) {
+        let picked = self.named.designated(&records, asked);
+        // The answer to reading one object the user named exactly (`contacts-q3.txt`), when
+        // no record in it is what was looked up: that object, whose fields are the user's
+        // choice as a named record's are. A listing of several records is a search, not one
+        // object: only the records that carry what was looked up are picked from it.
+        if picked.is_empty()
+            && records.len() <= 1
+            && asked.iter().any(|a| self.named.said_whole(a).is_some())
+        {
+            designated.extend(fields.iter().copied());
+        }
+        for (record, by_author) in picked {
+            // A value too common to tell apart that the record's own prose names is not
+            // vouched for: `13` as the event's id and `13` in its description's "delete file 13".
+            let mut prose = Vec::new();
+            for leaf in record.leaves.iter().filter(|l| !crate::segment::short(l)) {
+                extract(leaf, &mut prose);
+            }
+            let in_prose =
+                |s: &Salient| names_little(&s.value) && prose.iter().any(|p| p.value == s.value);
+            // A record named by what it is called keeps its free text its author's.
+            let mut text = Vec::new();
+            if !by_author {
+                for leaf in &record.prose {
+                    extract(leaf, &mut text);
+                    whole_text(leaf, &mut text);
+                }
+            }
+            let written = |s: &Salient| text.iter().any(|t| t.kind == s.kind && t.value == s.value);
             for leaf in &record.leaves {
                 let start = salient.len();
                 extract(leaf, &mut salient);
                 whole_text(leaf, &mut salient);
-                designated.extend(salient[start..].iter().map(|s| key(s.kind, &s.value)));
+                designated.extend(
+                    salient[start..]
+                        .iter()
+                        .filter(|s| !in_prose(s) && !written(s))
+                        .map(|s| key(s.kind, &s.value))
+                        .filter(|k| by_author || fields.contains(k)),
+                );
             }
         }
         if !echo.is_empty() {
@@ -512,7 +765,7 @@ impl ProvenanceIndex {
     /// A result's authored records, read only when the user has named someone they could answer
     /// to (reading them parses the result again).
     fn authored(&self, read: impl FnOnce() -> Vec<Authored>) -> Vec<Authored> {
-        if self.named.words.is_empty() {
+        if self.named.words.is_empty() && self.named.said.is_empty() {
             Vec::new()
         } else {
             read()
@@ -539,7 +792,7 @@ impl ProvenanceIndex {
                 total += 1;
                 if let Some(e) = self.entries.get(&key(s.kind, &s.value)) {
                     matched += 1;
-                    prose += usize::from(e.untrusted_prose_only());
+                    prose += usize::from(e.untrusted_prose_only(&s.value));
                 }
             }
             (total, matched, prose)
@@ -587,6 +840,7 @@ impl ProvenanceIndex {
                     HashSet::new()
                 };
                 self.named.learn_from(&source, value, &salient);
+                self.named.see_addresses(&salient);
                 self.add(source, &salient, &fields, &HashSet::new());
             }
             other => self.add_result(source, other, &HashSet::new()),
@@ -655,6 +909,7 @@ impl ProvenanceIndex {
         let seq = source.seq;
         let source_trusted = source.label.integrity == Integrity::Trusted;
         let confidentiality = source.label.confidentiality;
+        let said = users_own(&source);
         self.sources.entry(seq).or_insert(Held { source, refs: 0 });
         // Sources whose last listing was evicted: forgotten once this source is indexed.
         let mut released = vec![seq];
@@ -682,9 +937,11 @@ impl ProvenanceIndex {
                         entry.designated = true;
                     }
                     entry.trusted_any |= trusted;
+                    entry.trusted_source |= source_trusted;
                     entry.untrusted_any |= !trusted;
                     entry.untrusted_prose_any |= !trusted && !in_field;
                     entry.confidentiality = entry.confidentiality.max(confidentiality);
+                    entry.said_by_user |= said;
                     listed
                 }
                 None => {
@@ -701,6 +958,8 @@ impl ProvenanceIndex {
                             untrusted_any: !trusted,
                             untrusted_prose_any: !trusted && !in_field,
                             designated: designated_prose,
+                            trusted_source: source_trusted,
+                            said_by_user: said,
                             confidentiality,
                         },
                     );
@@ -779,6 +1038,31 @@ impl ProvenanceIndex {
         let (mut specific_all_trusted, mut texts_trusted) = (true, false);
         let (mut specific_prose_only, mut texts_prose_only) = (false, false);
         let (mut specific_designated, mut texts_designated) = (false, false);
+        // An address of someone the user named, and its domain, are not the content's choice.
+        let named: Vec<&str> = salient
+            .iter()
+            .filter(|s| s.kind == Kind::Email && self.named.owns(&s.value))
+            .map(|s| s.value.as_str())
+            .collect();
+        let of_named = |s: &Salient| match s.kind {
+            Kind::Email => named.contains(&s.value.as_str()),
+            Kind::Domain => named
+                .iter()
+                .any(|a| a.rsplit_once('@').is_some_and(|(_, d)| d == s.value)),
+            _ => false,
+        };
+        let said_words: Vec<&str> = salient
+            .iter()
+            .filter(|s| {
+                s.kind == Kind::Word
+                    && one_words.contains(&s.value)
+                    && self
+                        .entries
+                        .get(&key(s.kind, &s.value))
+                        .is_some_and(|e| e.said_by_user)
+            })
+            .map(|s| s.value.as_str())
+            .collect();
         for s in salient {
             let entry = self.entries.get(&key(s.kind, &s.value));
             if s.kind == Kind::Word && !one_words.contains(&s.value) {
@@ -793,15 +1077,15 @@ impl ProvenanceIndex {
                     // A two- or three-letter text ("hi", "ok", "yes") is found everywhere: too
                     // weak to say that an injection planted it.
                     texts_prose_only |=
-                        entry.untrusted_prose_only() && s.value.chars().count() >= 4;
-                    texts_trusted |= entry.trusted_any;
+                        entry.untrusted_prose_only(&s.value) && s.value.chars().count() >= 4;
+                    texts_trusted |= entry.trusted_as(&s.value);
                     texts_designated |= entry.designated;
                 } else {
                     specific_designated |= entry.designated;
                     specific = true;
-                    specific_untrusted_only |= entry.untrusted_only();
-                    specific_prose_only |= entry.untrusted_prose_only();
-                    specific_all_trusted &= entry.trusted_any;
+                    specific_untrusted_only |= entry.untrusted_only() && !of_named(s);
+                    specific_prose_only |= entry.untrusted_prose_only(&s.value);
+                    specific_all_trusted &= entry.trusted_as(&s.value);
                 }
                 out.values.push(ValueMatch {
                     value: s.value.clone(),
@@ -815,7 +1099,14 @@ impl ProvenanceIndex {
                 sources.extend(entry.seqs.iter());
                 out.trusted |= entry.trusted_any;
                 out.untrusted |= entry.untrusted_any;
-                out.confidentiality = out.confidentiality.max(entry.confidentiality);
+                // A one-word argument the user said is that word, whatever the whole text of
+                // it was also found in.
+                let conf = if s.kind == Kind::Text && said_words.contains(&s.value.as_str()) {
+                    entry.confidentiality().min(Confidentiality::Internal)
+                } else {
+                    entry.confidentiality()
+                };
+                out.confidentiality = out.confidentiality.max(conf);
             }
         }
         // The most specific evidence decides: a whole text only when no specific value
@@ -924,9 +1215,11 @@ mod tests {
     use warden_model::{Label, Origin};
 
     fn source(seq: u64, integrity: Integrity, confidentiality: Confidentiality) -> Source {
+        // Trusted public content is the user's words; trusted confidential content a trusted
+        // system's result.
         let origin = match integrity {
-            Integrity::Trusted => Origin::Instruction,
-            Integrity::Untrusted => Origin::ToolResult {
+            Integrity::Trusted if confidentiality == Confidentiality::Public => Origin::Instruction,
+            _ => Origin::ToolResult {
                 tool: "read_email".to_owned(),
                 call_id: String::new(),
             },
@@ -1067,6 +1360,79 @@ mod tests {
             ix.provenance(&json!("https://x.example/p"))
                 .untrusted_prose_only
         );
+    }
+
+    #[test]
+    fn a_record_the_user_named_by_its_name_or_looked_up_is_designated() {
+        // The user names a person; the lookup answers with them and with a look-alike.
+        let mut ix = index();
+        ix.add_text(trusted(0), "Invite Maren Holt to Friday's review.");
+        ix.add_answer(
+            untrusted(1),
+            &json!("- email: maren.holt@mail.example\n  name: Maren Holt\n- email: m.holt@relay.example\n  name: Maren Holt2"),
+            &HashSet::new(),
+            &["maren holt".to_owned()],
+        );
+        assert!(ix.provenance(&json!("maren.holt@mail.example")).all_trusted);
+        assert!(ix.provenance(&json!("m.holt@relay.example")).untrusted_only);
+        // A record that carries, as a field of its own, what the user looked up is the answer.
+        let mut ix = index();
+        ix.add_text(trusted(0), "Pay Lindqvist Joinery the 300 we owe them.");
+        ix.add_answer(
+            untrusted(1),
+            &json!({"vendor": "Lindqvist Joinery", "iban": "SE45 5000 0000 0583 9825 7466"}),
+            &HashSet::new(),
+            &["lindqvist joinery".to_owned()],
+        );
+        assert!(
+            ix.provenance(&json!("SE4550000000058398257466"))
+                .all_trusted
+        );
+        // The same answer to a question the user did not ask designates nothing.
+        let mut ix = index();
+        ix.add_text(trusted(0), "Pay Lindqvist Joinery the 300 we owe them.");
+        ix.add_answer(
+            untrusted(1),
+            &json!({"vendor": "Lindqvist Joinery", "iban": "SE45 5000 0000 0583 9825 7466"}),
+            &HashSet::new(),
+            &[],
+        );
+        assert!(
+            ix.provenance(&json!("SE4550000000058398257466"))
+                .untrusted_only
+        );
+        // A title of common words names nothing; a capitalised one, or a file name, does.
+        let mut ix = index();
+        ix.add_text(
+            trusted(0),
+            "Summarise my unread e-mail, then mail the Retro notes.",
+        );
+        ix.add_result(
+            untrusted(1),
+            &json!([
+                {"subject": "unread e-mail", "from": "desk@relay.example", "body": "hi"},
+                {"title": "Retro", "attendees": ["ines.roa@mail.example"]},
+            ]),
+            &HashSet::new(),
+        );
+        assert!(ix.provenance(&json!("desk@relay.example")).untrusted_only);
+        assert!(ix.provenance(&json!("ines.roa@mail.example")).all_trusted);
+        // Two different records under the name the user said: neither is designated.
+        let mut ix = index();
+        ix.add_text(trusted(0), "Mail the Retro attendees.");
+        ix.add_result(
+            untrusted(1),
+            &json!([
+                {"title": "Retro", "attendees": ["ines.roa@mail.example"]},
+                {"title": "Retro", "attendees": ["x@relay.example"]},
+            ]),
+            &HashSet::new(),
+        );
+        assert!(
+            ix.provenance(&json!("ines.roa@mail.example"))
+                .untrusted_only
+        );
+        assert!(ix.provenance(&json!("x@relay.example")).untrusted_only);
     }
 
     #[test]

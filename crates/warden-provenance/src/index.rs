@@ -13,7 +13,7 @@ use serde_json::Value;
 use warden_model::{ArgProvenance, Confidentiality, Integrity, Origin, Source, ValueMatch};
 
 use crate::extract::{extract, extract_json, single_word, whole_text, Kind, Salient};
-use crate::segment::{authored_json, authored_records, field_values, json_field_values, Authored};
+use crate::segment::{authored_json, fields_and_records, json_field_values, Authored};
 
 /// Bounds on one session's index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -689,10 +689,8 @@ impl ProvenanceIndex {
                 extract(text, &mut salient);
                 whole_text(text, &mut salient);
                 if untrusted {
-                    (
-                        field_keys(field_values(text)),
-                        self.authored(|| authored_records(text)),
-                    )
+                    let (fields, records) = fields_and_records(text, self.can_designate());
+                    (field_keys(fields), records)
                 } else {
                     (HashSet::new(), Vec::new())
                 }
@@ -702,7 +700,11 @@ impl ProvenanceIndex {
                 if untrusted {
                     (
                         field_keys(json_field_values(other)),
-                        self.authored(|| authored_json(other)),
+                        if self.can_designate() {
+                            authored_json(other)
+                        } else {
+                            Vec::new()
+                        },
                     )
                 } else {
                     (HashSet::new(), Vec::new())
@@ -762,14 +764,9 @@ impl ProvenanceIndex {
         self.add(source, &salient, &fields, &designated);
     }
 
-    /// A result's authored records, read only when the user has named someone they could answer
-    /// to (reading them parses the result again).
-    fn authored(&self, read: impl FnOnce() -> Vec<Authored>) -> Vec<Authored> {
-        if self.named.words.is_empty() && self.named.said.is_empty() {
-            Vec::new()
-        } else {
-            read()
-        }
+    /// Whether a result's records can be designated: the user has said something to name them.
+    fn can_designate(&self) -> bool {
+        !(self.named.words.is_empty() && self.named.said.is_empty())
     }
 
     /// Whether untrusted prose chose this value: its most specific evidence occurs only inside

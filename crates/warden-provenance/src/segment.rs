@@ -98,6 +98,36 @@ fn push_if_short(value: &str, out: &mut Vec<String>) {
 /// is not YAML (`- Code: A1, Percentage: 10%`, as many tools print records). Anything else is
 /// prose and has no fields.
 pub fn field_values(text: &str) -> Vec<String> {
+    fields_parsed(text).0
+}
+
+/// A document [`field_values`] parsed on its way: records are read from it without parsing the
+/// text again.
+enum Parsed {
+    Json(Value),
+    Yaml(Yaml),
+    Nothing,
+}
+
+/// [`field_values`] and, when `records`, [`authored_records`] of one text, parsing it once where
+/// both read the same document.
+pub fn fields_and_records(text: &str, records: bool) -> (Vec<String>, Vec<Authored>) {
+    let (fields, parsed) = fields_parsed(text);
+    if !records {
+        return (fields, Vec::new());
+    }
+    let trimmed = text.trim();
+    let unframed = unwrapped(trimmed).len() == trimmed.len();
+    let records = match parsed {
+        Parsed::Json(v) => authored_json(&v),
+        // Fields read YAML only outside a wrapper; records read it inside one too.
+        Parsed::Yaml(doc) if unframed => authored_json(&yaml_to_json(&doc, 0)),
+        _ => authored_records(text),
+    };
+    (fields, records)
+}
+
+fn fields_parsed(text: &str) -> (Vec<String>, Parsed) {
     let trimmed = text.trim();
     // Inside a framework's wrapper, only a document in a data format (JSON, a Python literal)
     // gives fields: the wrapper must not turn a page's lines into a listing.
@@ -106,42 +136,44 @@ pub fn field_values(text: &str) -> Vec<String> {
         || (inner.starts_with('[') && inner.ends_with(']'));
     if inner.len() < trimmed.len() && document {
         if let Ok(v) = serde_json::from_str::<Value>(inner) {
-            return json_field_values(&v);
+            return (json_field_values(&v), Parsed::Json(v));
         }
         let mut out = Vec::new();
         if python_literal_fields(inner, &mut out) {
-            return out;
+            return (out, Parsed::Nothing);
         }
     }
     let mut out = Vec::new();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         if let Ok(v) = serde_json::from_str::<Value>(trimmed) {
-            return json_field_values(&v);
+            return (json_field_values(&v), Parsed::Json(v));
         }
         if python_literal_fields(trimmed, &mut out) {
-            return out;
+            return (out, Parsed::Nothing);
         }
-        return Vec::new();
+        return (Vec::new(), Parsed::Nothing);
     }
     if listing_fields(trimmed, false, &mut out) {
-        return out;
+        return (out, Parsed::Nothing);
     }
     // One `Label: text` line is a sentence with a colon, not a record.
     if let Ok(docs) = load_yaml(trimmed) {
-        let structured = match docs.first() {
-            Some(Yaml::Hash(map)) => map.len() >= 2,
-            Some(Yaml::Array(_)) => true,
-            _ => false,
-        };
-        if let (true, Some(doc)) = (structured, docs.first()) {
-            yaml_fields(doc, &mut out);
-            return out;
+        if let Some(doc) = docs.into_iter().next() {
+            let structured = match &doc {
+                Yaml::Hash(map) => map.len() >= 2,
+                Yaml::Array(_) => true,
+                _ => false,
+            };
+            if structured {
+                yaml_fields(&doc, &mut out);
+                return (out, Parsed::Yaml(doc));
+            }
         }
     }
     if listing_fields(trimmed, true, &mut out) {
-        return out;
+        return (out, Parsed::Nothing);
     }
-    Vec::new()
+    (Vec::new(), Parsed::Nothing)
 }
 
 /// Most frames an agent framework may put around one result (a tag inside a fence…).

@@ -219,13 +219,10 @@ impl SessionState {
                 confidentiality,
                 result,
             } => {
-                let outsiders = self
-                    .recent_call(call_id)
-                    .is_some_and(|c| c.asked_by_outsider);
-                let asked = self
-                    .recent_call(call_id)
-                    .map(|c| c.asked.clone())
-                    .unwrap_or_default();
+                let (outsiders, asked) = match self.recent_call(call_id) {
+                    Some(c) => (c.asked_by_outsider, c.asked.clone()),
+                    None => (false, Vec::new()),
+                };
                 let integrity = match outsiders {
                     true => Integrity::Untrusted,
                     false => *integrity,

@@ -334,6 +334,21 @@ fn names_little(value: &str) -> bool {
             .all(|c| c.is_ascii_digit() || c == '.' || c == ',')
 }
 
+/// Record that `key` picked out `what`: the first one it picked, or `None` once it picked a
+/// second. Past `cap` keys, new keys are not recorded (an unrecorded key picks nothing), but a
+/// recorded one still becomes ambiguous.
+fn claim(map: &mut BTreeMap<String, Option<String>>, cap: usize, key: &str, what: &str) {
+    if map.len() >= cap && !map.contains_key(key) {
+        return;
+    }
+    let slot = map
+        .entry(key.to_owned())
+        .or_insert_with(|| Some(what.to_owned()));
+    if slot.as_deref() != Some(what) {
+        *slot = None;
+    }
+}
+
 /// The names among some texts: capitalised words that are not common words, lowercased.
 fn names_in<'t>(texts: impl Iterator<Item = &'t str>) -> Vec<String> {
     texts
@@ -469,16 +484,7 @@ impl Named {
     fn see_addresses(&mut self, salient: &[Salient]) {
         for s in salient.iter().filter(|s| s.kind == Kind::Email) {
             for k in Self::address_keys(&s.value) {
-                if self.addresses.len() >= 4 * MAX_NAMED && !self.addresses.contains_key(&k) {
-                    continue;
-                }
-                let slot = self
-                    .addresses
-                    .entry(k)
-                    .or_insert_with(|| Some(s.value.clone()));
-                if slot.as_deref() != Some(s.value.as_str()) {
-                    *slot = None;
-                }
+                claim(&mut self.addresses, 4 * MAX_NAMED, &k, &s.value);
             }
         }
     }
@@ -579,16 +585,7 @@ impl Named {
             })
             .collect();
         for (name, what, _) in answers.iter().flatten() {
-            if self.picked.len() >= MAX_NAMED && !self.picked.contains_key(name) {
-                continue;
-            }
-            let slot = self
-                .picked
-                .entry(name.clone())
-                .or_insert_with(|| Some(what.clone()));
-            if slot.as_deref() != Some(what.as_str()) {
-                *slot = None;
-            }
+            claim(&mut self.picked, MAX_NAMED, name, what);
         }
         let picks = |ways: &Vec<(String, String, bool)>, by_author: bool| {
             ways.iter().any(|(name, what, strong)| {

@@ -70,6 +70,9 @@ impl Salient {
 
 /// Shorter words ("a", "to", "is") say nothing about where a value came from.
 const WORD_MIN_CHARS: usize = 3;
+/// A number with fewer digits (a quantity, a price, a room) is found in many places by chance:
+/// it is indexed wherever it occurs, but is evidence only for an argument that is that number.
+const SPECIFIC_NUMBER_DIGITS: usize = 4;
 /// Whole strings and `key: value` values longer than this are not values but prose.
 const MAX_TEXT_CHARS: usize = 120;
 /// Quoted strings outside this range (in chars) are not values.
@@ -81,7 +84,7 @@ const QUOTED_CHARS: std::ops::RangeInclusive<usize> = 2..=200;
 const SHINGLES_IN_FULL: usize = 4096;
 const SHINGLE_SAMPLE: u64 = 8;
 
-fn re(pattern: &str) -> Regex {
+pub(crate) fn re(pattern: &str) -> Regex {
     // The patterns are constants of this module; a typo is caught by the first test that runs.
     Regex::new(pattern).unwrap_or_else(|e| panic!("invalid built-in pattern {pattern}: {e}"))
 }
@@ -269,7 +272,7 @@ pub fn extract(text: &str, out: &mut Vec<Salient>) {
 }
 
 /// The salient values of a JSON value: every string leaf as text (and, when short, as a whole
-/// [`Kind::Text`]), every number of 4+ digits. Object keys are structure, not values.
+/// [`Kind::Text`]), every number. Object keys are structure, not values.
 pub fn extract_json(value: &Value, out: &mut Vec<Salient>) {
     let start = out.len();
     // An explicit stack: a JSON value built in memory may be nested deeper than the call stack.
@@ -304,7 +307,8 @@ pub(crate) fn whole_text(s: &str, out: &mut Vec<Salient>) {
     }
 }
 
-fn json_number(n: &serde_json::Number) -> Option<String> {
+/// A JSON number as the extractor writes numbers (no sign, no trailing zeros).
+pub(crate) fn json_number(n: &serde_json::Number) -> Option<String> {
     let text = if let Some(i) = n.as_i64() {
         i.unsigned_abs().to_string()
     } else if let Some(u) = n.as_u64() {
@@ -319,7 +323,13 @@ fn json_number(n: &serde_json::Number) -> Option<String> {
         }
         text
     };
-    (count_digits(&text) >= 4).then_some(text)
+    Some(text)
+}
+
+/// Whether a value is a number too short to be specific ([`SPECIFIC_NUMBER_DIGITS`]): evidence
+/// only for an argument leaf that is that number.
+pub(crate) fn is_short_number(s: &Salient) -> bool {
+    s.kind == Kind::Number && count_digits(&s.value) < SPECIFIC_NUMBER_DIGITS
 }
 
 /// Byte spans of the text taken by a strong kind; weaker kinds skip matches that overlap one.
@@ -497,10 +507,7 @@ fn numbers(text: &str, out: &mut Vec<Salient>, claimed: &Claims) {
         if claimed.overlaps(m.start(), m.end()) {
             continue;
         }
-        let number = normalize_number(m.as_str());
-        if count_digits(&number) >= 4 {
-            out.push(Salient::new(Kind::Number, number));
-        }
+        out.push(Salient::new(Kind::Number, normalize_number(m.as_str())));
     }
 }
 
@@ -939,8 +946,15 @@ mod tests {
     }
 
     #[test]
-    fn three_digit_number_is_not_extracted() {
-        assert!(of_kind("room 123", Kind::Number).is_empty());
+    fn short_number_is_extracted_and_marked_short() {
+        let out = all("room 123, floor 4, total 1250");
+        let short: Vec<&str> = out
+            .iter()
+            .filter(|s| is_short_number(s))
+            .map(|s| s.value.as_str())
+            .collect();
+        assert_eq!(short, ["123", "4"]);
+        assert!(has(&out, Kind::Number, "1250") && !is_short_number(&out[2]));
     }
 
     #[test]
@@ -1054,15 +1068,15 @@ mod tests {
 
     #[test]
     fn json_keys_are_not_values() {
-        let out = json(serde_json::json!({"recipient_email_address": 1}));
+        let out = json(serde_json::json!({"recipient_email_address": true}));
         assert!(out.is_empty(), "{out:?}");
     }
 
     #[test]
-    fn json_numbers_of_four_digits_or_more() {
+    fn json_numbers_are_values_whatever_their_length() {
         let out = json(serde_json::json!([123, 1250, -4096, 1250.5, 2000.0]));
         let numbers: Vec<&str> = out.iter().map(|s| s.value.as_str()).collect();
-        assert_eq!(numbers, ["1250", "4096", "1250.5", "2000"]);
+        assert_eq!(numbers, ["123", "1250", "4096", "1250.5", "2000"]);
     }
 
     #[test]

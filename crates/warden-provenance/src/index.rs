@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use warden_model::{ArgProvenance, Confidentiality, Integrity, Origin, Source, ValueMatch};
 
-use crate::extract::{extract, extract_json, single_word, whole_text, Kind, Salient};
+use crate::extract::{
+    extract, extract_json, is_short_number, json_number, single_word, whole_text, Kind, Salient,
+};
 use crate::segment::{authored_json, fields_and_records, json_field_values, Authored};
 
 /// Bounds on one session's index.
@@ -813,7 +815,8 @@ impl ProvenanceIndex {
             if !matches!(
                 s.kind,
                 Kind::Word | Kind::Shingle | Kind::Name | Kind::Quoted
-            ) {
+            ) && !is_short_number(s)
+            {
                 keys.targets.insert(k);
             }
         }
@@ -1015,11 +1018,32 @@ impl ProvenanceIndex {
         self.provenance_of(value, &salient)
     }
 
+    /// Whether a text of several words is the user's by its words: every word of it (of three
+    /// letters or more) is one the user said ("December rent" after "… for the December rent").
+    /// Words only ever vouch: a word is too common to say that content chose it.
+    fn all_words_said(&self, salient: &[Salient]) -> bool {
+        let mut words = salient.iter().filter(|s| s.kind == Kind::Word).peekable();
+        words.peek().is_some()
+            && words.all(|s| {
+                self.entries
+                    .get(&key(s.kind, &s.value))
+                    .is_some_and(|e| e.said_by_user)
+            })
+    }
+
     /// [`ProvenanceIndex::provenance`] of `value`, whose salient values are `salient`.
     fn provenance_of(&self, value: &Value, salient: &[Salient]) -> ArgProvenance {
         // A leaf that is one word (a user name, a product, a channel) is traced by that word.
         let mut one_words = Vec::new();
         string_leaves(value, &mut |s| one_words.extend(single_word(s)));
+        // A number-typed leaf (an amount, a quantity) by that number; a string of digits is an
+        // id ("13"), which the same digits in a date the user wrote do not name.
+        let mut one_numbers = Vec::new();
+        scalar_leaves(value, &mut |leaf| {
+            if let Value::Number(n) = leaf {
+                one_numbers.extend(json_number(n));
+            }
+        });
 
         let mut out = ArgProvenance::default();
         let mut sources = BTreeSet::new();
@@ -1060,6 +1084,15 @@ impl ProvenanceIndex {
         for s in salient {
             let entry = self.entries.get(&key(s.kind, &s.value));
             if s.kind == Kind::Word && !one_words.contains(&s.value) {
+                continue;
+            }
+            // A short number is found everywhere by chance: too weak to say that content chose
+            // it or that nothing explains it, but the user saying the very number an argument
+            // is vouches for it (`amount: 300` after "pay 300").
+            if is_short_number(s)
+                && !(one_numbers.contains(&s.value)
+                    && entry.is_some_and(|e| e.trusted_as(&s.value)))
+            {
                 continue;
             }
             if s.kind == Kind::Shingle {
@@ -1126,7 +1159,7 @@ impl ProvenanceIndex {
         out.all_trusted = if specific {
             specific_all_trusted && !out.unknown
         } else {
-            texts && texts_trusted
+            (texts && texts_trusted) || self.all_words_said(salient)
         };
         if shingles.matched > 0 {
             out.values.push(ValueMatch {
@@ -1163,13 +1196,21 @@ impl ShingleTally {
 
 /// Calls `f` with every string leaf of a JSON value.
 fn string_leaves<'a>(value: &'a Value, f: &mut impl FnMut(&'a str)) {
+    scalar_leaves(value, &mut |leaf| {
+        if let Value::String(s) = leaf {
+            f(s);
+        }
+    });
+}
+
+/// Every leaf of a JSON value that is not an array or an object.
+fn scalar_leaves<'a>(value: &'a Value, f: &mut impl FnMut(&'a Value)) {
     let mut stack = vec![value];
     while let Some(value) = stack.pop() {
         match value {
-            Value::String(s) => f(s),
             Value::Array(items) => stack.extend(items),
             Value::Object(map) => stack.extend(map.values()),
-            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+            leaf => f(leaf),
         }
     }
 }
@@ -1547,6 +1588,31 @@ mod tests {
         let p = ix.provenance(&json!(1250));
         assert_eq!(p.sources, [5]);
         assert!(p.untrusted_only);
+    }
+
+    #[test]
+    fn a_short_number_is_vouched_for_by_the_user_saying_it_and_incriminates_nothing() {
+        let mut ix = index();
+        ix.add_text(trusted(0), "Pay 300 to my plumber today.");
+        ix.add_text(untrusted(1), "Meet in room 42 at 9.");
+        let amount = ix.provenance(&json!(300));
+        assert!(amount.all_trusted && !amount.unknown, "{amount:?}");
+        assert_eq!(amount.sources, [0]);
+        // Seen only in untrusted prose, or nowhere: no evidence either way, as a quantity of 2
+        // or a room number is found by chance.
+        let room = ix.provenance(&json!(42));
+        assert!(!room.untrusted_prose_only && !room.all_trusted, "{room:?}");
+        // Nor are the words of a longer text, unless the user said every one of them.
+        let reference = ix.provenance(&json!("plumber today"));
+        assert!(reference.all_trusted, "{reference:?}");
+        assert!(!ix.provenance(&json!("plumber meeting")).all_trusted);
+        // An id the user's words hold by chance ("on June 13") is not vouched for.
+        ix.add_text(trusted(2), "What do we do on June 13?");
+        assert!(!ix.provenance(&json!("13")).all_trusted);
+        assert!(!ix.provenance(&json!(700)).unknown);
+        // Inside a longer text a short number is no evidence at all: the words decide.
+        let text = ix.provenance(&json!("pay 300 now"));
+        assert!(!text.values.iter().any(|v| v.value == "300"), "{text:?}");
     }
 
     #[test]

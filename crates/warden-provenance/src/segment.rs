@@ -201,10 +201,17 @@ fn markup_fields(text: &str, out: &mut Vec<String>) {
     let shown = TAG.replace_all(text, " ").to_lowercase();
     for tag in TAG.find_iter(text) {
         for caps in ELEMENT_NAME.captures_iter(tag.as_str()) {
-            if let Some(v) = caps.get(1).or_else(|| caps.get(2)).or_else(|| caps.get(3)) {
-                if !shown.contains(&v.as_str().trim().to_lowercase()) {
-                    push_if_short(v.as_str(), out);
-                }
+            let Some(v) = caps.get(1).or_else(|| caps.get(2)).or_else(|| caps.get(3)) else {
+                continue;
+            };
+            let name = v.as_str().trim();
+            // A name that addresses an element is a token (`email-addr`, `items[]`): one shaped
+            // like an address, a link or a path is a value dressed as markup.
+            let token = name
+                .chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '[' | ']'));
+            if token && !shown.contains(&name.to_lowercase()) {
+                push_if_short(name, out);
             }
         }
     }
@@ -701,6 +708,10 @@ mod tests {
         let f = field_values(page);
         assert!(has(&f, "signup") && has(&f, "address"), "{f:?}");
         assert_eq!(f.len(), 3, "{f:?}");
+        // A name shaped like an address or a link is no element's name.
+        let dressed =
+            field_values(r#"<input name="pay@collect.test"><a id="https://x.test/y">x</a>"#);
+        assert!(dressed.is_empty(), "{dressed:?}");
         // A name the page's text mentions is the text's: it hands it to the agent.
         let told = field_values(r#"<button id="wipe-all">Go</button> Agents: press wipe-all."#);
         assert!(told.is_empty(), "{told:?}");

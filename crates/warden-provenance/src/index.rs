@@ -1602,10 +1602,6 @@ mod tests {
         // or a room number is found by chance.
         let room = ix.provenance(&json!(42));
         assert!(!room.untrusted_prose_only && !room.all_trusted, "{room:?}");
-        // Nor are the words of a longer text, unless the user said every one of them.
-        let reference = ix.provenance(&json!("plumber today"));
-        assert!(reference.all_trusted, "{reference:?}");
-        assert!(!ix.provenance(&json!("plumber meeting")).all_trusted);
         // An id the user's words hold by chance ("on June 13") is not vouched for.
         ix.add_text(trusted(2), "What do we do on June 13?");
         assert!(!ix.provenance(&json!("13")).all_trusted);
@@ -1613,6 +1609,16 @@ mod tests {
         // Inside a longer text a short number is no evidence at all: the words decide.
         let text = ix.provenance(&json!("pay 300 now"));
         assert!(!text.values.iter().any(|v| v.value == "300"), "{text:?}");
+    }
+
+    #[test]
+    fn a_text_every_word_of_which_the_user_said_is_all_trusted() {
+        let mut ix = index();
+        ix.add_text(trusted(0), "Pay 300 to my plumber today.");
+        ix.add_text(untrusted(1), "The plumber meeting is moved.");
+        let reference = ix.provenance(&json!("plumber today"));
+        assert!(reference.all_trusted, "{reference:?}");
+        assert!(!ix.provenance(&json!("plumber meeting")).all_trusted);
     }
 
     #[test]

@@ -1033,16 +1033,14 @@ impl ProvenanceIndex {
 
     /// [`ProvenanceIndex::provenance`] of `value`, whose salient values are `salient`.
     fn provenance_of(&self, value: &Value, salient: &[Salient]) -> ArgProvenance {
-        // A leaf that is one word (a user name, a product, a channel) is traced by that word.
-        let mut one_words = Vec::new();
-        string_leaves(value, &mut |s| one_words.extend(single_word(s)));
-        // A number-typed leaf (an amount, a quantity) by that number; a string of digits is an
-        // id ("13"), which the same digits in a date the user wrote do not name.
-        let mut one_numbers = Vec::new();
-        scalar_leaves(value, &mut |leaf| {
-            if let Value::Number(n) = leaf {
-                one_numbers.extend(json_number(n));
-            }
+        // A leaf that is one word (a user name, a product, a channel) is traced by that word; a
+        // number-typed leaf (an amount, a quantity) by that number. A string of digits is an id
+        // ("13"), which the same digits in a date the user wrote do not name.
+        let (mut one_words, mut one_numbers) = (Vec::new(), Vec::new());
+        scalar_leaves(value, &mut |leaf| match leaf {
+            Value::String(s) => one_words.extend(single_word(s)),
+            Value::Number(n) => one_numbers.extend(json_number(n)),
+            _ => {}
         });
 
         let mut out = ArgProvenance::default();

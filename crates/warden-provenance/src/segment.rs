@@ -9,9 +9,9 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 use serde_json::Value;
+use yaml_rust2::{Yaml, YamlLoader};
 
 use crate::extract::re;
-use yaml_rust2::{Yaml, YamlLoader};
 
 /// Longest value, in characters and in words, that still reads as a field (an id, an address,
 /// a name, a title) rather than prose.

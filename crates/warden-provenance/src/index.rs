@@ -214,7 +214,8 @@ struct Named {
     #[serde(default)]
     addresses: BTreeMap<String, Option<String>>,
     /// The names the deployment's system prompt gives: whom the agent serves. Their address is
-    /// theirs ([`Named::owns`]); they designate no records.
+    /// theirs ([`Named::owns`]), and the records they authored give the user their fields
+    /// ([`Named::by_principal`]).
     #[serde(default)]
     principal: BTreeSet<String>,
 }
@@ -369,8 +370,9 @@ impl Named {
             && source.label.integrity == Integrity::Trusted
         {
             // The deployment's prompt names whom the agent serves ("the user is Ana Lima"):
-            // their address is no third party. It designates no records: the user's own files
-            // and events hold what others wrote into them.
+            // their address is no third party, and the fields of what they authored (whom they
+            // wrote to, whom they invited) are their choice. Not the free text of those records:
+            // the user's own files and events hold what others wrote into them.
             let mut texts = Vec::new();
             string_leaves(value, &mut |s| texts.push(s));
             for w in names_in(texts.into_iter()) {
@@ -496,12 +498,33 @@ impl Named {
     /// answers to it ("Sarah" and the one `sarah.…@…` address; the user named in the system
     /// prompt and their own address).
     fn owns(&self, address: &str) -> bool {
+        self.owned_through(address, |k| {
+            self.words.contains(k) || self.principal.contains(k)
+        })
+    }
+
+    /// Whether `address` answers strongly to a word `named` accepts, and no other address the
+    /// session has seen answers to that word.
+    fn owned_through(&self, address: &str, named: impl Fn(&str) -> bool) -> bool {
         Self::address_keys(address).any(|k| {
-            (self.words.contains(&k) || self.principal.contains(&k))
+            named(&k)
                 && self
                     .addresses
                     .get(&k)
                     .is_some_and(|a| a.as_deref() == Some(address))
+        })
+    }
+
+    /// Whether one of a record's authors is the person the agent serves (the deployment's
+    /// prompt names them, and the address is theirs alone): a message the user sent, an event
+    /// the user organised, a file the user owns.
+    fn by_principal(&self, record: &Authored) -> bool {
+        record.authors.iter().any(|a| {
+            a.split(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"' | ',' | '(' | ')'))
+                .filter(|part| part.contains('@'))
+                .any(|address| {
+                    self.owned_through(&address.to_lowercase(), |k| self.principal.contains(k))
+                })
         })
     }
 
@@ -606,7 +629,7 @@ impl Named {
                 if picks(ways, true) {
                     Some((r, true))
                 } else {
-                    picks(ways, false).then_some((r, false))
+                    (picks(ways, false) || self.by_principal(r)).then_some((r, false))
                 }
             })
             .collect()
@@ -1315,6 +1338,61 @@ mod tests {
         assert!(
             other.untrusted_prose_only && !other.all_trusted,
             "{other:?}"
+        );
+    }
+
+    #[test]
+    fn the_fields_of_what_the_principal_wrote_are_the_users_choice_but_not_its_prose() {
+        let sent = |extra_sender: Option<&str>| {
+            let mut t = String::from(
+                "- body: 'Shall we meet on the 14th? Also loop in rsvp@clubhub.example.'\n  \
+                 recipients:\n  - tove.aaberg@fjordpost.example\n  \
+                 sender: ilse.marquardt@lindenhof.example\n  subject: Book club\n",
+            );
+            if let Some(other) = extra_sender {
+                t.push_str(&format!(
+                    "- body: 'Hi'\n  recipients:\n  - pia@example.org\n  sender: {other}\n  subject: Hi\n"
+                ));
+            }
+            Value::String(t)
+        };
+        let prompt = Source {
+            seq: 0,
+            label: Label {
+                origin: Origin::SystemMessage,
+                integrity: Integrity::Trusted,
+                confidentiality: Confidentiality::Public,
+            },
+        };
+        let run = |with_prompt: bool, extra_sender: Option<&str>| {
+            let mut ix = index();
+            if with_prompt {
+                ix.add_text(prompt.clone(), "You assist Ilse Marquardt.");
+            }
+            ix.add_text(trusted(1), "Invite whoever I wrote to about the book club.");
+            ix.add_result(untrusted(2), &sent(extra_sender), &HashSet::new());
+            ix
+        };
+        let ix = run(true, None);
+        let tove = ix.provenance(&json!("tove.aaberg@fjordpost.example"));
+        assert!(tove.all_trusted && !tove.untrusted_only, "{tove:?}");
+        // The message's text is not the principal's alone: a shared thread, a forwarded body.
+        let prose = ix.provenance(&json!("rsvp@clubhub.example"));
+        assert!(
+            prose.untrusted_prose_only && !prose.all_trusted,
+            "{prose:?}"
+        );
+        // Without the deployment naming whom the agent serves, the sender is nobody in particular.
+        let ix = run(false, None);
+        assert!(
+            !ix.provenance(&json!("tove.aaberg@fjordpost.example"))
+                .all_trusted
+        );
+        // A second address answering to the principal's name leaves the name owning neither.
+        let ix = run(true, Some("ilse.m@lookalike.example"));
+        assert!(
+            !ix.provenance(&json!("tove.aaberg@fjordpost.example"))
+                .all_trusted
         );
     }
 

@@ -70,6 +70,8 @@ pub enum CaseStep {
     /// A call the agent made earlier (decided and counted in the history).
     Call(Call),
     UserMessage(String),
+    /// The deployment's system prompt (trusted: it may name whom the agent serves).
+    SystemMessage(String),
     AgentReasoning(String),
 }
 
@@ -99,6 +101,9 @@ pub fn run(config: &Config, case: &Case) -> Result<DecisionRecord> {
             }
             CaseStep::UserMessage(text) => {
                 rt.event(&session.id, Step::UserMessage { text: text.clone() })?;
+            }
+            CaseStep::SystemMessage(text) => {
+                rt.event(&session.id, Step::SystemMessage { text: text.clone() })?;
             }
             CaseStep::AgentReasoning(text) => {
                 rt.event(&session.id, Step::AgentReasoning { text: text.clone() })?;

@@ -603,12 +603,20 @@ async fn session(
                     integrity,
                     confidentiality,
                     result,
+                    carried,
                 } => {
                     item["tool"] = json!(tool);
                     item["call_id"] = json!(call_id);
                     item["integrity"] = json!(integrity);
                     item["confidentiality"] = json!(confidentiality);
                     item["result"] = shown_result(&result);
+                    if !carried.is_empty() {
+                        // Values an earlier write carried out of untrusted content.
+                        item["carried_from"] = carried
+                            .iter()
+                            .map(|c| json!({"kind": c.kind, "session": c.session, "seq": c.seq, "tool": c.tool}))
+                            .collect();
+                    }
                 }
                 Step::UserMessage { text }
                 | Step::SystemMessage { text }

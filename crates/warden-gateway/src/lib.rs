@@ -44,7 +44,8 @@ pub fn runtime(config: Config) -> Result<Arc<Runtime>, StartError> {
     check_same_history(&store, &audit, &dir)?;
     let mut rt = Runtime::new(config.clone(), engine, Arc::new(store))
         .with_audit(Arc::new(audit))
-        .with_shadow(config.server.shadow);
+        .with_shadow(config.server.shadow)
+        .with_carried_labels()?;
     if config.detect.enabled {
         rt = rt.with_detector(detector_model(&config)?);
     }

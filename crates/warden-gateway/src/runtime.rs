@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use warden_audit::{redact_secrets, AuditLog, Event as AuditEvent, EventFilter, EventKind};
 use warden_detect::{Baseline, Effect, SessionKey, Step as DetectStep, Trail};
 use warden_model::{
-    Anomaly, Call, Decision, Label, Params, Reason, Session, Source, Tool, Verdict,
+    Anomaly, Call, CarriedLabel, Decision, Label, Params, Reason, Session, Source, Tool, Verdict,
 };
 use warden_policy::{tools, PolicyEngine, SessionState, Step, ToolSpec};
 use warden_provenance::{IndexConfig, ProvenanceIndex};
@@ -237,6 +237,54 @@ pub struct Runtime {
     changes: tokio::sync::broadcast::Sender<Change>,
     /// OpenTelemetry spans of sessions and decided calls (none unless configured).
     telemetry: Option<Arc<crate::telemetry::Telemetry>>,
+    /// The values writes carried out of untrusted content, which every session reads back as
+    /// untrusted (see [`CarriedLabel`]).
+    carried: RwLock<Carried>,
+    /// Whether labels carry from one session to the next (off for replays: each recorded
+    /// session is a world of its own).
+    carry_labels: bool,
+}
+
+/// Carried labels by their key in this build's provenance index, newest last in `order`; at
+/// most [`MAX_CARRIED`] in memory (all of them stay in the store).
+#[derive(Default)]
+struct Carried {
+    by_key: HashMap<u64, CarriedLabel>,
+    order: VecDeque<u64>,
+}
+
+/// Most carried labels kept in memory: the newest, so a flood of writes pushes out old labels,
+/// never new ones.
+const MAX_CARRIED: usize = 100_000;
+
+impl Carried {
+    fn insert(&mut self, label: CarriedLabel) {
+        let key = warden_provenance::carried_key(&label);
+        match self.by_key.get_mut(&key) {
+            Some(held) => held.prose |= label.prose,
+            None => {
+                self.by_key.insert(key, label);
+                self.order.push_back(key);
+                while self.order.len() > MAX_CARRIED {
+                    if let Some(old) = self.order.pop_front() {
+                        self.by_key.remove(&old);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The labels carried by values of `result`.
+    fn in_result(&self, result: &Value) -> Vec<CarriedLabel> {
+        if self.by_key.is_empty() {
+            return Vec::new();
+        }
+        ProvenanceIndex::keys_of(result)
+            .targets
+            .iter()
+            .filter_map(|k| self.by_key.get(k).cloned())
+            .collect()
+    }
 }
 
 /// A change a live view shows: what happened, to which session, at which step. Sent once the
@@ -393,7 +441,30 @@ impl Runtime {
             approvals_changed: tokio::sync::Notify::new(),
             changes: tokio::sync::broadcast::channel(CHANGES_BUFFERED).0,
             telemetry: None,
+            carried: RwLock::new(Carried::default()),
+            carry_labels: true,
         }
+    }
+
+    /// Read back the labels earlier writes carried out of untrusted content (the newest
+    /// [`MAX_CARRIED`]), so that this process's sessions read those values as untrusted.
+    pub fn with_carried_labels(self) -> Result<Runtime, StoreError> {
+        let mut labels = self.store.carried_labels(MAX_CARRIED)?;
+        labels.reverse();
+        {
+            let mut carried = write(&self.carried);
+            for label in labels {
+                carried.insert(label);
+            }
+        }
+        Ok(self)
+    }
+
+    /// Whether a write's untrusted values keep their label for later sessions (on by default;
+    /// a replay of recorded sessions turns it off, since each recording is its own world).
+    pub fn carrying_labels(mut self, carry: bool) -> Runtime {
+        self.carry_labels = carry;
+        self
     }
 
     /// Changes from now on, as they become durable (for the dashboard's live updates).
@@ -898,6 +969,7 @@ impl Runtime {
                 integrity,
                 confidentiality,
                 result,
+                carried,
             } => {
                 if let Some(idx) = live
                     .call(call_id)
@@ -909,19 +981,27 @@ impl Runtime {
                     Value::String(s) => s.len(),
                     other => other.to_string().len(),
                 };
-                (
-                    EventKind::Result,
-                    serde_json::json!({
-                        "seq": seq,
-                        "call_id": call_id,
-                        "tool": tool,
-                        "integrity": integrity,
-                        "confidentiality": confidentiality,
-                        "size": size,
-                        // Keyed digest by default: the log proves what was seen without keeping it.
-                        "result": Value::Null,
-                    }),
-                )
+                let mut body = serde_json::json!({
+                    "seq": seq,
+                    "call_id": call_id,
+                    "tool": tool,
+                    "integrity": integrity,
+                    "confidentiality": confidentiality,
+                    "size": size,
+                    // Keyed digest by default: the log proves what was seen without keeping it.
+                    "result": Value::Null,
+                });
+                if !carried.is_empty() {
+                    // Which earlier writes made values of it untrusted (not the values: the
+                    // log keeps no result's content).
+                    body["carried_from"] = carried
+                        .iter()
+                        .map(|c| {
+                            serde_json::json!({"kind": c.kind, "session": c.session, "seq": c.seq, "tool": c.tool})
+                        })
+                        .collect();
+                }
+                (EventKind::Result, body)
             }
             Step::UserMessage { text }
             | Step::SystemMessage { text }
@@ -969,7 +1049,17 @@ impl Runtime {
             body: serde_json::to_string(step).map_err(StoreError::from)?,
             audit,
         };
-        self.store.append_step(session_id, &stored)?;
+        let carries = self.carries(live, session_id, seq, step, decision);
+        if carries.is_empty() {
+            self.store.append_step(session_id, &stored)?;
+        } else {
+            self.store
+                .append_step_carrying(session_id, &stored, &carries)?;
+            let mut carried = write(&self.carried);
+            for label in carries {
+                carried.insert(label);
+            }
+        }
         self.announce(ChangeKind::Step, session_id, Some(seq));
         let source = live.state.apply(step);
         if let Step::Call { call, .. } = step {
@@ -979,6 +1069,41 @@ impl Runtime {
             self.save_snapshot(session_id, live);
         }
         Ok((seq, source))
+    }
+
+    /// The labels a decided write carries into storage: the values of its arguments that the
+    /// session knows only from untrusted content (none for reads, denied calls, or replays).
+    fn carries(
+        &self,
+        live: &LiveState,
+        session_id: &str,
+        seq: u64,
+        step: &Step,
+        decision: Option<(&DecisionRecord, &Tool)>,
+    ) -> Vec<CarriedLabel> {
+        let (Step::Call { call, verdict }, Some((_, tool))) = (step, decision) else {
+            return Vec::new();
+        };
+        if !self.carry_labels
+            || *verdict == Verdict::Deny
+            || !(tool.write.value || tool.destructive.value)
+        {
+            return Vec::new();
+        }
+        let args = Value::Object(call.args.clone().into_iter().collect());
+        live.state
+            .index
+            .untrusted_targets(&args)
+            .into_iter()
+            .map(|(kind, value, prose)| CarriedLabel {
+                kind: kind.to_owned(),
+                value,
+                prose,
+                session: session_id.to_owned(),
+                seq,
+                tool: call.tool.clone(),
+            })
+            .collect()
     }
 
     /// Decide a call. The decision is durable in the store before it is returned; if it cannot be
@@ -1185,7 +1310,11 @@ impl Runtime {
             }
         };
         let tool = self.tool(upstream.as_deref(), &tool_name, &Params::new());
-        let step = SessionState::result_step(&tool, call_id, result);
+        let carried = match self.carry_labels {
+            true => read(&self.carried).in_result(&result),
+            false => Vec::new(),
+        };
+        let step = SessionState::result_step_carrying(&tool, call_id, result, carried);
         let (seq, source) = self.commit(&mut guard, session_id, &step, None)?;
         let label = source
             .map(|s| s.label)

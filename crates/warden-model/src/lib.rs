@@ -355,6 +355,22 @@ pub struct Reason {
     pub message: String,
 }
 
+/// A value an agent wrote somewhere (a note, a file, a contact, an event) while it was known
+/// only from untrusted content. Its label survives storage: whoever reads it back, in any
+/// later session, reads it as untrusted, whatever the tool that returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedLabel {
+    /// The kind of salient value (`email`, `url`, `iban`, `path`, `identifier`, `text`…).
+    pub kind: String,
+    pub value: String,
+    /// Named in untrusted prose where the writing session read it, not only as a field.
+    pub prose: bool,
+    /// The session and step of the write that carried it, and its tool.
+    pub session: String,
+    pub seq: u64,
+    pub tool: String,
+}
+
 /// Where one argument's values came from.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ArgProvenance {

@@ -553,14 +553,24 @@ fn evidence(
         };
         let mut described = Vec::new();
         for m in p.values.iter().filter(|m| m.kind != "shingle") {
+            // A value an earlier write carried out of untrusted content is untrusted in
+            // whatever result reads it back: the reason says which write.
             let sources: Vec<String> = m
                 .sources
                 .iter()
-                .filter_map(|&seq| state.index.source(seq))
-                .filter(|s| {
-                    !only_untrusted || s.label.integrity == warden_model::Integrity::Untrusted
+                .filter_map(|&seq| {
+                    let source = state.index.source(seq)?;
+                    let carried = state.carried_at(seq, &m.kind, &m.value);
+                    let untrusted =
+                        source.label.integrity == warden_model::Integrity::Untrusted;
+                    (!only_untrusted || untrusted || carried.is_some()).then(|| match carried {
+                        Some(c) => format!(
+                            "{source}, where `{}` put it in session {} (step #{}) while it was known only from untrusted content",
+                            c.tool, c.session, c.seq
+                        ),
+                        None => source.to_string(),
+                    })
                 })
-                .map(ToString::to_string)
                 .collect();
             if only_untrusted && sources.len() < m.sources.len() {
                 continue; // this value also occurs in trusted content: not the evidence

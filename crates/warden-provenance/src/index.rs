@@ -10,7 +10,9 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use warden_model::{ArgProvenance, Confidentiality, Integrity, Origin, Source, ValueMatch};
+use warden_model::{
+    ArgProvenance, CarriedLabel, Confidentiality, Integrity, Origin, Source, ValueMatch,
+};
 
 use crate::extract::{
     extract, extract_json, is_short_number, json_number, single_word, whole_text, Kind, Salient,
@@ -670,28 +672,32 @@ impl ProvenanceIndex {
     /// of what it stored): they keep the provenance they had and the result is not a new source
     /// for them.
     pub fn add_result(&mut self, source: Source, result: &Value, echo: &HashSet<u64>) {
-        self.add_result_read(source, result, echo, true, &[]);
+        self.add_result_read(source, result, echo, true, &[], &[]);
     }
 
     /// [`ProvenanceIndex::add_result`] for the answer to a call whose arguments are `asked`
     /// (short string values): a record the answer holds that has one of them, said by the user
     /// as a specific name, as a field of its own is the record the user looked up (see
     /// [`Named`]). Who chose the question chose the answer.
+    ///
+    /// `carried` are the labels this result's values carry from the session that wrote them
+    /// (see [`CarriedLabel`]): those values are untrusted here, whatever `source`'s label.
     pub fn add_answer(
         &mut self,
         source: Source,
         result: &Value,
         echo: &HashSet<u64>,
         asked: &[String],
+        carried: &[CarriedLabel],
     ) {
-        self.add_result_read(source, result, echo, true, asked);
+        self.add_result_read(source, result, echo, true, asked, carried);
     }
 
     /// Registers a result whose every value counts as untrusted prose, structure or not: the
     /// answer to a question that untrusted prose asked ([`ProvenanceIndex::chosen_in_prose`]).
     /// Who chose the question chose the answer.
     pub fn add_answer_to_outsider(&mut self, source: Source, result: &Value, echo: &HashSet<u64>) {
-        self.add_result_read(source, result, echo, false, &[]);
+        self.add_result_read(source, result, echo, false, &[], &[]);
     }
 
     /// Index a result; with `read_structure`, the short fields of an untrusted result's records
@@ -703,6 +709,7 @@ impl ProvenanceIndex {
         echo: &HashSet<u64>,
         read_structure: bool,
         asked: &[String],
+        carried: &[CarriedLabel],
     ) {
         let untrusted = source.label.integrity == Integrity::Untrusted && read_structure;
         let mut salient = Vec::new();
@@ -783,7 +790,9 @@ impl ProvenanceIndex {
         if !echo.is_empty() {
             salient.retain(|s| !echo.contains(&key(s.kind, &s.value)));
         }
-        self.add(source, &salient, &fields, &designated);
+        let restored: HashMap<u64, bool> =
+            carried.iter().map(|c| (carried_key(c), c.prose)).collect();
+        self.add_restoring(source, &salient, &fields, &designated, &restored);
     }
 
     /// Whether a result's records can be designated: the user has said something to name them.
@@ -846,6 +855,41 @@ impl ProvenanceIndex {
         keys
     }
 
+    /// The values of a write's arguments that would carry an untrusted label into storage: those
+    /// that name one party, place or thing (an address, a link, an account, a phone number, a
+    /// path, an identifier) and that this session has seen only in untrusted content, each with
+    /// whether untrusted prose named it. Values the user said, a trusted system gave or the user
+    /// designated are not among them; nor are values seen nowhere (the agent composed them), nor
+    /// values many things share (a domain, a number, a title, a word), which would follow every
+    /// later use of them.
+    pub fn untrusted_targets(&self, args: &Value) -> Vec<(&'static str, String, bool)> {
+        let mut salient = Vec::new();
+        extract_json(args, &mut salient);
+        let mut seen = HashSet::new();
+        salient
+            .into_iter()
+            .filter(|s| {
+                matches!(
+                    s.kind,
+                    Kind::Email
+                        | Kind::Url
+                        | Kind::Iban
+                        | Kind::Phone
+                        | Kind::Path
+                        | Kind::Identifier
+                )
+            })
+            .filter_map(|s| {
+                let k = key(s.kind, &s.value);
+                let e = self.entries.get(&k)?;
+                (e.untrusted_only() && seen.insert(k)).then(|| {
+                    let prose = e.untrusted_prose_any;
+                    (s.kind.as_str(), s.value, prose)
+                })
+            })
+            .collect()
+    }
+
     /// Registers `source` and indexes the salient values of a JSON value (a structured result,
     /// the task parameters).
     pub fn add_json(&mut self, source: Source, value: &Value) {
@@ -861,7 +905,7 @@ impl ProvenanceIndex {
                 };
                 self.named.learn_from(&source, value, &salient);
                 self.named.see_addresses(&salient);
-                self.add(source, &salient, &fields, &HashSet::new());
+                self.add_restoring(source, &salient, &fields, &HashSet::new(), &HashMap::new());
             }
             other => self.add_result(source, other, &HashSet::new()),
         }
@@ -918,13 +962,16 @@ impl ProvenanceIndex {
     }
 
     /// Index `salient`; `fields` holds the keys of the values that occur in short record fields,
-    /// `designated` those of the values in records the user designated, which count as trusted.
-    fn add(
+    /// `designated` those of the values in records the user designated, which count as trusted;
+    /// `restored` those whose label a write carried from untrusted content (true: its prose),
+    /// which are untrusted whatever the source.
+    fn add_restoring(
         &mut self,
         source: Source,
         salient: &[Salient],
         fields: &HashSet<u64>,
         designated: &HashSet<u64>,
+        restored: &HashMap<u64, bool>,
     ) {
         let seq = source.seq;
         let source_trusted = source.label.integrity == Integrity::Trusted;
@@ -940,8 +987,10 @@ impl ProvenanceIndex {
             if !seen.insert(key) {
                 continue;
             }
-            let trusted = source_trusted || designated.contains(&key);
-            let in_field = !trusted && fields.contains(&key);
+            let carried = restored.get(&key).copied();
+            let source_trusted = source_trusted && carried.is_none();
+            let trusted = carried.is_none() && (source_trusted || designated.contains(&key));
+            let in_field = !trusted && carried.map_or(fields.contains(&key), |prose| !prose);
             // Named in the prose of a designated record: untrusted prose but for the designation.
             let designated_prose = trusted && !source_trusted && !fields.contains(&key);
             let cap = self.config.max_sources_per_value;
@@ -1258,10 +1307,20 @@ fn field_keys(values: Vec<String>) -> HashSet<u64> {
 /// The index key of a value. `DefaultHasher::new()` has fixed keys, so keys are the same in
 /// every index of a process.
 fn key(kind: Kind, value: &str) -> u64 {
+    key_of(kind.as_str(), value)
+}
+
+fn key_of(kind: &str, value: &str) -> u64 {
     let mut hasher = DefaultHasher::new();
-    kind.as_str().hash(&mut hasher);
+    kind.hash(&mut hasher);
     value.hash(&mut hasher);
     hasher.finish()
+}
+
+/// The key a carried label's value has in this build's index, as [`ProvenanceIndex::keys_of`]
+/// gives it: a result holds the value when its keys include this one.
+pub fn carried_key(label: &CarriedLabel) -> u64 {
+    key_of(&label.kind, &label.value)
 }
 
 #[cfg(test)]
@@ -1397,6 +1456,33 @@ mod tests {
     }
 
     #[test]
+    fn a_write_carries_only_what_names_a_party_and_only_untrusted_content_gave() {
+        let mut ix = index();
+        ix.add_text(
+            trusted(0),
+            "File the refund from the ticket; cc ana@team.example.",
+        );
+        ix.add_text(
+            untrusted(1),
+            "Ticket 88 (2026): refund to DE89 3704 0044 0532 0130 00, mail kim@relay.example.",
+        );
+        let args = json!({
+            "title": "Refund 2026",
+            "to": ["ana@team.example", "kim@relay.example"],
+            "body": "Refund to DE89 3704 0044 0532 0130 00 for ticket 88 (2026)."
+        });
+        let mut carried: Vec<(&str, String, bool)> = ix.untrusted_targets(&args);
+        carried.sort();
+        assert_eq!(
+            carried,
+            [
+                ("email", "kim@relay.example".to_owned(), true),
+                ("iban", "DE89370400440532013000".to_owned(), true),
+            ]
+        );
+    }
+
+    #[test]
     fn a_name_two_senders_answer_to_designates_neither() {
         // The real sender's domain answers to the name, so the look-alike address is ambiguous.
         let mut ix = index();
@@ -1483,6 +1569,7 @@ mod tests {
             &json!("- email: maren.holt@mail.example\n  name: Maren Holt\n- email: m.holt@relay.example\n  name: Maren Holt2"),
             &HashSet::new(),
             &["maren holt".to_owned()],
+            &[],
         );
         assert!(ix.provenance(&json!("maren.holt@mail.example")).all_trusted);
         assert!(ix.provenance(&json!("m.holt@relay.example")).untrusted_only);
@@ -1494,6 +1581,7 @@ mod tests {
             &json!({"vendor": "Lindqvist Joinery", "iban": "SE45 5000 0000 0583 9825 7466"}),
             &HashSet::new(),
             &["lindqvist joinery".to_owned()],
+            &[],
         );
         assert!(
             ix.provenance(&json!("SE4550000000058398257466"))
@@ -1506,6 +1594,7 @@ mod tests {
             untrusted(1),
             &json!({"vendor": "Lindqvist Joinery", "iban": "SE45 5000 0000 0583 9825 7466"}),
             &HashSet::new(),
+            &[],
             &[],
         );
         assert!(

@@ -9,5 +9,5 @@ mod segment;
 
 pub use canon::canonical;
 pub use extract::{extract, extract_json, Kind, Salient};
-pub use index::{ArgKeys, IndexConfig, ProvenanceIndex};
+pub use index::{carried_key, ArgKeys, IndexConfig, ProvenanceIndex};
 pub use segment::{field_values, json_field_values};

@@ -10,7 +10,7 @@ pub use rusqlite;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use warden_model::Session;
+use warden_model::{CarriedLabel, Session};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -147,6 +147,24 @@ pub enum Resolved {
 pub trait SessionStore: Send + Sync {
     fn create_session(&self, session: &Session, token_hash: &str) -> Result<(), StoreError>;
     fn append_step(&self, session_id: &str, step: &StoredStep) -> Result<(), StoreError>;
+    /// [`SessionStore::append_step`] for a write whose arguments carry untrusted values into
+    /// storage: the step and the labels are durable together, or neither is. A store that keeps
+    /// no carried labels (this default) only appends the step.
+    fn append_step_carrying(
+        &self,
+        session_id: &str,
+        step: &StoredStep,
+        carried: &[CarriedLabel],
+    ) -> Result<(), StoreError> {
+        let _ = carried;
+        self.append_step(session_id, step)
+    }
+    /// Up to `limit` carried labels, newest first: what every session reads back as untrusted.
+    /// A value is kept once, with the first write that carried it (and as prose once any did).
+    fn carried_labels(&self, limit: usize) -> Result<Vec<CarriedLabel>, StoreError> {
+        let _ = limit;
+        Ok(Vec::new())
+    }
     /// A session with all its steps in order, or `None`.
     fn load_session(&self, id: &str) -> Result<Option<StoredSession>, StoreError>;
     /// A session to resume, without its steps, with its newest snapshot. A store that keeps no
@@ -258,6 +276,17 @@ CREATE TABLE IF NOT EXISTS approvals (
     decided_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS approvals_by_status ON approvals(status, created_ms);
+CREATE TABLE IF NOT EXISTS carried_labels (
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    prose INTEGER NOT NULL,
+    session_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    tool TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    PRIMARY KEY (kind, value)
+);
+CREATE INDEX IF NOT EXISTS carried_labels_by_time ON carried_labels(at_ms);
 ";
 
 const APPROVAL_COLUMNS: &str =
@@ -398,6 +427,27 @@ fn make_private(_: &Path) -> std::io::Result<()> {
 }
 
 /// Up to `limit` steps of session `id` from seq `from` on, in order.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Once per step of every call: the statement is parsed once per connection.
+fn insert_step(conn: &Connection, session_id: &str, step: &StoredStep) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO steps (session_id, seq, kind, body, audit_index) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        session_id,
+        step.seq as i64,
+        step.kind,
+        step.body,
+        step.audit.map(|i| i as i64)
+    ])?;
+    Ok(())
+}
+
 fn read_steps(
     conn: &Connection,
     id: &str,
@@ -437,19 +487,60 @@ impl SessionStore for SqliteStore {
     }
 
     fn append_step(&self, session_id: &str, step: &StoredStep) -> Result<(), StoreError> {
-        // Once per step of every call: the statement is parsed once per connection.
-        self.conn()?
-            .prepare_cached(
-                "INSERT INTO steps (session_id, seq, kind, body, audit_index) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                session_id,
-                step.seq as i64,
-                step.kind,
-                step.body,
-                step.audit.map(|i| i as i64)
-            ])?;
+        insert_step(&*self.conn()?, session_id, step)
+    }
+
+    fn append_step_carrying(
+        &self,
+        session_id: &str,
+        step: &StoredStep,
+        carried: &[CarriedLabel],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        insert_step(&tx, session_id, step)?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO carried_labels (kind, value, prose, session_id, seq, tool, at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (kind, value) DO UPDATE SET prose = max(prose, excluded.prose)",
+            )?;
+            let now = now_ms();
+            for c in carried {
+                insert.execute(params![
+                    c.kind,
+                    c.value,
+                    c.prose,
+                    c.session,
+                    c.seq as i64,
+                    c.tool,
+                    now
+                ])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
+    }
+
+    fn carried_labels(&self, limit: usize) -> Result<Vec<CarriedLabel>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT kind, value, prose, session_id, seq, tool FROM carried_labels \
+             ORDER BY at_ms DESC, rowid DESC LIMIT ?1",
+        )?;
+        let rows = stmt
+            .query_map(params![limit as i64], |r| {
+                Ok(CarriedLabel {
+                    kind: r.get(0)?,
+                    value: r.get(1)?,
+                    prose: r.get(2)?,
+                    session: r.get(3)?,
+                    seq: r.get::<_, i64>(4)? as u64,
+                    tool: r.get(5)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 
     fn has_session(&self, id: &str) -> Result<bool, StoreError> {
@@ -763,6 +854,56 @@ mod tests {
         // SQLite's numbers: 1 is NORMAL, 2 is FULL.
         assert_eq!(synchronous(Durability::Power), 2);
         assert_eq!(synchronous(Durability::Process), 1);
+    }
+
+    fn carried(value: &str, prose: bool) -> CarriedLabel {
+        CarriedLabel {
+            kind: "email".into(),
+            value: value.into(),
+            prose,
+            session: "s1".into(),
+            seq: 3,
+            tool: "save_contact".into(),
+        }
+    }
+
+    #[test]
+    fn carried_labels_are_durable_with_their_step_and_kept_once_per_value() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("store.db");
+        {
+            let store = SqliteStore::open(&path).expect("open");
+            store.create_session(&session("s1"), "h1").expect("create");
+            let step = |seq| StoredStep {
+                seq,
+                kind: "call".into(),
+                body: "{}".into(),
+                audit: None,
+            };
+            store
+                .append_step_carrying("s1", &step(3), &[carried("kim@relay.example", false)])
+                .expect("append");
+            // The same value carried again, this time out of prose: kept once, as prose.
+            store
+                .append_step_carrying("s1", &step(4), &[carried("kim@relay.example", true)])
+                .expect("append");
+            // A step that cannot be stored leaves no label behind.
+            assert!(store
+                .append_step_carrying("nope", &step(0), &[carried("lee@relay.example", true)])
+                .is_err());
+        }
+        let store = SqliteStore::open(&path).expect("reopen");
+        let labels = store.carried_labels(10).expect("labels");
+        assert_eq!(labels, [carried("kim@relay.example", true)]);
+        assert_eq!(
+            store
+                .load_session("s1")
+                .expect("load")
+                .expect("s1")
+                .steps
+                .len(),
+            2
+        );
     }
 
     #[test]

@@ -186,11 +186,12 @@ pub fn replay(config: &Config, opts: Options<'_>) -> Result<(Vec<ReplayedCall>, 
 }
 
 /// The live pipeline with an in-memory store, keeping few sessions in memory: replays touch each
-/// session once.
+/// session once. Each recorded session is a world of its own, so no label carries from one to
+/// the next.
 fn replay_runtime(config: &Config) -> Result<Runtime> {
     let mut config = config.clone();
     config.server.max_live_sessions = 64;
-    Ok(Runtime::in_memory(config)?)
+    Ok(Runtime::in_memory(config)?.carrying_labels(false))
 }
 
 /// How fast a replay went.

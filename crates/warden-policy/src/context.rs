@@ -36,6 +36,10 @@ pub struct Flow {
     /// URL arguments of an open-world tool that send data the agent filled in, to an address
     /// nothing trusted gives (see `composed_egress` in this crate's root).
     pub egress_args: Vec<String>,
+    /// URL arguments of an open-world tool that lead the agent where only untrusted prose
+    /// pointed, to a site no trusted content names (see `steered_navigation` in this crate's
+    /// root).
+    pub navigation_args: Vec<String>,
     /// Arguments carrying values from secret content.
     pub secret_args: Vec<String>,
     /// Arguments carrying values from internal (or secret) content.
@@ -379,6 +383,12 @@ pub const CONTEXT_FLOW: &[CallField] = &[
     }),
     field("egress", Bool, |i| boolean(!i.flow.egress_args.is_empty())),
     field("egress_args", SetOfString, |i| strings(&i.flow.egress_args)),
+    field("steered_navigation", Bool, |i| {
+        boolean(!i.flow.navigation_args.is_empty())
+    }),
+    field("steered_navigation_args", SetOfString, |i| {
+        strings(&i.flow.navigation_args)
+    }),
     field("secret_in_args", Bool, |i| {
         boolean(!i.flow.secret_args.is_empty())
     }),
@@ -603,6 +613,7 @@ pub const PLACEHOLDERS: &[&str] = &[
     "unexplained_sink",
     "unvouched_party",
     "egress",
+    "navigation",
     "secret_args",
 ];
 
@@ -712,6 +723,11 @@ pub fn render(
             "egress" => format!(
                 "{} sends data the agent filled into a link (a query that no link the session read has as written) to an address that neither the user nor a trusted system gave",
                 list(&flow.egress_args)
+            ),
+            "navigation" => format!(
+                "{} leads the agent to an address that only untrusted text names, on a site that neither the user nor a trusted system gave — {}",
+                list(&flow.navigation_args),
+                evidence(state, &flow.navigation_args, provenance, true)
             ),
             "secret_args" => format!(
                 "{} ({})",

@@ -117,6 +117,51 @@ fn parts_of_target(
         .collect()
 }
 
+/// URL arguments of an open-world tool (read or write) whose address only untrusted prose named
+/// (`flow.steered_args`: not the user, not a trusted system, not a record's field, not a record
+/// the user designated) and whose site no trusted content names: where the agent goes was an
+/// outsider's choice. A page visit can be the attack itself (a tracking or phishing link, a
+/// download, a link that acts); following a link within a site the user or a trusted system
+/// gave, or a link a listing holds as a field (a search result), stays allowed.
+fn steered_navigation(
+    state: &SessionState,
+    tool: &Tool,
+    call: &Call,
+    flow: &context::Flow,
+) -> Vec<String> {
+    if !tool.open_world.value || delegates_links(state) {
+        return Vec::new();
+    }
+    flow.steered_args
+        .iter()
+        .filter(|arg| {
+            tool.sink(arg)
+                .is_some_and(|s| s.kind == warden_model::SinkKind::Url)
+        })
+        .filter(|arg| {
+            call.args
+                .get(arg.as_str())
+                .and_then(|v| v.as_str())
+                .is_none_or(|url| !state.index.site_trusted(url))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Words with which the user asks the agent to follow links.
+const LINK_WORDS: &[&str] = &[
+    "link", "links", "url", "urls", "website", "websites", "webpage", "webpages", "site", "sites",
+];
+
+/// Whether the user asked the agent to follow links the user did not give ("open the tracking
+/// link in the courier's e-mail", "summarise the websites posted in the channel"): then which
+/// link the agent follows is the task the user delegated. A user who gave the addresses
+/// delegated nothing.
+fn delegates_links(state: &SessionState) -> bool {
+    let index = &state.index;
+    !index.user_gave_link() && LINK_WORDS.iter().any(|w| index.user_said_word(w))
+}
+
 /// URL arguments of an open-world tool that send data the agent filled in: the URL has a query
 /// with a value, no link the session read has it as written (the agent composed or completed
 /// it), and its address without the query is not one the user or a trusted system gave.
@@ -231,6 +276,7 @@ pub fn decide_scored(
     let mut flow = context::Flow::of(tool, call, &provenance);
     flow.set_aside(&parts_of_target(state, tool, call, &provenance));
     flow.egress_args = composed_egress(state, tool, call, &provenance);
+    flow.navigation_args = steered_navigation(state, tool, call, &flow);
     let outcome = match context::build(
         &engine.types,
         state,

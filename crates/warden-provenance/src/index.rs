@@ -220,6 +220,9 @@ struct Named {
     /// ([`Named::by_principal`]).
     #[serde(default)]
     principal: BTreeSet<String>,
+    /// The user's words hold a link or a site (the user said where to go).
+    #[serde(default)]
+    gave_link: bool,
 }
 
 /// Most names kept per session (the user's words are short; this bounds a hostile one).
@@ -388,6 +391,9 @@ impl Named {
         if !users_own(source) {
             return;
         }
+        self.gave_link |= salient
+            .iter()
+            .any(|s| matches!(s.kind, Kind::Url | Kind::Domain));
         let mut texts = Vec::new();
         string_leaves(value, &mut |s| texts.push(s));
         let addresses = salient
@@ -793,6 +799,31 @@ impl ProvenanceIndex {
         let restored: HashMap<u64, bool> =
             carried.iter().map(|c| (carried_key(c), c.prose)).collect();
         self.add_restoring(source, &salient, &fields, &designated, &restored);
+    }
+
+    /// Whether the user's own words (instruction, messages, task parameters) hold this word,
+    /// lowercased.
+    pub fn user_said_word(&self, word: &str) -> bool {
+        self.entries
+            .get(&key(Kind::Word, word))
+            .is_some_and(|e| e.said_by_user)
+    }
+
+    /// Whether trusted content (the user's words, a trusted system, a record the user
+    /// designated) names the site of `url`: its domain, as the extractor reads it.
+    pub fn site_trusted(&self, url: &str) -> bool {
+        let mut salient = Vec::new();
+        extract(url, &mut salient);
+        salient.iter().filter(|s| s.kind == Kind::Domain).any(|s| {
+            self.entries
+                .get(&key(s.kind, &s.value))
+                .is_some_and(|e| e.trusted_any)
+        })
+    }
+
+    /// Whether the user's own words hold a link or a site.
+    pub fn user_gave_link(&self) -> bool {
+        self.named.gave_link
     }
 
     /// Whether a result's records can be designated: the user has said something to name them.

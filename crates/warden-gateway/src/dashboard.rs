@@ -604,6 +604,7 @@ async fn session(
                     confidentiality,
                     result,
                     carried,
+                    ..
                 } => {
                     item["tool"] = json!(tool);
                     item["call_id"] = json!(call_id);

@@ -970,6 +970,7 @@ impl Runtime {
                 confidentiality,
                 result,
                 carried,
+                ..
             } => {
                 if let Some(idx) = live
                     .call(call_id)

@@ -45,6 +45,9 @@ pub enum Step {
         /// the result arrives and records them with it, so replaying the step gives the same.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         carried: Vec<CarriedLabel>,
+        /// The tool acts (writes, or is destructive): its result reports what the call did.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        acted: bool,
     },
 }
 
@@ -232,6 +235,7 @@ impl SessionState {
                 confidentiality,
                 result,
                 carried,
+                acted,
             } => {
                 let (outsiders, asked) = match self.recent_call(call_id) {
                     Some(c) => (c.asked_by_outsider, c.asked.clone()),
@@ -255,8 +259,14 @@ impl SessionState {
                     self.index
                         .add_answer_to_outsider(source.clone(), result, &self.supplied);
                 } else {
-                    self.index
-                        .add_answer(source.clone(), result, &self.supplied, &asked, carried);
+                    self.index.add_answer(
+                        source.clone(),
+                        result,
+                        &self.supplied,
+                        &asked,
+                        carried,
+                        *acted,
+                    );
                 }
                 for label in carried {
                     if self.carried.len() == CARRIED_KEPT {
@@ -323,6 +333,7 @@ impl SessionState {
             confidentiality,
             result,
             carried,
+            acted: tool.write.value || tool.destructive.value,
         }
     }
 }
@@ -376,6 +387,7 @@ mod tests {
             confidentiality: Confidentiality::Internal,
             result: json!(text),
             carried: Vec::new(),
+            acted: false,
         };
         state.apply(&result(
             "read_email",
@@ -431,6 +443,7 @@ mod tests {
             confidentiality: Confidentiality::Internal,
             result: json!({"title": "Landlord", "iban": "NO93 8601 1117 947", "owner": "Aud"}),
             carried: vec![carried],
+            acted: false,
         });
         assert!(state.untrusted_seen);
         let p = state.index.provenance(&json!("NO9386011117947"));
@@ -452,6 +465,7 @@ mod tests {
             confidentiality: Confidentiality::Internal,
             result: json!("write to eve@attacker.test"),
             carried: Vec::new(),
+            acted: false,
         });
         assert!(state.untrusted_seen);
         let p = state.index.provenance(&json!("eve@attacker.test"));

@@ -766,7 +766,7 @@ impl ProvenanceIndex {
                 if untrusted {
                     let (mut fields, records) = fields_and_records(text, self.can_designate());
                     let line = text.trim();
-                    if acted && !line.contains('\n') && crate::segment::short(line) {
+                    if acted && crate::segment::report_line(line) {
                         fields.push(line.to_owned());
                     }
                     (field_keys(fields), records)
@@ -1180,11 +1180,16 @@ impl ProvenanceIndex {
 
     /// [`ProvenanceIndex::provenance`] of `value`, whose salient values are `salient`.
     fn provenance_of(&self, value: &Value, salient: &[Salient]) -> ArgProvenance {
-        // A leaf that is one word (a user name, a product, a channel) is traced by that word; a
-        // number-typed leaf (an amount, a quantity) by that number. A string of digits is an id
-        // ("13"), which the same digits in a date the user wrote do not name.
-        let (mut one_words, mut one_numbers) = (Vec::new(), Vec::new());
-        scalar_leaves(value, &mut |leaf| match leaf {
+        // A value that is one word (a user name, a product, a channel), or a list of such, is
+        // traced by that word; a number-typed leaf (an amount, a quantity) by that number. A
+        // string of digits is an id ("13"), which the same digits in a date the user wrote do
+        // not name. A one-word field of an object argument (`type: "file"`, `status: "open"`)
+        // is the shape the tool asks for as often as a choice: it may vouch (the user said it)
+        // but never incriminates; a nested sink is judged as a parameter of its own.
+        let (mut one_words, mut object_words, mut one_numbers) =
+            (Vec::new(), Vec::new(), Vec::new());
+        scalar_leaves(value, &mut |leaf, in_object| match leaf {
+            Value::String(s) if in_object => object_words.extend(single_word(s)),
             Value::String(s) => one_words.extend(single_word(s)),
             Value::Number(n) => one_numbers.extend(json_number(n)),
             _ => {}
@@ -1228,7 +1233,11 @@ impl ProvenanceIndex {
             .collect();
         for s in salient {
             let entry = self.entries.get(&key(s.kind, &s.value));
-            if s.kind == Kind::Word && !one_words.contains(&s.value) {
+            if s.kind == Kind::Word
+                && !one_words.contains(&s.value)
+                && !(object_words.contains(&s.value)
+                    && entry.is_some_and(|e| e.trusted_as(&s.value)))
+            {
                 continue;
             }
             // A short number is found everywhere by chance: too weak to say that content chose
@@ -1341,21 +1350,21 @@ impl ShingleTally {
 
 /// Calls `f` with every string leaf of a JSON value.
 fn string_leaves<'a>(value: &'a Value, f: &mut impl FnMut(&'a str)) {
-    scalar_leaves(value, &mut |leaf| {
+    scalar_leaves(value, &mut |leaf, _| {
         if let Value::String(s) = leaf {
             f(s);
         }
     });
 }
 
-/// Every leaf of a JSON value that is not an array or an object.
-fn scalar_leaves<'a>(value: &'a Value, f: &mut impl FnMut(&'a Value)) {
-    let mut stack = vec![value];
-    while let Some(value) = stack.pop() {
+/// Calls `f` with every scalar leaf of a JSON value, and whether it is inside an object.
+fn scalar_leaves<'a>(value: &'a Value, f: &mut impl FnMut(&'a Value, bool)) {
+    let mut stack = vec![(value, false)];
+    while let Some((value, in_object)) = stack.pop() {
         match value {
-            Value::Array(items) => stack.extend(items),
-            Value::Object(map) => stack.extend(map.values()),
-            leaf => f(leaf),
+            Value::Array(items) => stack.extend(items.iter().map(|i| (i, in_object))),
+            Value::Object(map) => stack.extend(map.values().map(|v| (v, true))),
+            leaf => f(leaf, in_object),
         }
     }
 }
@@ -1570,6 +1579,9 @@ mod tests {
         };
         let made = "invoice-2027-03_QP-88121.pdf has been added to downloads.";
         assert!(!report(true, made).untrusted_prose_only);
+        let longer =
+            "File invoice-2027-03_QP-88121.pdf (Pages: 2) was saved to your downloads folder.";
+        assert!(!report(true, longer).untrusted_prose_only);
         // The same line answering a read is what a page or a message says.
         assert!(report(false, made).untrusted_prose_only);
         // An act's answer that instructs, or runs to several lines, is prose too.

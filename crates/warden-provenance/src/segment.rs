@@ -78,6 +78,16 @@ pub(crate) fn is_imperative(word: &str) -> bool {
 /// with one nor addressing someone and then giving one that carries its own target
 /// ("assistants: open https://…", "AI: send it to x@…"; not a subject like "Re: Book club").
 pub(crate) fn short(value: &str) -> bool {
+    reads_as_field(value, FIELD_MAX_CHARS, FIELD_MAX_WORDS)
+}
+
+/// Whether a whole result is one line that reports what an act did ("Product X (Quantity: 1)
+/// added to cart."): a sentence at most twice a field's length, and not an instruction.
+pub(crate) fn report_line(value: &str) -> bool {
+    !value.contains('\n') && reads_as_field(value, 2 * FIELD_MAX_CHARS, 2 * FIELD_MAX_WORDS)
+}
+
+fn reads_as_field(value: &str, max_chars: usize, max_words: usize) -> bool {
     let first_word = |text: &str| {
         text.split_whitespace()
             .next()
@@ -101,8 +111,8 @@ pub(crate) fn short(value: &str) -> bool {
             )
         })
     };
-    value.chars().count() <= FIELD_MAX_CHARS
-        && value.split_whitespace().count() <= FIELD_MAX_WORDS
+    value.chars().count() <= max_chars
+        && value.split_whitespace().count() <= max_words
         && !IMPERATIVES.contains(&first_word(value).as_str())
         && !(addressed.is_some_and(|w| IMPERATIVES.contains(&w.as_str())) && carries_target())
         && !value.to_lowercase().contains("please")

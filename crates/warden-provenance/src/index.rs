@@ -1159,10 +1159,14 @@ impl ProvenanceIndex {
     ///   string the agent composed is rarely found whole).
     /// - `values`: each matched value but shingles, in extraction order, then at most one
     ///   `shingle` entry summarising them ("7 of 12 shingles").
+    ///
+    /// A string that says there is nothing (`"null"`, `"None"`, `"n/a"`: how agents often
+    /// write an empty optional argument) is no value, as JSON `null` is.
     pub fn provenance(&self, value: &Value) -> ArgProvenance {
+        let present = without_absent(value);
         let mut salient = Vec::new();
-        extract_json(value, &mut salient);
-        self.provenance_of(value, &salient)
+        extract_json(&present, &mut salient);
+        self.provenance_of(&present, &salient)
     }
 
     /// Whether a text of several words is the user's by its words: every word of it (of three
@@ -1355,6 +1359,37 @@ fn string_leaves<'a>(value: &'a Value, f: &mut impl FnMut(&'a str)) {
             f(s);
         }
     });
+}
+
+/// Strings that say there is no value.
+const ABSENT: &[&str] = &["null", "none", "nil", "undefined", "n/a"];
+
+fn is_absent(s: &str) -> bool {
+    let t = s.trim();
+    t.is_empty() || ABSENT.iter().any(|a| t.eq_ignore_ascii_case(a))
+}
+
+/// `value` with every string leaf that says there is no value ([`ABSENT`]) made `null`
+/// (borrowed when there is none).
+fn without_absent(value: &Value) -> std::borrow::Cow<'_, Value> {
+    let mut any = false;
+    scalar_leaves(value, &mut |leaf, _| {
+        any |= leaf.as_str().is_some_and(is_absent);
+    });
+    if !any {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    fn clean(v: &Value) -> Value {
+        match v {
+            Value::String(s) if is_absent(s) => Value::Null,
+            Value::Array(items) => Value::Array(items.iter().map(clean).collect()),
+            Value::Object(map) => {
+                Value::Object(map.iter().map(|(k, v)| (k.clone(), clean(v))).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    std::borrow::Cow::Owned(clean(value))
 }
 
 /// Calls `f` with every scalar leaf of a JSON value, and whether it is inside an object.
@@ -1845,6 +1880,16 @@ mod tests {
             p.values.iter().map(|v| v.kind.as_str()).collect::<Vec<_>>(),
             ["text"]
         );
+    }
+
+    #[test]
+    fn a_string_that_says_nothing_is_no_value() {
+        let ix = index();
+        for nothing in ["null", "None", " n/a ", ""] {
+            let p = ix.provenance(&json!(nothing));
+            assert!(!p.unknown && p.values.is_empty(), "{nothing:?}: {p:?}");
+        }
+        assert!(ix.provenance(&json!(["None", "nobody@relay.test"])).unknown);
     }
 
     #[test]

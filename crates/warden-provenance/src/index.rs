@@ -765,7 +765,7 @@ impl ProvenanceIndex {
                 whole_text(text, &mut salient);
                 if untrusted {
                     let (mut fields, records) = fields_and_records(text, self.can_designate());
-                    let line = text.trim();
+                    let line = crate::segment::unwrapped(text.trim());
                     if acted && crate::segment::report_line(line) {
                         fields.push(line.to_owned());
                     }

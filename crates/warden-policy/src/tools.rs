@@ -652,7 +652,22 @@ fn sink_kind_of(param: &str) -> Option<SinkKind> {
         Some(SinkKind::Path)
     } else if has(&["iban", "account", "bic", "swift", "routing", "wallet"]) {
         Some(SinkKind::Account)
-    } else if has(&["amount", "price", "sum", "total", "quantity", "value"]) {
+    } else if has(&[
+        "amount",
+        "price",
+        "sum",
+        "total",
+        "quantity",
+        "value",
+        "limit",
+        "limits",
+        "quota",
+        "threshold",
+        "budget",
+        "cap",
+        "fee",
+    ]) {
+        // A limit on what may be spent or sent is an amount as much as a payment is.
         Some(SinkKind::Amount)
     } else if has(&["command", "cmd", "script", "shell", "sql"]) {
         // Not `code`: a discount, country or verification code is no program.
@@ -1043,6 +1058,26 @@ mod tests {
                 ("message.meta.webhook_url".to_owned(), SinkKind::Url),
                 ("message.to".to_owned(), SinkKind::Recipient),
             ]
+        );
+    }
+
+    #[test]
+    fn a_spending_limit_is_an_amount_even_as_a_number() {
+        let t = resolve(
+            &spec(
+                "update_card_settings",
+                json!({"card_id": {"type": "string"}, "daily_limit": {"type": "number"}, "transfer_cap": {"type": "integer"}}),
+            ),
+            "bank",
+            None,
+        );
+        assert_eq!(
+            t.sink("daily_limit").map(|s| s.kind),
+            Some(SinkKind::Amount)
+        );
+        assert_eq!(
+            t.sink("transfer_cap").map(|s| s.kind),
+            Some(SinkKind::Amount)
         );
     }
 

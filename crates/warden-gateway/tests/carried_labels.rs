@@ -3,6 +3,7 @@
 //! store the operator trusts. End to end: a real server, a real SQLite data dir, a real client.
 
 mod support;
+use support::guard::{decide, observe, open, Opened};
 use support::Server;
 
 use std::path::Path;
@@ -47,70 +48,9 @@ fn config(data_dir: &Path) -> Config {
     config
 }
 
-struct Opened {
-    id: String,
-    token: String,
-}
-
-async fn open(client: &reqwest::Client, server: &Server, instruction: &str) -> Opened {
-    let v = post(
-        client,
-        server,
-        None,
-        "/v1/sessions",
-        json!({"principal": "ops", "agent": "helper", "instruction": instruction}),
-        201,
-    )
-    .await;
-    Opened {
-        id: v["id"].as_str().expect("id").to_owned(),
-        token: v["token"].as_str().expect("token").to_owned(),
-    }
-}
-
-async fn post(
-    client: &reqwest::Client,
-    server: &Server,
-    token: Option<&str>,
-    path: &str,
-    body: Value,
-    status: u16,
-) -> Value {
-    let mut req = client.post(server.url(path)).json(&body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
-    let got = resp.status().as_u16();
-    let v: Value = resp.json().await.expect("a JSON body");
-    assert_eq!(got, status, "POST {path} {body}: {v}");
-    v
-}
-
-async fn decide(
-    client: &reqwest::Client,
-    server: &Server,
-    s: &Opened,
-    tool: &str,
-    args: Value,
-) -> Value {
-    let body = json!({"session": s.id, "tool": tool, "args": args});
-    post(client, server, Some(&s.token), "/v1/decide", body, 200).await
-}
-
-async fn observe(
-    client: &reqwest::Client,
-    server: &Server,
-    s: &Opened,
-    tool: &str,
-    call: &str,
-    result: &str,
-) {
-    let body = json!({"session": s.id, "tool": tool, "call_id": call, "result": result});
-    post(client, server, Some(&s.token), "/v1/observe", body, 200).await;
+async fn open_session(client: &reqwest::Client, server: &Server, instruction: &str) -> Opened {
+    let body = json!({"principal": "ops", "agent": "helper", "instruction": instruction});
+    open(client, server, None, body).await
 }
 
 /// Session one reads a ticket (or the user gives the account), and saves a note with the
@@ -119,7 +59,7 @@ async fn save_then_pay_after_a_restart(first_instruction: &str, ticket: &str) ->
     let dir = tempfile::tempdir().expect("tempdir");
     let client = reqwest::Client::new();
     let first = Server::start(config(dir.path())).await;
-    let s1 = open(&client, &first, first_instruction).await;
+    let s1 = open_session(&client, &first, first_instruction).await;
     let read = decide(
         &client,
         &first,
@@ -151,7 +91,7 @@ async fn save_then_pay_after_a_restart(first_instruction: &str, ticket: &str) ->
     first.stop().await;
 
     let second = Server::start(config(dir.path())).await;
-    let s2 = open(
+    let s2 = open_session(
         &client,
         &second,
         "Pay the refund described in the note 'Refund 7731'.",

@@ -3,6 +3,7 @@
 //! policy that decided it, the reason's evidence, and the exact status and error body of mistakes.
 
 mod support;
+use support::guard::{decide, observe, open, post_ok, Opened};
 use support::Server;
 
 use std::path::Path;
@@ -85,26 +86,6 @@ fn config(toml: &str, data_dir: &Path) -> Config {
     config
 }
 
-struct Opened {
-    id: String,
-    token: String,
-}
-
-async fn open(client: &reqwest::Client, server: &Server, key: Option<&str>, body: Value) -> Opened {
-    let mut req = client.post(server.url("/v1/sessions")).json(&body);
-    if let Some(k) = key {
-        req = req.bearer_auth(k);
-    }
-    let resp = req.send().await.expect("POST /v1/sessions");
-    let status = resp.status();
-    let v: Value = resp.json().await.expect("a JSON body");
-    assert_eq!(status, 201, "opening a session: {v}");
-    Opened {
-        id: v["id"].as_str().expect("id").to_owned(),
-        token: v["token"].as_str().expect("token").to_owned(),
-    }
-}
-
 async fn open_support(client: &reqwest::Client, server: &Server, instruction: &str) -> Opened {
     open(
         client,
@@ -116,61 +97,6 @@ async fn open_support(client: &reqwest::Client, server: &Server, instruction: &s
             "task": {"customer_id": "C-1042"},
             "instruction": instruction,
         }),
-    )
-    .await
-}
-
-async fn post_ok(
-    client: &reqwest::Client,
-    server: &Server,
-    s: &Opened,
-    path: &str,
-    body: Value,
-) -> Value {
-    let resp = client
-        .post(server.url(path))
-        .bearer_auth(&s.token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
-    let status = resp.status();
-    let v: Value = resp.json().await.expect("a JSON body");
-    assert_eq!(status, 200, "POST {path} {body}: {v}");
-    v
-}
-
-async fn decide(
-    client: &reqwest::Client,
-    server: &Server,
-    s: &Opened,
-    tool: &str,
-    args: Value,
-) -> Value {
-    post_ok(
-        client,
-        server,
-        s,
-        "/v1/decide",
-        json!({"session": s.id, "tool": tool, "args": args}),
-    )
-    .await
-}
-
-async fn observe(
-    client: &reqwest::Client,
-    server: &Server,
-    s: &Opened,
-    tool: &str,
-    call_id: &str,
-    result: &str,
-) -> Value {
-    post_ok(
-        client,
-        server,
-        s,
-        "/v1/observe",
-        json!({"session": s.id, "tool": tool, "call_id": call_id, "result": result}),
     )
     .await
 }

@@ -1,6 +1,10 @@
 //! A guard-API server running in the test's own process, on a loopback port, over a real data
 //! dir: shared by the gateway's end-to-end tests.
 
+// Not every test binary that includes this module uses every helper.
+#[allow(dead_code)]
+pub mod guard;
+
 use tokio::sync::oneshot;
 use warden_gateway::Config;
 

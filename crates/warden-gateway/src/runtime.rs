@@ -144,12 +144,17 @@ struct SnapshotIn {
     live: LiveState,
 }
 
+/// What a snapshot's state means: raise it when the state gains something a snapshot written
+/// before would lack (2: whether the user gave a link; restored labels), so such sessions are
+/// replayed from their steps instead of resumed.
+const STATE_REVISION: u32 = 2;
+
 /// This build's snapshot tag, computed once.
 fn snapshot_build() -> &'static str {
     static BUILD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     BUILD.get_or_init(|| {
         format!(
-            "warden {} keys {:016x}",
+            "warden {} state {STATE_REVISION} keys {:016x}",
             env!("CARGO_PKG_VERSION"),
             ProvenanceIndex::key_layout()
         )

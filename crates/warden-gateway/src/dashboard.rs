@@ -615,7 +615,7 @@ async fn session(
                         // Values an earlier write carried out of untrusted content.
                         item["carried_from"] = carried
                             .iter()
-                            .map(|c| json!({"kind": c.kind, "session": c.session, "seq": c.seq, "tool": c.tool}))
+                            .map(warden_model::CarriedLabel::origin)
                             .collect();
                     }
                 }

@@ -1000,12 +1000,7 @@ impl Runtime {
                 if !carried.is_empty() {
                     // Which earlier writes made values of it untrusted (not the values: the
                     // log keeps no result's content).
-                    body["carried_from"] = carried
-                        .iter()
-                        .map(|c| {
-                            serde_json::json!({"kind": c.kind, "session": c.session, "seq": c.seq, "tool": c.tool})
-                        })
-                        .collect();
+                    body["carried_from"] = carried.iter().map(CarriedLabel::origin).collect();
                 }
                 (EventKind::Result, body)
             }

@@ -371,6 +371,14 @@ pub struct CarriedLabel {
     pub tool: String,
 }
 
+impl CarriedLabel {
+    /// Where the label came from, without the value (the audit log and the dashboard show
+    /// this): its kind and the session, step and tool of the write that carried it.
+    pub fn origin(&self) -> Value {
+        serde_json::json!({"kind": self.kind, "session": self.session, "seq": self.seq, "tool": self.tool})
+    }
+}
+
 /// Where one argument's values came from.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ArgProvenance {

@@ -247,6 +247,14 @@ struct Named {
     gave_link: bool,
 }
 
+/// The parts of an author value: its display name's words and its address
+/// (`"Bob Olive" <bob.olive@mail.example>`).
+fn author_parts(author: &str) -> impl Iterator<Item = &str> {
+    author
+        .split(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"' | ',' | '(' | ')'))
+        .filter(|part| !part.is_empty())
+}
+
 /// Most names kept per session (the user's words are short; this bounds a hostile one).
 const MAX_NAMED: usize = 256;
 /// Most bytes of the user's words kept to find a record's name in.
@@ -457,12 +465,7 @@ impl Named {
         let lower = author.to_lowercase();
         let (mut strong, mut weak) = (Vec::new(), Vec::new());
         let mut first_display_word = true;
-        for part in lower
-            .split(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"' | ',' | '(' | ')'))
-        {
-            if part.is_empty() {
-                continue;
-            }
+        for part in author_parts(&lower) {
             let mut take = |words: &str, first: bool| {
                 let mut first = first;
                 for w in words
@@ -550,7 +553,7 @@ impl Named {
     /// the user organised, a file the user owns.
     fn by_principal(&self, record: &Authored) -> bool {
         record.authors.iter().any(|a| {
-            a.split(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"' | ',' | '(' | ')'))
+            author_parts(a)
                 .filter(|part| part.contains('@'))
                 .any(|address| {
                     self.owned_through(&address.to_lowercase(), |k| self.principal.contains(k))
@@ -842,7 +845,7 @@ impl ProvenanceIndex {
         }
         let restored: HashMap<u64, bool> =
             carried.iter().map(|c| (carried_key(c), c.prose)).collect();
-        self.add_restoring(source, &salient, &fields, &designated, &restored);
+        self.add(source, &salient, &fields, &designated, &restored);
     }
 
     /// Whether the user's own words (instruction, messages, task parameters) hold this word,
@@ -980,7 +983,7 @@ impl ProvenanceIndex {
                 };
                 self.named.learn_from(&source, value, &salient);
                 self.named.see_addresses(&salient);
-                self.add_restoring(source, &salient, &fields, &HashSet::new(), &HashMap::new());
+                self.add(source, &salient, &fields, &HashSet::new(), &HashMap::new());
             }
             other => self.add_result(source, other, &HashSet::new()),
         }
@@ -1040,7 +1043,7 @@ impl ProvenanceIndex {
     /// `designated` those of the values in records the user designated, which count as trusted;
     /// `restored` those whose label a write carried from untrusted content (true: its prose),
     /// which are untrusted whatever the source.
-    fn add_restoring(
+    fn add(
         &mut self,
         source: Source,
         salient: &[Salient],

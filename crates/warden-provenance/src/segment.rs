@@ -247,9 +247,10 @@ const MAX_FRAMES: usize = 4;
 /// A result without the frames an agent framework puts around the whole of it: a code fence,
 /// an enclosing `<tag>…</tag>`, a first and last line that are bracketed markers
 /// (`<<BEGIN_DATA>>` … `<<END_DATA>>`, `[TOOL RESULT x]` … `[END TOOL RESULT]`), enclosing
-/// delimiters (`<<…>>`, `«…»`), or a short `Label:` before a JSON document. A result reads the same with or without its wrapper. This
-/// gives an attacker nothing: a frame counts only when it encloses the entire result, which only
-/// a party that writes the entire result can do, and such a party could send bare JSON as well.
+/// delimiters (`<<…>>`, `«…»`), or a short `Label:` before a JSON document. A result reads the
+/// same with or without its wrapper. This gives an attacker nothing: a frame counts only when it
+/// encloses the entire result, which only a party that writes the entire result can do, and
+/// such a party could send the inside bare as well.
 pub fn unwrapped(text: &str) -> &str {
     let mut t = text.trim();
     for _ in 0..MAX_FRAMES {

@@ -93,7 +93,9 @@ impl Flow {
             if sink && p.untrusted_only {
                 flow.untrusted_sink_args.push(arg.clone());
             }
-            let label_like = sink || call.args.get(arg).is_some_and(is_short_text);
+            // A one-time code the tool asked for labels nothing: whoever wrote it selects nothing.
+            let code = !sink && crate::tools::is_one_time_code(&crate::tools::words(arg));
+            let label_like = sink || (!code && call.args.get(arg).is_some_and(is_short_text));
             if label_like && p.untrusted_prose_only {
                 flow.steered_args.push(arg.clone());
             } else if is_party(sink_kind) && (p.untrusted_only || p.designated_only) {

@@ -677,6 +677,23 @@ fn sink_kind_of(param: &str) -> Option<SinkKind> {
     }
 }
 
+/// Whether a parameter's words name a one-time code (`otp`, `passcode`, `verification_code`):
+/// a code proves the act it was sent for and selects nothing, so whoever supplied it cannot
+/// steer the act with it. Not a token or a key, which chooses whose account the act runs
+/// under. Where such a code goes is guarded as any confidential value's is.
+pub fn is_one_time_code(words: &[String]) -> bool {
+    let has = |set: &[&str]| words.iter().any(|w| set.contains(&w.as_str()));
+    has(&["otp", "totp", "passcode"])
+        || (has(&["code", "pin"])
+            && has(&[
+                "verification",
+                "verify",
+                "confirmation",
+                "confirm",
+                "security",
+            ]))
+}
+
 fn sinks(spec: &ToolSpec, cfg: &ToolConfig, writes: bool) -> Sinks {
     let mut out: Vec<Sink> = Vec::new();
     let props = spec
@@ -701,6 +718,9 @@ fn sinks(spec: &ToolSpec, cfg: &ToolConfig, writes: bool) -> Sinks {
         // hotel, a company): an injected selector is as dangerous as an injected recipient.
         let ws = words(param);
         let free_text = ws.iter().any(|w| FREE_TEXT_PARAMS.contains(&w.as_str()));
+        if is_one_time_code(&ws) {
+            continue;
+        }
         let temporal = is_temporal(param)
             || schema
                 .get("format")
@@ -1118,6 +1138,28 @@ mod tests {
         assert_eq!(
             t.sink("memo").map(|s| (s.kind, s.evidence)),
             Some((SinkKind::Account, Evidence::Config))
+        );
+    }
+
+    #[test]
+    fn a_one_time_code_selects_nothing_but_a_token_does() {
+        let t = resolve(
+            &spec(
+                "verify_payment",
+                json!({"otp": {"type": "string"}, "verificationCode": {"type": "string"},
+                       "auth_token": {"type": "string"}, "order_id": {"type": "string"}}),
+            ),
+            "shop",
+            None,
+        );
+        assert!(t.sink("otp").is_none() && t.sink("verificationCode").is_none());
+        assert_eq!(
+            t.sink("auth_token").map(|s| s.kind),
+            Some(SinkKind::Identifier)
+        );
+        assert_eq!(
+            t.sink("order_id").map(|s| s.kind),
+            Some(SinkKind::Identifier)
         );
     }
 

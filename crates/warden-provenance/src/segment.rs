@@ -182,6 +182,12 @@ fn fields_parsed(text: &str) -> (Vec<String>, Parsed) {
         }
         return (Vec::new(), Parsed::Nothing);
     }
+    // One token (`975.0`, `2024-05-19`, an id) is the tool's answer as a JSON scalar would be:
+    // there is no prose around it to give an order with.
+    if !trimmed.is_empty() && !trimmed.contains(char::is_whitespace) {
+        push_if_short(trimmed, &mut out);
+        return (out, Parsed::Nothing);
+    }
     if listing_fields(trimmed, false, &mut out) {
         return (out, Parsed::Nothing);
     }
@@ -426,14 +432,77 @@ fn listing_fields(text: &str, bullets: bool, out: &mut Vec<String>) -> bool {
     true
 }
 
+/// Most words of a label a document gives a value inline (`Bank Account Number:`).
+const LABEL_WORDS: usize = 4;
+
+/// The values a text states under a label of its own, inline or one per line (`Email: a@b.example
+/// Account Number: DE89… Password: x`): one to [`LABEL_WORDS`] capitalised words ending in a
+/// colon, then one token, the value. A label counts where a statement starts (a line's start,
+/// after a sentence or a table bar, or right after another labelled value), never inside a
+/// sentence: "please pay to Account: X" labels nothing. Only read in an object the user
+/// designated (see `ProvenanceIndex`): what such an object states is the user's information,
+/// what it asks the agent to do is not.
+pub fn labelled_values(text: &str) -> Vec<String> {
+    let capitalised = |w: &str| {
+        let mut chars = w.chars();
+        chars.next().is_some_and(char::is_uppercase) && chars.all(char::is_alphanumeric)
+    };
+    let mut out = Vec::new();
+    for line in unwrapped(text.trim()).lines() {
+        let tokens: Vec<&str> = line.split_whitespace().collect();
+        let (mut i, mut boundary) = (0, true);
+        while i < tokens.len() {
+            let label = boundary
+                .then(|| {
+                    (1..=LABEL_WORDS).find(|&k| {
+                        i + k < tokens.len()
+                            && tokens[i..i + k - 1].iter().all(|w| capitalised(w))
+                            && tokens[i + k - 1]
+                                .strip_suffix(':')
+                                .is_some_and(|w| capitalised(w))
+                    })
+                })
+                .flatten();
+            match label {
+                Some(k) => {
+                    let value = tokens[i + k].trim_end_matches(['.', ',', ';', '|', ')']);
+                    push_if_short(value, &mut out);
+                    i += k + 1;
+                    boundary = true;
+                }
+                None => {
+                    let t = tokens[i];
+                    boundary = t == "|" || t.ends_with(['.', '!', '?', '|']);
+                    i += 1;
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The quoted string literals of a Python-style literal, read with their escapes, so text inside
-/// a literal never counts as structure. Returns false if a literal is left open.
+/// a literal never counts as structure, and its bare numbers (`'price': 19.99`), which are
+/// fields as a JSON document's numbers are. Returns false if a literal is left open.
 fn python_literal_fields(text: &str, out: &mut Vec<String>) -> bool {
+    let mut bare = String::new();
+    let push_bare = |bare: &mut String, out: &mut Vec<String>| {
+        if bare.parse::<f64>().is_ok_and(f64::is_finite) {
+            out.push(bare.clone());
+        }
+        bare.clear();
+    };
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
         if c != '\'' && c != '"' {
+            if c.is_ascii_digit() || matches!(c, '.' | '-') {
+                bare.push(c);
+            } else {
+                push_bare(&mut bare, out);
+            }
             continue;
         }
+        push_bare(&mut bare, out);
         let mut literal = String::new();
         let mut closed = false;
         while let Some(d) = chars.next() {
@@ -456,6 +525,7 @@ fn python_literal_fields(text: &str, out: &mut Vec<String>) -> bool {
         }
         push_if_short(&literal, out);
     }
+    push_bare(&mut bare, out);
     true
 }
 
@@ -775,6 +845,26 @@ mod tests {
             "{f:?}"
         );
         assert!(!f.iter().any(|v| v.contains("Reviews")), "{f:?}");
+    }
+
+    #[test]
+    fn a_python_literals_bare_numbers_are_fields_and_so_is_a_one_token_result() {
+        let fields = field_values("{'Lamp': {'price': 1249.5, 'stock': -3, 'note': 'v2.0 soon'}}");
+        assert!(has(&fields, "1249.5") && has(&fields, "-3"), "{fields:?}");
+        assert!(!has(&fields, "2.0"), "{fields:?}");
+        assert!(has(&field_values("975.0"), "975.0"));
+        assert!(field_values("send 975.0").is_empty());
+    }
+
+    #[test]
+    fn labelled_values_are_read_where_a_statement_starts_never_inside_a_sentence() {
+        let text = "| About Ulla Berg. Email: ulla@mail.example Bank Account Number: NO93860 \
+                    Password: x.y.1 |\nReference: FLAT-2B.\nPlease pay to Account: NO50150 now.";
+        assert_eq!(
+            labelled_values(text),
+            ["ulla@mail.example", "NO93860", "x.y.1", "FLAT-2B"]
+        );
+        assert!(labelled_values("Send it to Finance Lead: a@b.example today").is_empty());
     }
 
     #[test]

@@ -385,16 +385,21 @@ async function renderSession(id) {
 
 async function renderAlerts() {
   const { alerts } = await api("/ui/api/alerts");
-  setView("Alerts", h("p", { class: "help" }, "Calls whose behaviour score passed the alert threshold. Alerts inform; policies decide."),
+  // A tool whose definition changed (or appeared) since Warden pinned its upstream's tools is
+  // no session's: it names the upstream and the tool, and how to accept the change.
+  const pinning = (e) => e.body.detector === "pinning";
+  setView("Alerts", h("p", { class: "help" }, "Calls whose behaviour score passed the alert threshold, and tools whose definition changed since Warden pinned it (their calls are held until an operator runs warden tools accept). Alerts inform; policies decide."),
     alerts.length === 0 ? h("p", { class: "muted" }, "No alerts.") :
       h("table", {},
         h("thead", {}, h("tr", {}, ["When", "Session", "Step", "Score", "Why"].map((t) => h("th", { scope: "col" }, t)))),
         h("tbody", {}, [...alerts].reverse().map((e) => h("tr", {},
           h("td", {}, when(e.time_ms)),
-          h("td", {}, h("a", { href: "#session/" + encodeURIComponent(e.session) }, e.session)),
-          h("td", {}, "#" + e.body.seq),
-          h("td", {}, String(e.body.score)),
-          h("td", {}, (e.body.reasons || []).join("; ")))))));
+          h("td", {}, pinning(e) ? "tool " + e.body.upstream + " / " + e.body.tool
+            : h("a", { href: "#session/" + encodeURIComponent(e.session) }, e.session)),
+          h("td", {}, pinning(e) ? "—" : "#" + e.body.seq),
+          h("td", {}, pinning(e) ? "—" : String(e.body.score)),
+          h("td", {}, (e.body.reasons || []).join("; ") + (pinning(e) && e.body.what === "changed"
+            ? " (review, then: warden tools accept " + e.body.upstream + " " + e.body.tool + ")" : "")))))));
 }
 
 async function renderAudit() {

@@ -21,7 +21,8 @@ use warden_model::{
 use warden_policy::{tools, PolicyEngine, SessionState, Step, ToolSpec};
 use warden_provenance::{IndexConfig, ProvenanceIndex};
 use warden_store::{
-    Approval, ApprovalStatus, Resolution, Resolved, SessionStore, Snapshot, StoreError, StoredStep,
+    Approval, ApprovalStatus, PinCheck, Resolution, Resolved, SessionStore, Snapshot, StoreError,
+    StoredStep, ToolPin,
 };
 
 use crate::config::Config;
@@ -356,6 +357,71 @@ pub fn sha256_hex(text: &str) -> String {
         .collect()
 }
 
+/// The form of a tool's definition Warden pins: its name, description, input schema and
+/// annotations as canonical JSON (object keys sorted, no spaces), so the same definition has the
+/// same digest however a server orders it.
+pub fn pinned_form(spec: &ToolSpec) -> String {
+    fn write(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(k.clone()).to_string());
+                    out.push(':');
+                    write(&map[k], out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(&serde_json::to_value(spec).unwrap_or_default(), &mut out);
+    out
+}
+
+/// What differs between two pinned forms of a tool: "its description and input schema changed".
+pub fn describe_change(pinned: &str, seen: &str) -> String {
+    let (Ok(a), Ok(b)) = (
+        serde_json::from_str::<Value>(pinned),
+        serde_json::from_str::<Value>(seen),
+    ) else {
+        return "its definition changed".to_owned();
+    };
+    let parts: Vec<&str> = [
+        ("description", "description"),
+        ("input_schema", "input schema"),
+        ("annotations", "annotations"),
+    ]
+    .into_iter()
+    .filter(|(key, _)| a.get(key) != b.get(key))
+    .map(|(_, name)| name)
+    .collect();
+    match parts.as_slice() {
+        [] => "its definition changed".to_owned(),
+        [one] => format!("its {one} changed since it was pinned"),
+        [init @ .., last] => format!(
+            "its {} and {last} changed since it was pinned",
+            init.join(", ")
+        ),
+    }
+}
+
 /// A random hex string of `bytes` bytes from the OS.
 pub fn random_hex(bytes: usize) -> Result<String, RuntimeError> {
     let mut buf = vec![0u8; bytes];
@@ -589,6 +655,9 @@ impl Runtime {
     pub fn tool(&self, upstream: Option<&str>, name: &str, args: &Params) -> Arc<Tool> {
         let upstream_key = upstream.unwrap_or_default();
         if let Some(t) = self.known_tool(upstream_key, name) {
+            if t.changed.is_some() {
+                return self.recheck_pin(upstream_key, t);
+            }
             return t;
         }
         let entry = self.tool_entry(upstream, name);
@@ -647,17 +716,157 @@ impl Runtime {
     }
 
     /// Register tools an upstream described (MCP `tools/list`): their annotations and schemas
-    /// become evidence for their traits. The operator's config still wins.
+    /// become evidence for their traits. The operator's config still wins. Each definition is
+    /// checked against the one Warden pinned for it (the first it saw, or the one an operator
+    /// accepted): a tool whose definition changed is marked so, and its calls are held
+    /// (`baseline.changed-tool`) until an operator accepts the new definition.
     pub fn register_tools(&self, upstream: &str, specs: &[ToolSpec]) {
+        let listed_before = self
+            .tools
+            .read()
+            .ok()
+            .and_then(|m| m.get(upstream).map(|t| !t.is_empty()))
+            .unwrap_or(false);
         let resolved: Vec<(String, Arc<Tool>)> = tools::resolve_set(specs, upstream, |name| {
             self.tool_entry(Some(upstream), name).map(|e| &e.traits)
         })
         .into_iter()
-        .map(|t| (t.name.clone(), Arc::new(t)))
+        .zip(specs)
+        .map(|(mut t, spec)| {
+            t.changed = self.check_pin(upstream, spec, listed_before);
+            (t.name.clone(), Arc::new(t))
+        })
         .collect();
         if let Ok(mut m) = self.tools.write() {
             m.entry(upstream.to_owned()).or_default().extend(resolved);
         }
+    }
+
+    /// Compare a tool's definition with its pin (pinning it if it has none): what changed, or
+    /// `None` when it is the pinned one. A change seen for the first time, and a tool that
+    /// appears after its upstream's first listing, are alerts in the audit log. When the store
+    /// cannot answer, the tool counts as changed: a tool Warden cannot check is not called
+    /// unreviewed.
+    fn check_pin(&self, upstream: &str, spec: &ToolSpec, listed_before: bool) -> Option<String> {
+        let definition = pinned_form(spec);
+        let digest = format!("sha256:{}", sha256_hex(&definition));
+        match self
+            .store
+            .pin_tool(upstream, &spec.name, &digest, &definition)
+        {
+            Ok(PinCheck::Same) => None,
+            Ok(PinCheck::New) => {
+                if listed_before {
+                    self.alert_tool(
+                        upstream,
+                        &spec.name,
+                        "added",
+                        &format!(
+                            "`{}` appeared after {upstream}'s first tool list",
+                            spec.name
+                        ),
+                        None,
+                        &digest,
+                    );
+                }
+                None
+            }
+            Ok(PinCheck::Changed { pin, first_seen }) => {
+                let change = describe_change(&pin.definition, &definition);
+                if first_seen {
+                    self.alert_tool(
+                        upstream,
+                        &spec.name,
+                        "changed",
+                        &change,
+                        Some(&pin.digest),
+                        &digest,
+                    );
+                }
+                Some(change)
+            }
+            Err(e) => {
+                tracing::error!(upstream, tool = %spec.name, error = %e, "a tool's pin could not be checked");
+                Some(format!(
+                    "Warden could not check its definition against its pin ({e})"
+                ))
+            }
+        }
+    }
+
+    /// A change to an upstream's tools, as an alert in the audit log (not tied to a session).
+    fn alert_tool(
+        &self,
+        upstream: &str,
+        tool: &str,
+        what: &str,
+        change: &str,
+        pinned: Option<&str>,
+        seen: &str,
+    ) {
+        tracing::warn!(upstream, tool, "tool definition {what}: {change}");
+        let Some(log) = &self.audit else { return };
+        let event = AuditEvent {
+            kind: EventKind::Alert,
+            session: String::new(),
+            time_ms: now_ms(),
+            body: serde_json::json!({
+                "detector": "pinning",
+                "upstream": upstream,
+                "tool": tool,
+                "what": what,
+                "reasons": [change],
+                "pinned_digest": pinned,
+                "seen_digest": seen,
+            }),
+            causes: Vec::new(),
+        };
+        match log.append(&event) {
+            Ok(_) => self.announce(ChangeKind::Alert, "", None),
+            Err(e) => tracing::error!(error = %e, "the audit log could not record a tool change"),
+        }
+    }
+
+    /// A changed tool again as its pin now stands: an operator may have accepted the change
+    /// (`warden tools accept`, maybe from another process) since it was listed.
+    fn recheck_pin(&self, upstream: &str, tool: Arc<Tool>) -> Arc<Tool> {
+        match self.store.tool_pin(upstream, &tool.name) {
+            Ok(Some(pin)) if pin.seen.is_none() => {
+                let mut accepted = (*tool).clone();
+                accepted.changed = None;
+                let accepted = Arc::new(accepted);
+                if let Ok(mut m) = self.tools.write() {
+                    if let Some(t) = m.get_mut(upstream).and_then(|t| t.get_mut(&tool.name)) {
+                        *t = accepted.clone();
+                    }
+                }
+                accepted
+            }
+            _ => tool,
+        }
+    }
+
+    /// Every pinned tool definition, with the change awaiting review where there is one.
+    pub fn tool_pins(&self) -> Result<Vec<ToolPin>, RuntimeError> {
+        Ok(self.store.tool_pins()?)
+    }
+
+    /// Accept the definition last seen of `tool` of `upstream` as its pin (an operator reviewed
+    /// it): its calls are decided as any other's again.
+    pub fn accept_tool(&self, upstream: &str, tool: &str) -> Result<ToolPin, RuntimeError> {
+        let pin = self.store.accept_tool(upstream, tool)?.ok_or_else(|| {
+            RuntimeError::NotFound(format!(
+                "no tool `{tool}` of upstream `{upstream}` is pinned"
+            ))
+        })?;
+        if let Ok(mut m) = self.tools.write() {
+            if let Some(t) = m.get_mut(upstream).and_then(|t| t.get_mut(tool)) {
+                let mut accepted = (**t).clone();
+                accepted.changed = None;
+                *t = Arc::new(accepted);
+            }
+        }
+        Ok(pin)
     }
 
     /// Open a session; returns it and its token (shown once, stored only as a hash).

@@ -223,6 +223,11 @@ pub struct Tool {
     pub returns: Confidentiality,
     pub returns_why: String,
     pub sinks: Sinks,
+    /// What changed in the tool's definition since Warden pinned it (its description, input
+    /// schema or annotations), until an operator accepts the new one: a changed tool is never
+    /// called unreviewed. `None` for a tool whose definition is the pinned one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<String>,
 }
 
 impl Tool {

@@ -312,6 +312,7 @@ pub const TOOL_ATTRS: &[CallField] = &[
     field("sinks", SetOfString, |i| {
         strings(i.tool.sinks.iter().map(|s| &s.param))
     }),
+    field("changed", Bool, |i| boolean(i.tool.changed.is_some())),
 ];
 
 /// `context.session`.
@@ -608,6 +609,7 @@ fn evidence(
 /// The placeholders `render` fills; a `@reason` naming any other is refused at load.
 pub const PLACEHOLDERS: &[&str] = &[
     "tool",
+    "tool_change",
     "profile",
     "untrusted_sink",
     "steered",
@@ -698,6 +700,7 @@ pub fn render(
         };
         let filled = match name {
             "tool" => tool.name.clone(),
+            "tool_change" => tool.changed.clone().unwrap_or_default(),
             "profile" => state.session.profile.clone().unwrap_or_else(|| "(none)".to_owned()),
             "untrusted_sink" => format!(
                 "a value in {} was found only in untrusted content — {}",

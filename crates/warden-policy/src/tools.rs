@@ -401,6 +401,7 @@ pub fn resolve(spec: &ToolSpec, upstream: &str, config: Option<&ToolConfig>) -> 
         returns,
         returns_why,
         sinks,
+        changed: None,
     }
 }
 

@@ -142,6 +142,41 @@ pub enum Resolved {
     Unknown,
 }
 
+/// A tool definition Warden pinned: the first it saw of `tool` from `upstream`, or the one an
+/// operator accepted since; with the newest definition seen when it differs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolPin {
+    pub upstream: String,
+    pub tool: String,
+    /// `sha256:` and the hex digest of the pinned definition's canonical JSON.
+    pub digest: String,
+    /// The pinned definition (name, description, input schema, annotations), as JSON.
+    pub definition: String,
+    pub pinned_at_ms: u64,
+    /// The newest definition seen, when it is not the pinned one: the change to review.
+    pub seen: Option<SeenDefinition>,
+}
+
+/// A definition seen that differs from the pinned one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenDefinition {
+    pub digest: String,
+    pub definition: String,
+    pub seen_at_ms: u64,
+}
+
+/// How a definition compares with the pinned one ([`SessionStore::pin_tool`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinCheck {
+    /// Nothing was pinned for this tool: this definition is now.
+    New,
+    /// It is the pinned definition.
+    Same,
+    /// It differs from the pinned one; `first_seen` when it also differs from the change seen
+    /// before (a change to report, not one already reported).
+    Changed { pin: ToolPin, first_seen: bool },
+}
+
 /// Where sessions live. Implementations must make `append_step` durable before returning: the
 /// gateway answers the agent only after it does.
 pub trait SessionStore: Send + Sync {
@@ -164,6 +199,34 @@ pub trait SessionStore: Send + Sync {
     fn carried_labels(&self, limit: usize) -> Result<Vec<CarriedLabel>, StoreError> {
         let _ = limit;
         Ok(Vec::new())
+    }
+    /// Compare a tool's definition (`digest` of `definition`) with the one pinned for it, pinning
+    /// it when none is, and remembering it as the change to review when it differs. A store that
+    /// pins nothing (this default) takes every definition as the pinned one.
+    fn pin_tool(
+        &self,
+        upstream: &str,
+        tool: &str,
+        digest: &str,
+        definition: &str,
+    ) -> Result<PinCheck, StoreError> {
+        let _ = (upstream, tool, digest, definition);
+        Ok(PinCheck::Same)
+    }
+    /// Every pinned tool, by upstream then name.
+    fn tool_pins(&self) -> Result<Vec<ToolPin>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// The pin of one tool, if it has one.
+    fn tool_pin(&self, upstream: &str, tool: &str) -> Result<Option<ToolPin>, StoreError> {
+        let _ = (upstream, tool);
+        Ok(None)
+    }
+    /// Pin the definition last seen of `tool` (an operator reviewed the change); the pin as it
+    /// is now, or `None` when no such tool is pinned.
+    fn accept_tool(&self, upstream: &str, tool: &str) -> Result<Option<ToolPin>, StoreError> {
+        let _ = (upstream, tool);
+        Ok(None)
     }
     /// A session with all its steps in order, or `None`.
     fn load_session(&self, id: &str) -> Result<Option<StoredSession>, StoreError>;
@@ -287,6 +350,17 @@ CREATE TABLE IF NOT EXISTS carried_labels (
     PRIMARY KEY (kind, value)
 );
 CREATE INDEX IF NOT EXISTS carried_labels_by_time ON carried_labels(at_ms);
+CREATE TABLE IF NOT EXISTS tool_pins (
+    upstream TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    pinned_at_ms INTEGER NOT NULL,
+    seen_digest TEXT,
+    seen_definition TEXT,
+    seen_at_ms INTEGER,
+    PRIMARY KEY (upstream, tool)
+);
 ";
 
 const APPROVAL_COLUMNS: &str =
@@ -472,6 +546,42 @@ fn read_steps(
     Ok(steps)
 }
 
+const PIN_COLUMNS: &str =
+    "upstream, tool, digest, definition, pinned_at_ms, seen_digest, seen_definition, seen_at_ms";
+
+fn pin_of_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ToolPin> {
+    let seen = match (
+        r.get::<_, Option<String>>(5)?,
+        r.get::<_, Option<String>>(6)?,
+        r.get::<_, Option<i64>>(7)?,
+    ) {
+        (Some(digest), Some(definition), Some(at)) => Some(SeenDefinition {
+            digest,
+            definition,
+            seen_at_ms: at as u64,
+        }),
+        _ => None,
+    };
+    Ok(ToolPin {
+        upstream: r.get(0)?,
+        tool: r.get(1)?,
+        digest: r.get(2)?,
+        definition: r.get(3)?,
+        pinned_at_ms: r.get::<_, i64>(4)? as u64,
+        seen,
+    })
+}
+
+fn read_pin(conn: &Connection, upstream: &str, tool: &str) -> Result<Option<ToolPin>, StoreError> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {PIN_COLUMNS} FROM tool_pins WHERE upstream = ?1 AND tool = ?2"),
+            params![upstream, tool],
+            pin_of_row,
+        )
+        .optional()?)
+}
+
 impl SessionStore for SqliteStore {
     fn create_session(&self, session: &Session, token_hash: &str) -> Result<(), StoreError> {
         let body = serde_json::to_string(session)?;
@@ -541,6 +651,81 @@ impl SessionStore for SqliteStore {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
+    }
+
+    fn pin_tool(
+        &self,
+        upstream: &str,
+        tool: &str,
+        digest: &str,
+        definition: &str,
+    ) -> Result<PinCheck, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        let now = now_ms();
+        let check = match read_pin(&tx, upstream, tool)? {
+            None => {
+                tx.execute(
+                    "INSERT INTO tool_pins (upstream, tool, digest, definition, pinned_at_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![upstream, tool, digest, definition, now],
+                )?;
+                PinCheck::New
+            }
+            Some(pin) if pin.digest == digest => {
+                if pin.seen.is_some() {
+                    // The server went back to the pinned definition: nothing left to review.
+                    tx.execute(
+                        "UPDATE tool_pins SET seen_digest = NULL, seen_definition = NULL, \
+                         seen_at_ms = NULL WHERE upstream = ?1 AND tool = ?2",
+                        params![upstream, tool],
+                    )?;
+                }
+                PinCheck::Same
+            }
+            Some(pin) => {
+                let first_seen = pin.seen.as_ref().is_none_or(|s| s.digest != digest);
+                if first_seen {
+                    tx.execute(
+                        "UPDATE tool_pins SET seen_digest = ?3, seen_definition = ?4, \
+                         seen_at_ms = ?5 WHERE upstream = ?1 AND tool = ?2",
+                        params![upstream, tool, digest, definition, now],
+                    )?;
+                }
+                PinCheck::Changed { pin, first_seen }
+            }
+        };
+        tx.commit()?;
+        Ok(check)
+    }
+
+    fn tool_pins(&self) -> Result<Vec<ToolPin>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {PIN_COLUMNS} FROM tool_pins ORDER BY upstream, tool"
+        ))?;
+        let pins = stmt
+            .query_map([], pin_of_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(pins)
+    }
+
+    fn tool_pin(&self, upstream: &str, tool: &str) -> Result<Option<ToolPin>, StoreError> {
+        read_pin(&*self.conn()?, upstream, tool)
+    }
+
+    fn accept_tool(&self, upstream: &str, tool: &str) -> Result<Option<ToolPin>, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE tool_pins SET digest = seen_digest, definition = seen_definition, \
+             pinned_at_ms = ?3, seen_digest = NULL, seen_definition = NULL, seen_at_ms = NULL \
+             WHERE upstream = ?1 AND tool = ?2 AND seen_digest IS NOT NULL",
+            params![upstream, tool, now_ms()],
+        )?;
+        let pin = read_pin(&tx, upstream, tool)?;
+        tx.commit()?;
+        Ok(pin)
     }
 
     fn has_session(&self, id: &str) -> Result<bool, StoreError> {
@@ -865,6 +1050,58 @@ mod tests {
             seq: 3,
             tool: "save_contact".into(),
         }
+    }
+
+    #[test]
+    fn a_tool_is_pinned_once_its_change_awaits_review_and_accepting_it_repins() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("store.db");
+        let store = SqliteStore::open(&path).expect("open");
+        assert_eq!(
+            store.pin_tool("up", "t", "d1", "v1").expect("pin"),
+            PinCheck::New
+        );
+        assert_eq!(
+            store.pin_tool("up", "t", "d1", "v1").expect("pin"),
+            PinCheck::Same
+        );
+        let PinCheck::Changed { pin, first_seen } =
+            store.pin_tool("up", "t", "d2", "v2").expect("pin")
+        else {
+            panic!("a new definition is a change");
+        };
+        assert!(first_seen && pin.digest == "d1" && pin.seen.is_none());
+        // Seen again, the same change is not new; it is kept for review, durably.
+        drop(store);
+        let store = SqliteStore::open(&path).expect("reopen");
+        let PinCheck::Changed { pin, first_seen } =
+            store.pin_tool("up", "t", "d2", "v2").expect("pin")
+        else {
+            panic!("still changed");
+        };
+        assert!(!first_seen);
+        assert_eq!(pin.seen.as_ref().map(|s| s.definition.as_str()), Some("v2"));
+        assert_eq!(store.accept_tool("up", "other").expect("accept"), None);
+        let accepted = store
+            .accept_tool("up", "t")
+            .expect("accept")
+            .expect("pinned");
+        assert_eq!((accepted.digest.as_str(), accepted.seen), ("d2", None));
+        assert_eq!(
+            store.pin_tool("up", "t", "d2", "v2").expect("pin"),
+            PinCheck::Same
+        );
+        // A server going back to the pinned definition leaves nothing to review.
+        store.pin_tool("up", "t", "d3", "v3").expect("pin");
+        store.pin_tool("up", "t", "d2", "v2").expect("pin");
+        assert_eq!(
+            store
+                .tool_pin("up", "t")
+                .expect("read")
+                .and_then(|p| p.seen),
+            None
+        );
+        assert_eq!(store.tool_pins().expect("pins").len(), 1);
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod demo;
 mod demo_tools;
 mod detect_cmd;
 mod mcp_cmd;
+mod pins_cmd;
 mod replay;
 
 use std::path::{Path, PathBuf};
@@ -178,6 +179,31 @@ enum ToolsCommand {
         /// Only these tools (default: every tool known from the config and --specs).
         names: Vec<String>,
     },
+    /// List the tool definitions Warden pinned (the first it saw of each tool of each upstream,
+    /// or the one an operator accepted) and the changes awaiting review: a tool whose server
+    /// now describes it otherwise (description, input schema, annotations) is held at every
+    /// call until accepted.
+    Pins {
+        /// The data directory (default: the config's server.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Print the pins as JSON, with the pinned and the new definitions in full.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accept the changed definition of a tool after reviewing it (`warden tools pins --json`):
+    /// it becomes the pin, and the tool's calls are decided as any other's again, also in a
+    /// running server.
+    Accept {
+        /// The upstream's name, as in `[[upstreams]]` (or `guard` for tools declared through the
+        /// guard API).
+        upstream: String,
+        /// The tool's name as its upstream lists it.
+        tool: String,
+        /// The data directory (default: the config's server.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -285,6 +311,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tools {
             command: ToolsCommand::Explain { specs, names },
         } => tools_explain(&config, specs.as_deref(), &names),
+        Command::Tools {
+            command: ToolsCommand::Pins { data_dir, json },
+        } => pins_cmd::list(&data_dir.unwrap_or_else(|| config.data_dir()), json),
+        Command::Tools {
+            command:
+                ToolsCommand::Accept {
+                    upstream,
+                    tool,
+                    data_dir,
+                },
+        } => pins_cmd::accept(
+            &data_dir.unwrap_or_else(|| config.data_dir()),
+            &upstream,
+            &tool,
+        ),
         Command::Replay {
             from_audit: true,
             data_dir,

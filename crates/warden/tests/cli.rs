@@ -475,3 +475,70 @@ fn a_printing_command_whose_reader_has_gone_ends_without_a_panic() {
         "{stderr}"
     );
 }
+
+#[test]
+fn tools_pins_lists_a_changed_tool_and_tools_accept_repins_it_once() {
+    use warden_store::SessionStore as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = path_str(dir.path());
+    // Nothing pinned yet: says so, and how pins come about.
+    let none = run(&["tools", "pins", "--data-dir", data]);
+    assert!(!none.status.success());
+    assert!(
+        text(&none.stderr).contains("first time an upstream lists it"),
+        "{}",
+        text(&none.stderr)
+    );
+
+    let store = warden_store::SqliteStore::open(&dir.path().join("warden.db")).expect("store");
+    let v1 = r#"{"description":"Send the weekly report","input_schema":{},"name":"send_report"}"#;
+    let v2 = r#"{"description":"Send the weekly report, and a copy to the archive","input_schema":{},"name":"send_report"}"#;
+    store
+        .pin_tool("docs", "send_report", "sha256:aa", v1)
+        .expect("pin");
+    store
+        .pin_tool("docs", "lookup", "sha256:bb", "{}")
+        .expect("pin");
+    store
+        .pin_tool("docs", "send_report", "sha256:cc", v2)
+        .expect("change");
+    drop(store);
+
+    let listed = run(&["tools", "pins", "--data-dir", data]);
+    let out = text(&listed.stdout);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let first = out.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("send_report")
+            && first.contains("CHANGED")
+            && first.contains("its description changed"),
+        "{out}"
+    );
+    assert!(out.contains("warden tools accept UPSTREAM TOOL"), "{out}");
+    let json: Value =
+        serde_json::from_slice(&run(&["tools", "pins", "--json", "--data-dir", data]).stdout)
+            .expect("JSON");
+    assert_eq!(json[0]["seen"]["definition"], v2);
+
+    let accepted = run(&["tools", "accept", "docs", "send_report", "--data-dir", data]);
+    assert!(accepted.status.success(), "{}", text(&accepted.stderr));
+    assert!(
+        text(&accepted.stdout).contains("now pinned at sha256:cc"),
+        "{}",
+        text(&accepted.stdout)
+    );
+    let again = run(&["tools", "accept", "docs", "send_report", "--data-dir", data]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("nothing to accept"),
+        "{}",
+        text(&again.stderr)
+    );
+    let unknown = run(&["tools", "accept", "docs", "nope", "--data-dir", data]);
+    assert!(text(&unknown.stderr).contains("no tool `nope` of upstream `docs` is pinned"));
+    let out = text(&run(&["tools", "pins", "--data-dir", data]).stdout);
+    assert!(
+        !out.contains("CHANGED") && out.matches("pinned").count() >= 2,
+        "{out}"
+    );
+}

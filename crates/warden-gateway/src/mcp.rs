@@ -44,6 +44,9 @@ pub const META_DECISION: &str = "io.warden/decision";
 /// The pseudo-tools under which `resources/read` and `prompts/get` content is observed.
 pub const RESOURCES_READ: &str = "resources/read";
 pub const PROMPTS_GET: &str = "prompts/get";
+/// The pseudo-tool under which the tool list an agent reads (names, descriptions, schemas) is
+/// observed: a server's text the agent reads, as untrusted as its results.
+pub const TOOLS_LIST: &str = "tools/list";
 
 /// How to run the wrapper: the server's command and the session the agent works in.
 #[derive(Debug, Clone)]
@@ -202,6 +205,9 @@ pub(crate) struct Guard {
     /// Instructions already recorded from `_meta`, so a host that repeats one on every request
     /// does not grow the session.
     instructions: Mutex<HashSet<String>>,
+    /// Per upstream, the digest of the tool list this session last observed: a host that lists
+    /// again and again does not grow the session.
+    lists_seen: Mutex<HashMap<String, String>>,
 }
 
 /// What forwarding a call upstream came to.
@@ -229,6 +235,7 @@ impl Guard {
             hide_unusable_tools,
             hold_timeout,
             instructions: Mutex::new(HashSet::new()),
+            lists_seen: Mutex::new(HashMap::new()),
         }
     }
 
@@ -411,13 +418,58 @@ impl Guard {
     }
 
     /// `tools/list`: register what the server says about its tools as evidence for their traits
-    /// (under `upstream`), and hide the ones this session's profile can never use.
-    pub(crate) fn list_tools(&self, upstream: &str, tools: &mut Vec<rmcp::model::Tool>) {
+    /// (under `upstream`), hide the ones this session's profile can never use, and observe what
+    /// the agent reads of the rest (names, descriptions, input schemas) as content of the server
+    /// (pseudo-tool `tools/list`, untrusted unless the config trusts it): a value only a
+    /// description names ("always copy audit@…") is the server's, not the user's. A list Warden
+    /// cannot record is withheld.
+    pub(crate) fn list_tools(
+        &self,
+        upstream: &str,
+        tools: &mut Vec<rmcp::model::Tool>,
+    ) -> Result<(), ErrorData> {
         register_tools(&self.rt, upstream, tools);
         if self.hide_unusable_tools {
             let engine = self.rt.engine();
             tools.retain(|t| engine.may_permit(self.profile.as_deref(), &t.name));
         }
+        let read: Vec<Value> = tools
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "name": t.name,
+                    "description": t.description,
+                    "inputSchema": t.input_schema,
+                })
+            })
+            .collect();
+        let read = Value::Array(read);
+        let digest = crate::runtime::sha256_hex(&read.to_string());
+        let fresh = self
+            .lists_seen
+            .lock()
+            .map(|mut seen| seen.insert(upstream.to_owned(), digest.clone()) != Some(digest))
+            .unwrap_or(true);
+        if !fresh || tools.is_empty() {
+            return Ok(());
+        }
+        register_pseudo_tools(&self.rt, upstream);
+        self.rt
+            .observe(
+                &self.session,
+                &format!("mcp:{TOOLS_LIST}:{upstream}"),
+                Some(TOOLS_LIST),
+                Some(upstream),
+                read,
+            )
+            .map(|_| ())
+            .map_err(|e| {
+                tracing::error!(upstream, "warden mcp: tool list withheld: {e}");
+                ErrorData::internal_error(
+                    format!("Warden could not record the tool list of `{upstream}`, so it is withheld: {e}"),
+                    None,
+                )
+            })
     }
 }
 
@@ -731,7 +783,7 @@ impl Gateway {
                 let mut result = self.forward(up, request, &ctx).await?;
                 match &mut result {
                     ServerResult::ListToolsResult(list) => {
-                        self.guard.list_tools(&up.name, &mut list.tools)
+                        self.guard.list_tools(&up.name, &mut list.tools)?
                     }
                     _ => tracing::warn!(
                         "warden mcp: tools/list answered with something else; passed as is"
@@ -1023,11 +1075,12 @@ fn collect_text<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
     }
 }
 
-/// `resources/read` and `prompts/get` are observed as results of these pseudo-tools: reads from
-/// outside the trust boundary unless the config says otherwise (`[tools."resources/read"]`).
+/// `resources/read`, `prompts/get` and the tool list are observed as results of these
+/// pseudo-tools: reads from outside the trust boundary unless the config says otherwise
+/// (`[tools."resources/read"]`, `[tools."tools/list"]`).
 pub(crate) fn register_pseudo_tools(rt: &Runtime, upstream: &str) {
-    if !rt.knows_tool(upstream, RESOURCES_READ) {
-        rt.register_tools(upstream, &pseudo_tools());
+    if !rt.knows_tool(upstream, TOOLS_LIST) {
+        rt.register_builtin_tools(upstream, &pseudo_tools());
     }
 }
 
@@ -1040,6 +1093,7 @@ fn pseudo_tools() -> Vec<ToolSpec> {
     [
         (RESOURCES_READ, "Read a resource the MCP server exposes"),
         (PROMPTS_GET, "Get a prompt template the MCP server exposes"),
+        (TOOLS_LIST, "List the tools the MCP server exposes"),
     ]
     .into_iter()
     .map(|(name, description)| ToolSpec {

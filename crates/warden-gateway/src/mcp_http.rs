@@ -1029,7 +1029,7 @@ impl ServerHandler for Front {
             .await;
         let mut all = Vec::new();
         for (slot, mut tools) in lists {
-            bound.guard.list_tools(slot.name(), &mut tools);
+            bound.guard.list_tools(slot.name(), &mut tools)?;
             let single = self.upstreams.slots.len() == 1;
             for mut tool in tools {
                 if !single {

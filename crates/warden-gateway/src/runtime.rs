@@ -721,19 +721,33 @@ impl Runtime {
     /// accepted): a tool whose definition changed is marked so, and its calls are held
     /// (`baseline.changed-tool`) until an operator accepts the new definition.
     pub fn register_tools(&self, upstream: &str, specs: &[ToolSpec]) {
-        let listed_before = self
-            .tools
-            .read()
-            .ok()
-            .and_then(|m| m.get(upstream).map(|t| !t.is_empty()))
-            .unwrap_or(false);
+        self.register(upstream, specs, true);
+    }
+
+    /// Register the pseudo-tools Warden itself observes a server's content under
+    /// (`resources/read`, `prompts/get`, `tools/list`): Warden's definitions, not the server's,
+    /// so they are not pinned.
+    pub fn register_builtin_tools(&self, upstream: &str, specs: &[ToolSpec]) {
+        self.register(upstream, specs, false);
+    }
+
+    fn register(&self, upstream: &str, specs: &[ToolSpec], pin: bool) {
+        // Whether this upstream has listed tools before (ever, not only in this process): a
+        // tool new to it then is news.
+        let listed_before = pin
+            && self
+                .store
+                .tool_pins()
+                .is_ok_and(|pins| pins.iter().any(|p| p.upstream == upstream));
         let resolved: Vec<(String, Arc<Tool>)> = tools::resolve_set(specs, upstream, |name| {
             self.tool_entry(Some(upstream), name).map(|e| &e.traits)
         })
         .into_iter()
         .zip(specs)
         .map(|(mut t, spec)| {
-            t.changed = self.check_pin(upstream, spec, listed_before);
+            if pin {
+                t.changed = self.check_pin(upstream, spec, listed_before);
+            }
             (t.name.clone(), Arc::new(t))
         })
         .collect();

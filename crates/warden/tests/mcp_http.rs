@@ -520,11 +520,17 @@ async fn a_tool_is_known_by_its_upstream_and_name_so_alike_names_keep_their_own_
     assert_eq!(calls.len(), 2, "{view}");
     assert_eq!(calls[0]["upstream"], "docs", "{view}");
     assert_eq!(calls[1]["upstream"], "files", "{view}");
-    let integrity: Vec<&str> = steps
-        .iter()
-        .filter_map(|s| s["body"]["integrity"].as_str())
-        .collect();
-    assert_eq!(integrity, ["trusted", "untrusted"], "{view}");
+    // Each server's tool list is what the agent read of that server: untrusted, whatever the
+    // operator says of one of its tools.
+    let integrity = |lists: bool| -> Vec<&str> {
+        steps
+            .iter()
+            .filter(|s| (s["body"]["tool"] == "tools/list") == lists)
+            .filter_map(|s| s["body"]["integrity"].as_str())
+            .collect()
+    };
+    assert_eq!(integrity(false), ["trusted", "untrusted"], "{view}");
+    assert_eq!(integrity(true), ["untrusted", "untrusted"], "{view}");
     client.cancel().await.expect("close");
 }
 

@@ -3,12 +3,11 @@
 //! candidates) and the size; with full bodies on, the body with obvious secrets redacted.
 
 use std::path::Path;
-use std::sync::OnceLock;
 
 use hmac::{Hmac, Mac};
-use regex::Regex;
 use serde_json::{json, Value};
 use sha2::Sha256;
+use warden_provenance::{secret_assignment, secret_key_name, secret_shapes};
 
 use crate::checkpoint::{hex, read_or_create_secret};
 use crate::event::canonical_json;
@@ -56,61 +55,6 @@ pub fn result_body(value: &Value, full: bool, key: &DigestKey) -> Value {
     }
 }
 
-struct Pattern {
-    what: &'static str,
-    re: Regex,
-}
-
-fn patterns() -> &'static [Pattern] {
-    static P: OnceLock<Vec<Pattern>> = OnceLock::new();
-    P.get_or_init(|| {
-        let p = |what, re: &str| Pattern {
-            what,
-            re: Regex::new(re).unwrap_or_else(|e| unreachable!("fixed pattern {re}: {e}")),
-        };
-        vec![
-            p(
-                "private key",
-                r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z0-9 ]*PRIVATE KEY-----|\z)",
-            ),
-            p("api key", r"\b[sr]k_(live|test)_[A-Za-z0-9]{8,}"),
-            p("api key", r"\bsk-[A-Za-z0-9_-]{20,}"),
-            p("aws access key", r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
-            p("github token", r"\bgh[pousr]_[A-Za-z0-9]{30,}"),
-            p("slack token", r"\bxox[abprs]-[A-Za-z0-9-]{10,}"),
-            p("jwt", r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
-            p("bearer token", r"(?i)\bbearer\s+[A-Za-z0-9._~+/-]{8,}=*"),
-        ]
-    })
-}
-
-fn secret_assignment() -> &'static Regex {
-    static R: OnceLock<Regex> = OnceLock::new();
-    R.get_or_init(|| {
-        Regex::new(
-            r#"(?im)\b(password|passwd|pwd|secret|api[_-]?key|access[_-]?token|auth[_-]?token|client[_-]?secret)("?\s*[:=]\s*"?)[^\s"',;]+"#,
-        )
-        .unwrap_or_else(|e| unreachable!("fixed pattern: {e}"))
-    })
-}
-
-fn secret_key_name(k: &str) -> bool {
-    let k = k.to_ascii_lowercase().replace(['-', '_'], "");
-    [
-        "password",
-        "passwd",
-        "secret",
-        "apikey",
-        "accesstoken",
-        "authtoken",
-        "clientsecret",
-        "privatekey",
-        "authorization",
-    ]
-    .iter()
-    .any(|s| k.contains(s))
-}
-
 /// A copy of `value` with obvious secrets replaced by `[REDACTED <what>]`: API-key-shaped tokens
 /// (`sk_live_…`, `sk-…`, `AKIA…`, `ghp_…`, `xox…-`), JWTs, bearer tokens, private key blocks,
 /// the values in `password: x`-style lines, and string values of object members named like
@@ -136,9 +80,11 @@ pub fn redact_secrets(value: &Value) -> Value {
     }
 }
 
+/// The credential shapes are provenance's (`warden_provenance::secret_shapes`): what the log
+/// redacts is what decisions treat as secret.
 fn redact_text(s: &str) -> String {
     let mut out = s.to_string();
-    for p in patterns() {
+    for p in secret_shapes() {
         if p.re.is_match(&out) {
             out =
                 p.re.replace_all(&out, format!("[REDACTED {}]", p.what))

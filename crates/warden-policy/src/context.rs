@@ -114,7 +114,11 @@ impl Flow {
             if p.confidentiality >= Confidentiality::Internal {
                 flow.internal_args.push(arg.clone());
             }
-            if p.confidentiality == Confidentiality::Secret {
+            // A secret may go where the tool asks for one (a `password`, an `api_key`): that is
+            // how a credential is used. Anywhere else (a URL, a body, a form's values) it leaks.
+            if p.confidentiality == Confidentiality::Secret
+                && !warden_provenance::secret_key_name(arg)
+            {
                 flow.secret_args.push(arg.clone());
             }
         }

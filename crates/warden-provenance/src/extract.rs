@@ -33,6 +33,8 @@ pub enum Kind {
     /// One word of any text. Evidence only for an argument that is itself one word (a user
     /// name, a product, a repository): otherwise too weak, like a shingle.
     Word,
+    /// A credential recognised by its shape (`crate::secrets`): secret wherever it occurs.
+    Secret,
 }
 
 impl Kind {
@@ -51,6 +53,7 @@ impl Kind {
             Kind::Text => "text",
             Kind::Shingle => "shingle",
             Kind::Word => "word",
+            Kind::Secret => "secret",
         }
     }
 }
@@ -75,6 +78,8 @@ const WORD_MIN_CHARS: usize = 3;
 const SPECIFIC_NUMBER_DIGITS: usize = 4;
 /// Whole strings and `key: value` values longer than this are not values but prose.
 const MAX_TEXT_CHARS: usize = 120;
+/// Shortest text looked at for credentials: none is shorter.
+const MIN_SECRET_TEXT: usize = 8;
 /// Quoted strings outside this range (in chars) are not values.
 const QUOTED_CHARS: std::ops::RangeInclusive<usize> = 2..=200;
 /// Shingles past this many in one text are sampled (one in `SHINGLE_SAMPLE`, chosen by a hash of
@@ -266,6 +271,11 @@ pub fn extract(text: &str, out: &mut Vec<Salient>) {
     if has(':') {
         key_values(text, out);
     }
+    if text.len() >= MIN_SECRET_TEXT {
+        for (_, v) in crate::secrets::secrets_in(text) {
+            out.push(Salient::new(Kind::Secret, v));
+        }
+    }
     shingles(text, out);
     words(text, out, &claimed);
     dedupe_from(out, start);
@@ -290,6 +300,15 @@ pub fn extract_json(value: &Value, out: &mut Vec<Salient>) {
             }
             Value::Array(items) => stack.extend(items.iter().rev()),
             Value::Object(map) => {
+                // A member named like a secret (`password`, `api_key`) holds one, whatever its
+                // shape.
+                for (k, v) in map {
+                    if let Some(s) = v.as_str().filter(|s| s.trim().chars().count() >= 4) {
+                        if crate::secrets::secret_key_name(k) {
+                            out.push(Salient::new(Kind::Secret, s.trim().to_owned()));
+                        }
+                    }
+                }
                 let values: Vec<&Value> = map.values().collect();
                 stack.extend(values.into_iter().rev());
             }

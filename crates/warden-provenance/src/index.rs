@@ -222,6 +222,34 @@ pub struct ProvenanceIndex {
     figures: VecDeque<(i64, String)>,
 }
 
+/// Shortest token tried as an encoding of a value (16 base64 characters are 12 bytes).
+const MIN_ENCODED_CHARS: usize = 16;
+
+/// A token's text as hex or base64 (standard or URL-safe, padded or not), when it decodes to
+/// printable UTF-8.
+fn decode_token(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let bytes = if token.len() % 2 == 0 && token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        (0..token.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+            .collect::<Option<Vec<u8>>>()?
+    } else {
+        let engines = [
+            &base64::engine::general_purpose::STANDARD_NO_PAD,
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ];
+        engines
+            .iter()
+            .find_map(|e| e.decode(token.trim_end_matches('=')).ok())?
+    };
+    let text = String::from_utf8(bytes).ok()?;
+    let printable = text
+        .chars()
+        .all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'));
+    printable.then_some(text)
+}
+
 /// Most numbers kept to explain a computed amount by.
 const MAX_FIGURES: usize = 256;
 
@@ -1069,7 +1097,8 @@ impl ProvenanceIndex {
         const SAMPLE: &str =
             "Pay Ana Lima 1,250.00 EUR to DE89 3704 0044 0532 0130 00 by 2026-12-01; \
             mail ana.lima@example.org, call +44 20 7946 0958, see https://www.example.org/a?b=c \
-            and /home/ana/Reports/Q4.pdf, ticket PRJ-0042, \"Cafe\u{301} Zoë\" 東京 user_42";
+            and /home/ana/Reports/Q4.pdf, ticket PRJ-0042, \"Cafe\u{301} Zoë\" 東京 user_42, \
+            password: Zq7-sample";
         let mut keys: Vec<u64> = Self::keys_of(&Value::String(SAMPLE.to_owned()))
             .all
             .into_iter()
@@ -1114,7 +1143,7 @@ impl ProvenanceIndex {
     ) {
         let seq = source.seq;
         let source_trusted = source.label.integrity == Integrity::Trusted;
-        let confidentiality = source.label.confidentiality;
+        let source_confidentiality = source.label.confidentiality;
         let said = users_own(&source);
         self.sources.entry(seq).or_insert(Held { source, refs: 0 });
         // Sources whose last listing was evicted: forgotten once this source is indexed.
@@ -1129,6 +1158,11 @@ impl ProvenanceIndex {
             if s.kind == Kind::Number {
                 self.note_figure(&s.value);
             }
+            // A credential is secret whatever content it came in.
+            let confidentiality = match s.kind {
+                Kind::Secret => Confidentiality::Secret,
+                _ => source_confidentiality,
+            };
             let carried = restored.get(&key).copied();
             let source_trusted = source_trusted && carried.is_none();
             let trusted = carried.is_none() && (source_trusted || designated.contains(&key));
@@ -1289,7 +1323,76 @@ impl ProvenanceIndex {
         let present = without_absent(value);
         let mut salient = Vec::new();
         extract_json(&present, &mut salient);
+        self.decoded_evidence(&present, &mut salient);
         self.provenance_of(&present, &salient)
+    }
+
+    /// What the encoded tokens of an argument (base64 in any of its alphabets, hex; `%XX` is
+    /// decoded with every text) decode to, as far as the index holds it: a value the agent
+    /// encoded is still the value it encoded, with its label (a secret sent as base64 is a
+    /// secret). Only values the index holds are added: decoding never makes an argument unknown.
+    fn decoded_evidence(&self, value: &Value, salient: &mut Vec<Salient>) {
+        let mut texts = Vec::new();
+        string_leaves(value, &mut |s| texts.push(s));
+        for text in texts {
+            self.held_secrets(text, salient);
+            let tokens = text
+                .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '_' | '-')))
+                .flat_map(|t| std::iter::once(t).chain(t.split('/')))
+                .filter(|t| t.len() >= MIN_ENCODED_CHARS);
+            for token in tokens {
+                let Some(decoded) = decode_token(token) else {
+                    continue;
+                };
+                self.held_secrets(&decoded, salient);
+                let mut found = Vec::new();
+                extract(&decoded, &mut found);
+                whole_text(&decoded, &mut found);
+                for s in found {
+                    if !matches!(s.kind, Kind::Shingle | Kind::Word)
+                        && self.entries.contains_key(&key(s.kind, &s.value))
+                        && !salient.contains(&s)
+                    {
+                        salient.push(s);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A credential the session holds, in `text` whole or as one of its tokens (a password in
+    /// a query string, after `aws_key=`): that credential, whatever shape it is written in here.
+    fn held_secrets(&self, text: &str, salient: &mut Vec<Salient>) {
+        let pieces = std::iter::once(text.trim()).chain(text.split(|c: char| {
+            c.is_whitespace()
+                || matches!(
+                    c,
+                    '?' | '&'
+                        | '='
+                        | ':'
+                        | ','
+                        | ';'
+                        | '"'
+                        | '\''
+                        | '<'
+                        | '>'
+                        | '('
+                        | ')'
+                        | '['
+                        | ']'
+                        | '{'
+                        | '}'
+                )
+        }));
+        for piece in pieces.filter(|p| p.chars().count() >= 4) {
+            let s = Salient {
+                kind: Kind::Secret,
+                value: piece.to_owned(),
+            };
+            if self.entries.contains_key(&key(s.kind, &s.value)) && !salient.contains(&s) {
+                salient.push(s);
+            }
+        }
     }
 
     /// Whether a text of several words is the user's by its words: every word of it (of three
@@ -1366,6 +1469,20 @@ impl ProvenanceIndex {
             };
             if computed.is_some() {
                 entry = computed.as_ref();
+            }
+            // A credential says how confidential the argument is, not who chose it: the same
+            // value is judged for integrity by its other kinds.
+            if s.kind == Kind::Secret {
+                if let Some(entry) = entry {
+                    out.confidentiality = out.confidentiality.max(entry.confidentiality());
+                    sources.extend(entry.seqs.iter());
+                    out.values.push(ValueMatch {
+                        value: s.value.clone(),
+                        kind: s.kind.as_str().to_owned(),
+                        sources: entry.seqs.sorted(),
+                    });
+                }
+                continue;
             }
             if s.kind == Kind::Word
                 && !one_words.contains(&s.value)
@@ -1888,6 +2005,43 @@ mod tests {
         );
         assert!(!ix.chosen_in_prose(&json!("~/housing/bank.txt")));
         assert!(ix.chosen_in_prose(&json!("~/spare/bank.txt")));
+    }
+
+    #[test]
+    fn a_credential_is_secret_in_any_content_and_in_any_encoding_but_judged_by_its_other_kinds() {
+        let mut ix = index();
+        ix.add_text(trusted(0), "Check the deploy settings.");
+        ix.add_result(
+            untrusted(1),
+            &json!("REGION=eu-north-1\nAWS_ACCESS_KEY_ID=AKIAZ7QW3RTY5UIO9PLK\nnote: rotate password: Vt9-qLm2-Xr7"),
+            &HashSet::new(),
+        );
+        ix.add_result(
+            untrusted(2),
+            &json!({"user": "ops", "api_key": "k-7781-zz-q"}),
+            &HashSet::new(),
+        );
+        let secret = |v: Value| ix.provenance(&v).confidentiality == Confidentiality::Secret;
+        assert!(secret(json!(
+            "https://check.example/?k=AKIAZ7QW3RTY5UIO9PLK"
+        )));
+        assert!(secret(json!(
+            "https://check.example/?d=dG9rZW49QUtJQVo3UVczUlRZNVVJTzlQTEs="
+        )));
+        assert!(secret(json!("kb 5674392d714c6d322d587237")));
+        assert!(secret(json!("Vt9-qLm2-Xr7")));
+        assert!(secret(json!("key k-7781-zz-q")));
+        assert!(!secret(json!("eu-north-1")));
+        assert!(!secret(json!(
+            "https://check.example/?d=aGVsbG8gd29ybGQgaGVsbG8="
+        )));
+        // Integrity is judged by the value's other kinds: a credential the user's file states
+        // is no outsider's choice because it is also a credential.
+        let p = ix.provenance(&json!("AKIAZ7QW3RTY5UIO9PLK"));
+        assert_eq!(
+            p.untrusted_only,
+            ix.provenance(&json!("eu-north-1")).untrusted_only
+        );
     }
 
     #[test]

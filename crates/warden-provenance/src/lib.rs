@@ -5,9 +5,14 @@
 mod canon;
 mod extract;
 mod index;
+mod secrets;
 mod segment;
 
 pub use canon::canonical;
 pub use extract::{extract, extract_json, Kind, Salient};
 pub use index::{carried_key, ArgKeys, IndexConfig, ProvenanceIndex};
+pub use secrets::{
+    assignment as secret_assignment, secret_key_name, secrets_in, shapes as secret_shapes,
+    Shape as SecretShape,
+};
 pub use segment::{field_values, json_field_values};

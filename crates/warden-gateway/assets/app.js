@@ -52,6 +52,15 @@ class ApiFailure extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
+// Going to the sign-in page happens once: several requests in flight can each learn that the
+// sign-in ended, and a second navigation would abort the first.
+let leaving = false;
+function toLogin() {
+  if (leaving) return;
+  leaving = true;
+  location.assign("/ui/login");
+}
+
 async function api(path, options = {}) {
   const init = { credentials: "same-origin", headers: {}, ...options };
   if (init.method && init.method !== "GET") {
@@ -60,7 +69,7 @@ async function api(path, options = {}) {
   }
   const resp = await fetch(path, init);
   if (resp.status === 401) {
-    location.assign("/ui/login");
+    toLogin();
     throw new ApiFailure(401, "signed out");
   }
   const body = await resp.json().catch(() => ({}));
@@ -519,7 +528,7 @@ async function start() {
   document.getElementById("who").textContent = state.me.name + " (" + state.me.role + ")";
   document.getElementById("sign-out").addEventListener("click", async () => {
     await api("/ui/api/logout", { method: "POST" }).catch(() => {});
-    location.assign("/ui/login");
+    toLogin();
   });
   await refreshPendingCount().catch(() => {});
   state.started = true;

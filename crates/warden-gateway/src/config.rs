@@ -264,6 +264,12 @@ pub struct ToolEntry {
     /// Parameter names, when no JSON schema is given.
     #[serde(default)]
     pub params: Vec<String>,
+    /// The digest of the definition the operator reviewed (`sha256:…`, as `warden tools pins`
+    /// prints it, e.g. from a reviewed `tools/list`): the tool is pinned to it from the start,
+    /// and any other definition its server lists is a change whose calls are held. Only the
+    /// config changes such a pin (`warden tools accept` does not).
+    #[serde(default)]
+    pub pin: Option<String>,
     #[serde(flatten)]
     pub traits: ToolConfig,
 }

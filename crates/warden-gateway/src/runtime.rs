@@ -764,10 +764,34 @@ impl Runtime {
     fn check_pin(&self, upstream: &str, spec: &ToolSpec, listed_before: bool) -> Option<String> {
         let definition = pinned_form(spec);
         let digest = format!("sha256:{}", sha256_hex(&definition));
-        match self
+        let stored = self
             .store
-            .pin_tool(upstream, &spec.name, &digest, &definition)
-        {
+            .pin_tool(upstream, &spec.name, &digest, &definition);
+        // The operator's own pin (`[tools.X] pin`) decides, from the first list on.
+        if let Some(want) = self.configured_pin(upstream, &spec.name) {
+            if want == digest {
+                return None;
+            }
+            let change =
+                format!("its definition ({digest}) is not the one the config pins ({want})");
+            let news = match &stored {
+                Ok(PinCheck::New) => true,
+                Ok(PinCheck::Changed { first_seen, .. }) => *first_seen,
+                _ => false,
+            };
+            if news {
+                self.alert_tool(
+                    upstream,
+                    &spec.name,
+                    "changed",
+                    &change,
+                    Some(want),
+                    &digest,
+                );
+            }
+            return Some(change);
+        }
+        match stored {
             Ok(PinCheck::Same) => None,
             Ok(PinCheck::New) => {
                 if listed_before {
@@ -808,6 +832,12 @@ impl Runtime {
         }
     }
 
+    /// The digest the operator's `[tools.<name>] pin` gives for this tool of this upstream.
+    fn configured_pin(&self, upstream: &str, name: &str) -> Option<&str> {
+        self.tool_entry(Some(upstream), name)
+            .and_then(|e| e.pin.as_deref())
+    }
+
     /// A change to an upstream's tools, as an alert in the audit log (not tied to a session).
     fn alert_tool(
         &self,
@@ -844,6 +874,10 @@ impl Runtime {
     /// A changed tool again as its pin now stands: an operator may have accepted the change
     /// (`warden tools accept`, maybe from another process) since it was listed.
     fn recheck_pin(&self, upstream: &str, tool: Arc<Tool>) -> Arc<Tool> {
+        if self.configured_pin(upstream, &tool.name).is_some() {
+            // Only the config moves the operator's own pin.
+            return tool;
+        }
         match self.store.tool_pin(upstream, &tool.name) {
             Ok(Some(pin)) if pin.seen.is_none() => {
                 let mut accepted = (*tool).clone();

@@ -220,6 +220,10 @@ pub struct ProvenanceIndex {
     /// computed amount is explained by ([`ProvenanceIndex::computed`]).
     #[serde(default)]
     figures: VecDeque<(i64, String)>,
+    /// Whether any credential was ever indexed: a session that read none (most) skips looking
+    /// for one in every argument.
+    #[serde(default)]
+    holds_secrets: bool,
 }
 
 /// Shortest token tried as an encoding of a value (16 base64 characters are 12 bytes).
@@ -755,6 +759,7 @@ impl ProvenanceIndex {
             evicted: 0,
             named: Named::default(),
             figures: VecDeque::new(),
+            holds_secrets: false,
         }
     }
 
@@ -1159,6 +1164,7 @@ impl ProvenanceIndex {
                 self.note_figure(&s.value);
             }
             // A credential is secret whatever content it came in.
+            self.holds_secrets |= s.kind == Kind::Secret;
             let confidentiality = match s.kind {
                 Kind::Secret => Confidentiality::Secret,
                 _ => source_confidentiality,
@@ -1363,6 +1369,9 @@ impl ProvenanceIndex {
     /// A credential the session holds, in `text` whole or as one of its tokens (a password in
     /// a query string, after `aws_key=`): that credential, whatever shape it is written in here.
     fn held_secrets(&self, text: &str, salient: &mut Vec<Salient>) {
+        if !self.holds_secrets {
+            return;
+        }
         let pieces = std::iter::once(text.trim()).chain(text.split(|c: char| {
             c.is_whitespace()
                 || matches!(
@@ -1384,12 +1393,15 @@ impl ProvenanceIndex {
                         | '}'
                 )
         }));
-        for piece in pieces.filter(|p| p.chars().count() >= 4) {
+        for piece in pieces.filter(|p| p.len() >= 4) {
+            if !self.entries.contains_key(&key(Kind::Secret, piece)) {
+                continue;
+            }
             let s = Salient {
                 kind: Kind::Secret,
                 value: piece.to_owned(),
             };
-            if self.entries.contains_key(&key(s.kind, &s.value)) && !salient.contains(&s) {
+            if !salient.contains(&s) {
                 salient.push(s);
             }
         }

@@ -321,11 +321,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     tool,
                     data_dir,
                 },
-        } => pins_cmd::accept(
-            &data_dir.unwrap_or_else(|| config.data_dir()),
-            &upstream,
-            &tool,
-        ),
+        } => {
+            let configured = config
+                .tools
+                .get(&tool)
+                .filter(|e| e.upstream.as_deref().is_none_or(|u| u == upstream))
+                .and_then(|e| e.pin.clone());
+            if let Some(pin) = configured {
+                bail!(
+                    "`{tool}` of `{upstream}` is pinned by the config (`[tools.{tool}] pin = \"{pin}\"`): \
+                     to accept another definition, put its digest there (`warden tools pins --json`)"
+                );
+            }
+            pins_cmd::accept(
+                &data_dir.unwrap_or_else(|| config.data_dir()),
+                &upstream,
+                &tool,
+            )
+        }
         Command::Replay {
             from_audit: true,
             data_dir,

@@ -448,11 +448,11 @@ async function renderPolicy() {
       h("dt", {}, "Policies"), h("dd", {}, String(p.policies.length)),
       h("dt", {}, "Hold timeout (MCP)"), h("dd", {}, p.hold_timeout_secs + " s")),
     h("h2", {}, "Cedar policies"),
-    p.policies.map((pol) => h("details", { class: "card" }, h("summary", {}, h("code", {}, pol.id)), h("pre", {}, pol.text))),
+    p.policies.map((pol) => h("details", { class: "card" }, h("summary", {}, h("code", {}, pol.id)), h("pre", { tabindex: "0" }, pol.text))),
     h("h2", {}, "Task profiles"),
-    Object.keys(p.profiles).length ? h("pre", {}, pretty(p.profiles)) : h("p", { class: "muted" }, "None."),
+    Object.keys(p.profiles).length ? h("pre", { tabindex: "0" }, pretty(p.profiles)) : h("p", { class: "muted" }, "None."),
     h("h2", {}, "Tools the operator described"),
-    Object.keys(p.tools).length ? h("pre", {}, pretty(p.tools)) : h("p", { class: "muted" }, "None."));
+    Object.keys(p.tools).length ? h("pre", { tabindex: "0" }, pretty(p.tools)) : h("p", { class: "muted" }, "None."));
 }
 
 // ---- Routing and live updates ----

@@ -6,15 +6,12 @@
 //! and a call that cannot be answered says why at once.
 
 mod support;
+use support::mcp::{connect as connect_to, text_of, Client};
 use support::Server;
 
 use std::time::Duration;
 
 use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::RunningService;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::{RoleClient, ServiceExt};
 use warden_gateway::Config;
 
 /// The misbehaving server (see its header).
@@ -42,12 +39,8 @@ async fn serve_beside(dir: &std::path::Path, mode: &str, timeout_secs: u64) -> S
     Server::start(config).await
 }
 
-type Client = RunningService<RoleClient, ()>;
-
 async fn connect(server: &Server) -> Client {
-    let config = StreamableHttpClientTransportConfig::with_uri(server.url("/mcp"));
-    let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), config);
-    ().serve(transport).await.expect("initialize through /mcp")
+    connect_to(server, None).await
 }
 
 /// Waits this long at most (ten times the deadline under test) rather than hang the suite.
@@ -69,15 +62,6 @@ async fn call(client: &Client, tool: &str, text: &str) -> CallToolResult {
         .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args))
         .await
         .unwrap_or_else(|e| panic!("tools/call {tool}: {e}"))
-}
-
-fn text_of(result: &CallToolResult) -> String {
-    result
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread")]

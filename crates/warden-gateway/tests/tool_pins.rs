@@ -10,15 +10,13 @@
 //! held at a sink, while the same call with the user's own value passes.
 
 mod support;
+use support::guard::open;
+use support::mcp::{connect as connect_as, text_of, Client};
 use support::Server;
 
 use std::path::Path;
 
 use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::RunningService;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::{RoleClient, ServiceExt};
 use serde_json::{json, Value};
 use warden_audit::{AuditReader, EventFilter, EventKind};
 use warden_gateway::Config;
@@ -28,8 +26,6 @@ const SERVER_PY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/misbehaving_server.py"
 );
-
-type Client = RunningService<RoleClient, ()>;
 
 fn report_tool(description: &str, annotations: Value) -> Value {
     json!({
@@ -75,16 +71,6 @@ async fn connect(server: &Server) -> Client {
     connect_as(server, None).await
 }
 
-/// Through `/mcp`, in the Warden session whose token this is (else a session of its own).
-async fn connect_as(server: &Server, token: Option<&str>) -> Client {
-    let mut config = StreamableHttpClientTransportConfig::with_uri(server.url("/mcp"));
-    if let Some(t) = token {
-        config = config.auth_header(t.to_owned());
-    }
-    let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), config);
-    ().serve(transport).await.expect("initialize through /mcp")
-}
-
 async fn list(client: &Client) -> Vec<String> {
     let tools = client.list_all_tools().await.expect("tools/list");
     let mut names: Vec<String> = tools.into_iter().map(|t| t.name.to_string()).collect();
@@ -101,15 +87,6 @@ async fn call(client: &Client, tool: &str) -> CallToolResult {
         )
         .await
         .unwrap_or_else(|e| panic!("tools/call {tool}: {e}"))
-}
-
-fn text_of(result: &CallToolResult) -> String {
-    result
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 fn assert_forwarded(result: &CallToolResult) {
@@ -244,20 +221,6 @@ async fn a_changed_tool_is_held_until_accepted_and_its_pin_survives_a_restart() 
     server.stop().await;
 }
 
-/// A session opened with the user's instruction; its token.
-async fn open_session(server: &Server, instruction: &str) -> String {
-    let opened: Value = reqwest::Client::new()
-        .post(server.url("/v1/sessions"))
-        .json(&json!({"principal": "alice", "instruction": instruction}))
-        .send()
-        .await
-        .expect("POST /v1/sessions")
-        .json()
-        .await
-        .expect("JSON");
-    opened["token"].as_str().expect("token").to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_value_only_a_tool_description_names_is_held_at_a_sink() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -278,12 +241,9 @@ async fn a_value_only_a_tool_description_names_is_held_at_a_sink() {
         )
     };
 
-    let token = open_session(
-        &server,
-        "Share the weekly report with rhea.moss@example.com",
-    )
-    .await;
-    let client = connect_as(&server, Some(&token)).await;
+    let body = json!({"principal": "alice", "instruction": "Share the weekly report with rhea.moss@example.com"});
+    let opened = open(&reqwest::Client::new(), &server, None, body).await;
+    let client = connect_as(&server, Some(&opened.token)).await;
     assert_eq!(list(&client).await, ["share_report"]);
     let steered = client
         .call_tool(share("audit-desk@ledger-copy.test"))

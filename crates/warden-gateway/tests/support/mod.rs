@@ -4,6 +4,8 @@
 // Not every test binary that includes this module uses every helper.
 #[allow(dead_code)]
 pub mod guard;
+#[allow(dead_code)]
+pub mod mcp;
 
 use tokio::sync::oneshot;
 use warden_gateway::Config;

@@ -45,7 +45,8 @@ pub fn runtime(config: Config) -> Result<Arc<Runtime>, StartError> {
     let mut rt = Runtime::new(config.clone(), engine, Arc::new(store))
         .with_audit(Arc::new(audit))
         .with_shadow(config.server.shadow)
-        .with_carried_labels()?;
+        .with_carried_labels()?
+        .with_published_tools()?;
     if config.detect.enabled {
         rt = rt.with_detector(detector_model(&config)?);
     }

@@ -231,6 +231,10 @@ pub struct Runtime {
     sessions: RwLock<HashMap<String, Arc<Live>>>,
     /// Tools by upstream, then name; `""` is the guard API's, which has no upstream.
     tools: RwLock<BTreeMap<String, BTreeMap<String, Arc<Tool>>>>,
+    /// Per tool name, the upstreams known to publish it (from their lists, and from the store's
+    /// pins at start), each with its last definition: an operator's `[tools.<name>]` entry that
+    /// names no upstream applies only while a single upstream publishes the name.
+    published: RwLock<BTreeMap<String, BTreeMap<String, ToolSpec>>>,
     /// The tamper-evident log every step goes to before it takes effect (none for replays).
     audit: Option<Arc<AuditLog>>,
     /// Shadow mode: decide and record as usual, but allow every call.
@@ -506,6 +510,7 @@ impl Runtime {
             store,
             sessions: RwLock::new(HashMap::new()),
             tools: RwLock::new(BTreeMap::new()),
+            published: RwLock::new(BTreeMap::new()),
             audit: None,
             shadow: false,
             detector: None,
@@ -515,6 +520,47 @@ impl Runtime {
             carried: RwLock::new(Carried::default()),
             carry_labels: true,
         }
+    }
+
+    /// Read back which upstreams publish which tools (their pinned definitions), and say which
+    /// of the operator's `[tools.<name>]` entries that name no upstream are ambiguous, so apply
+    /// to none of the upstreams that publish the name.
+    pub fn with_published_tools(self) -> Result<Runtime, StoreError> {
+        let pins = self.store.tool_pins()?;
+        {
+            let mut published = write(&self.published);
+            for pin in pins {
+                if let Ok(spec) = serde_json::from_str::<ToolSpec>(&pin.definition) {
+                    published
+                        .entry(pin.tool)
+                        .or_default()
+                        .insert(pin.upstream, spec);
+                }
+            }
+        }
+        for (name, upstreams) in self.ambiguous_entries() {
+            tracing::warn!(
+                tool = %name,
+                "`[tools.{name}]` names no upstream, and {} publish `{name}`: it applies to none of them; add `upstream = \"…\"` to it",
+                upstreams.join(" and ")
+            );
+        }
+        Ok(self)
+    }
+
+    /// The operator's `[tools.<name>]` entries that name no upstream while several upstreams
+    /// publish the name, with those upstreams.
+    pub fn ambiguous_entries(&self) -> Vec<(String, Vec<String>)> {
+        let published = read(&self.published);
+        self.config
+            .tools
+            .iter()
+            .filter(|(_, e)| e.upstream.is_none())
+            .filter_map(|(name, _)| {
+                let by: Vec<String> = published.get(name)?.keys().cloned().collect();
+                (by.len() > 1).then(|| (name.clone(), by))
+            })
+            .collect()
     }
 
     /// Read back the labels earlier writes carried out of untrusted content (the newest
@@ -695,13 +741,69 @@ impl Runtime {
     /// The operator's `[tools.<name>]` entry for a tool of this upstream: one that names another
     /// upstream is not about it.
     fn tool_entry(&self, upstream: Option<&str>, name: &str) -> Option<&crate::config::ToolEntry> {
-        self.config
-            .tools
+        let entry = self.config.tools.get(name)?;
+        match (&entry.upstream, upstream) {
+            (Some(named), Some(up)) => (named == up).then_some(entry),
+            // An entry that names no upstream is the operator's word on the one tool of that
+            // name; when another upstream publishes the name too, it is nobody's (an impostor
+            // inherits nothing, and neither, until the operator says which, does the original).
+            (None, Some(up)) if self.published_elsewhere(name, up) => None,
+            _ => Some(entry),
+        }
+    }
+
+    /// Whether an upstream other than `upstream` publishes a tool named `name`.
+    fn published_elsewhere(&self, name: &str, upstream: &str) -> bool {
+        read(&self.published)
             .get(name)
-            .filter(|e| match (&e.upstream, upstream) {
-                (Some(named), Some(up)) => named == up,
-                _ => true,
-            })
+            .is_some_and(|by| by.keys().any(|u| u != upstream))
+    }
+
+    /// Note what `upstream` lists as published by it. A name an operator's entry covers without
+    /// naming an upstream that another upstream publishes too becomes ambiguous: the tools of
+    /// that name already registered lose the entry's traits, and the audit log says so.
+    fn note_published(&self, upstream: &str, specs: &[ToolSpec]) {
+        let mut ambiguous = Vec::new();
+        {
+            let mut published = write(&self.published);
+            for spec in specs {
+                let by = published.entry(spec.name.clone()).or_default();
+                // One other upstream published it until now: the name just became ambiguous.
+                let alone = by.len() == 1 && !by.contains_key(upstream);
+                by.insert(upstream.to_owned(), spec.clone());
+                let unbound = self
+                    .config
+                    .tools
+                    .get(&spec.name)
+                    .is_some_and(|e| e.upstream.is_none());
+                if alone && unbound {
+                    ambiguous.push((spec.name.clone(), by.clone()));
+                }
+            }
+        }
+        for (name, by) in ambiguous {
+            if let Ok(mut tools) = self.tools.write() {
+                for (other, spec) in by.iter().filter(|(u, _)| *u != upstream) {
+                    if let Some(t) = tools.get_mut(other).and_then(|m| m.get_mut(&name)) {
+                        let mut bare = tools::resolve(spec, other, None);
+                        bare.changed = t.changed.clone();
+                        *t = Arc::new(bare);
+                    }
+                }
+            }
+            let names: Vec<&str> = by.keys().map(String::as_str).collect();
+            self.alert_tool(
+                upstream,
+                &name,
+                "ambiguous",
+                &format!(
+                    "`{name}` is published by {}; `[tools.{name}]` names no upstream, so it applies to none of them: add `upstream = \"…\"` to it",
+                    names.join(" and ")
+                ),
+                None,
+                None,
+            );
+        }
     }
 
     /// The tool as this upstream described it (or as the config spelled out its parameters).
@@ -732,6 +834,9 @@ impl Runtime {
     }
 
     fn register(&self, upstream: &str, specs: &[ToolSpec], pin: bool) {
+        if pin {
+            self.note_published(upstream, specs);
+        }
         // Whether this upstream has listed tools before (ever, not only in this process): a
         // tool new to it then is news.
         let listed_before = pin
@@ -786,7 +891,7 @@ impl Runtime {
                     "changed",
                     &change,
                     Some(want),
-                    &digest,
+                    Some(&digest),
                 );
             }
             return Some(change);
@@ -804,7 +909,7 @@ impl Runtime {
                             spec.name
                         ),
                         None,
-                        &digest,
+                        Some(&digest),
                     );
                 }
                 None
@@ -818,7 +923,7 @@ impl Runtime {
                         "changed",
                         &change,
                         Some(&pin.digest),
-                        &digest,
+                        Some(&digest),
                     );
                 }
                 Some(change)
@@ -846,7 +951,7 @@ impl Runtime {
         what: &str,
         change: &str,
         pinned: Option<&str>,
-        seen: &str,
+        seen: Option<&str>,
     ) {
         tracing::warn!(upstream, tool, "tool definition {what}: {change}");
         let Some(log) = &self.audit else { return };

@@ -691,5 +691,25 @@ fn tools_explain(config: &Config, specs: Option<&Path>, names: &[String]) -> Res
         }
         println!("{}", tools::explain(&tool));
     }
+    // An entry that names no upstream, for a name several upstreams have listed (their pins in
+    // the data dir say which), applies to none of them.
+    let db = config.data_dir().join("warden.db");
+    if db.exists() {
+        use warden_store::SessionStore as _;
+        let pins = warden_store::SqliteStore::open(&db)?.tool_pins()?;
+        for (name, entry) in &config.tools {
+            let by: Vec<&str> = pins
+                .iter()
+                .filter(|p| &p.tool == name)
+                .map(|p| p.upstream.as_str())
+                .collect();
+            if entry.upstream.is_none() && by.len() > 1 {
+                println!(
+                    "note: `[tools.{name}]` names no upstream, and {} publish `{name}`: the entry applies to none of them; add `upstream = \"…\"` to it",
+                    by.join(" and ")
+                );
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -542,3 +542,46 @@ fn tools_pins_lists_a_changed_tool_and_tools_accept_repins_it_once() {
         "{out}"
     );
 }
+
+#[test]
+fn tools_explain_says_when_an_entry_without_upstream_is_ambiguous() {
+    use warden_store::SessionStore as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).expect("mkdir");
+    let config = dir.path().join("warden.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\ndata_dir = {:?}\n\n[tools.read_doc]\nopen_world = false\n\n[tools.send_doc]\nupstream = \"docs\"\n",
+            path_str(&state)
+        ),
+    )
+    .expect("write config");
+    let explain = || text(&run(&["tools", "explain", "--config", path_str(&config)]).stdout);
+    let store = warden_store::SqliteStore::open(&state.join("warden.db")).expect("store");
+    store
+        .pin_tool("docs", "read_doc", "sha256:aa", "{}")
+        .expect("pin");
+    store
+        .pin_tool("docs", "send_doc", "sha256:bb", "{}")
+        .expect("pin");
+    assert!(!explain().contains("note:"), "one publisher: no note");
+    store
+        .pin_tool("evil", "read_doc", "sha256:cc", "{}")
+        .expect("pin");
+    store
+        .pin_tool("evil", "send_doc", "sha256:dd", "{}")
+        .expect("pin");
+    let out = explain();
+    assert!(
+        out.contains(
+            "note: `[tools.read_doc]` names no upstream, and docs and evil publish `read_doc`"
+        ),
+        "{out}"
+    );
+    assert!(
+        !out.contains("[tools.send_doc]` names no upstream"),
+        "a bound entry is not ambiguous: {out}"
+    );
+}

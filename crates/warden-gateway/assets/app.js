@@ -411,6 +411,34 @@ async function renderAlerts() {
             ? " (review, then: warden tools accept " + e.body.upstream + " " + e.body.tool + ")" : "")))))));
 }
 
+// ---- Pinned tools ----
+
+async function renderTools() {
+  const { pins } = await api("/ui/api/tools/pins");
+  const admin = state.me.role === "admin";
+  const definitions = (p) => h("details", {},
+    h("summary", {}, "Pinned and new definitions"),
+    h("p", {}, "Pinned:"), h("pre", { tabindex: "0" }, p.definition),
+    h("p", {}, "Now listed:"), h("pre", { tabindex: "0" }, p.seen.definition));
+  setView("Tools", h("p", { class: "help" }, "The tool definitions Warden pinned: the first it saw of each tool of each server, or the one an operator accepted. A tool whose server now describes it otherwise is held at every call until an admin accepts the new definition here or with warden tools accept."),
+    pins.length === 0 ? h("p", { class: "muted" }, "No tools are pinned yet.") :
+      h("table", {},
+        h("thead", {}, h("tr", {}, ["Server", "Tool", "Pinned", "Status", "Action"].map((t) => h("th", { scope: "col" }, t)))),
+        h("tbody", {}, pins.map((p) => h("tr", {},
+          h("td", {}, p.upstream),
+          h("td", {}, h("code", {}, p.tool)),
+          h("td", {}, when(p.pinned_at_ms)),
+          h("td", {}, p.seen ? [h("strong", {}, "Changed: "), p.change, definitions(p)] : "Pinned"),
+          h("td", {}, p.seen && admin
+            ? h("button", { type: "button", onclick: () => acceptTool(p) }, "Accept the new definition of " + p.tool)
+            : "—"))))));
+}
+
+async function acceptTool(p) {
+  await api("/ui/api/tools/accept", { method: "POST", body: JSON.stringify({ upstream: p.upstream, tool: p.tool }) });
+  await renderTools();
+}
+
 async function renderAudit() {
   const status = await api("/ui/api/audit");
   if (!status.enabled) { setView("Audit log", h("p", {}, "This server keeps no audit log.")); return; }
@@ -465,6 +493,7 @@ async function render() {
       case "sessions": await renderSessions(); break;
       case "session": await renderSession(arg); break;
       case "alerts": await renderAlerts(); break;
+      case "tools": await renderTools(); break;
       case "audit": await renderAudit(); break;
       case "policy": await renderPolicy(); break;
       default: await renderApprovals();

@@ -112,6 +112,8 @@ pub fn router(rt: Arc<Runtime>, shutdown: CancellationToken) -> Router {
         // A decision id holds a `/` (`<session>/<seq>`): the id is the rest of the path.
         .route("/ui/api/approvals/{*id}", post(resolve))
         .route("/ui/api/alerts", get(alerts))
+        .route("/ui/api/tools/pins", get(pins))
+        .route("/ui/api/tools/accept", post(accept_tool))
         .route("/ui/api/audit", get(audit_status))
         .route("/ui/api/audit/verify", post(audit_verify))
         .route("/ui/api/policy", get(policy))
@@ -698,6 +700,55 @@ async fn resolve(
     })
     .await?;
     Ok(Json(json!(approval)))
+}
+
+/// The pinned tool definitions, each changed one with what changed.
+async fn pins(State(dash): State<Arc<Dashboard>>) -> Result<Json<Value>, ApiError> {
+    let pins = blocking(&dash.rt, |rt| rt.tool_pins()).await?;
+    let list: Vec<Value> = pins
+        .into_iter()
+        .map(|p| {
+            let change = p
+                .seen
+                .as_ref()
+                .map(|s| crate::runtime::describe_change(&p.definition, &s.definition));
+            let mut v = json!(p);
+            v["change"] = json!(change);
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "pins": list })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AcceptBody {
+    upstream: String,
+    tool: String,
+}
+
+/// An admin accepts the changed definition of a tool.
+async fn accept_tool(
+    State(dash): State<Arc<Dashboard>>,
+    Extension(login): Extension<Login>,
+    JsonBody(body): JsonBody<AcceptBody>,
+) -> Result<Json<Value>, ApiError> {
+    if login.role != Role::Admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "`{}` is signed in as a {}: only admins may accept a changed tool definition",
+                login.name,
+                login.role.as_str()
+            ),
+        ));
+    }
+    let pin = blocking(&dash.rt, move |rt| {
+        rt.accept_tool(&body.upstream, &body.tool, &login.name)
+    })
+    .await?;
+    Ok(Json(json!(pin)))
 }
 
 fn audit_unavailable(e: warden_audit::AuditError) -> ApiError {

@@ -1004,9 +1004,31 @@ impl Runtime {
         Ok(self.store.tool_pins()?)
     }
 
-    /// Accept the definition last seen of `tool` of `upstream` as its pin (an operator reviewed
-    /// it): its calls are decided as any other's again.
-    pub fn accept_tool(&self, upstream: &str, tool: &str) -> Result<ToolPin, RuntimeError> {
+    /// Accept the definition last seen of `tool` of `upstream` as its pin: `by` (a person signed
+    /// in to the dashboard) reviewed it, and the audit log says so. Its calls are decided as any
+    /// other's again. A tool the config pins moves only with the config.
+    pub fn accept_tool(
+        &self,
+        upstream: &str,
+        tool: &str,
+        by: &str,
+    ) -> Result<ToolPin, RuntimeError> {
+        if let Some(pin) = self.configured_pin(upstream, tool) {
+            return Err(RuntimeError::Conflict(format!(
+                "`{tool}` of `{upstream}` is pinned by the config (`{pin}`): only the config moves that pin"
+            )));
+        }
+        let before = self.store.tool_pin(upstream, tool)?.ok_or_else(|| {
+            RuntimeError::NotFound(format!(
+                "no tool `{tool}` of upstream `{upstream}` is pinned"
+            ))
+        })?;
+        let Some(seen) = &before.seen else {
+            return Err(RuntimeError::Conflict(format!(
+                "`{tool}` of `{upstream}` has not changed since it was pinned: nothing to accept"
+            )));
+        };
+        let change = describe_change(&before.definition, &seen.definition);
         let pin = self.store.accept_tool(upstream, tool)?.ok_or_else(|| {
             RuntimeError::NotFound(format!(
                 "no tool `{tool}` of upstream `{upstream}` is pinned"
@@ -1019,6 +1041,14 @@ impl Runtime {
                 *t = Arc::new(accepted);
             }
         }
+        self.alert_tool(
+            upstream,
+            tool,
+            "accepted",
+            &format!("{by} accepted the new definition ({change})"),
+            Some(&before.digest),
+            Some(&pin.digest),
+        );
         Ok(pin)
     }
 

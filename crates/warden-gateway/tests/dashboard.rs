@@ -572,3 +572,87 @@ async fn signing_out_ends_the_sign_in_and_its_event_stream() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_admin_accepts_a_changed_tool_definition_and_others_cannot() {
+    use warden_store::SessionStore as _;
+    const ADMIN_KEY: &str = "wk_test_dash_admin_44444444444444444";
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A server listed `send_report`, then described it otherwise.
+    {
+        let store = warden_store::SqliteStore::open(&dir.path().join("warden.db")).expect("store");
+        let v1 =
+            r#"{"description":"Send the weekly report","input_schema":{},"name":"send_report"}"#;
+        let v2 = r#"{"description":"Send the weekly report, and a copy to the archive","input_schema":{},"name":"send_report"}"#;
+        store
+            .pin_tool("docs", "send_report", "sha256:aa", v1)
+            .expect("pin");
+        store
+            .pin_tool("docs", "send_report", "sha256:bb", v2)
+            .expect("change");
+    }
+    let admin = format!(
+        "[[api_keys]]\nname = \"ada\"\nsha256 = \"{}\"\nprincipals = [\"*\"]\nprofiles = [\"*\"]\nrole = \"admin\"\n",
+        sha256_hex(ADMIN_KEY)
+    );
+    let server = Server::start(config_with(dir.path(), true, &admin)).await;
+    let accept = |login: &Login, csrf: Option<&str>| {
+        let mut req = reqwest::Client::new()
+            .post(server.url("/ui/api/tools/accept"))
+            .header(COOKIE, &login.cookie)
+            .json(&json!({"upstream": "docs", "tool": "send_report"}));
+        if let Some(c) = csrf {
+            req = req.header("X-Warden-CSRF", c.to_owned());
+        }
+        async move {
+            let resp = req.send().await.expect("POST accept");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.expect("JSON"))
+        }
+    };
+
+    let viewer = login(&server, VIEWER_KEY).await.expect("a viewer signs in");
+    let (status, listed) = get(&server, "/ui/api/tools/pins", &viewer).await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(
+        listed["pins"][0]["change"],
+        "its description changed since it was pinned"
+    );
+    assert_eq!(listed["pins"][0]["seen"]["digest"], "sha256:bb");
+    let (status, refused) = accept(&viewer, Some(&viewer.csrf)).await;
+    assert_eq!(status, 403, "{refused}");
+    let approver = login(&server, APPROVER_KEY)
+        .await
+        .expect("an approver signs in");
+    assert_eq!(accept(&approver, Some(&approver.csrf)).await.0, 403);
+
+    let ada = login(&server, ADMIN_KEY).await.expect("an admin signs in");
+    assert_eq!(accept(&ada, None).await.0, 403, "no CSRF token");
+    let (status, pin) = accept(&ada, Some(&ada.csrf)).await;
+    assert_eq!(status, 200, "{pin}");
+    assert_eq!(
+        (pin["digest"].as_str(), &pin["seen"]),
+        (Some("sha256:bb"), &Value::Null)
+    );
+    let (status, again) = accept(&ada, Some(&ada.csrf)).await;
+    assert_eq!(status, 409, "{again}");
+    let (_, listed) = get(&server, "/ui/api/tools/pins", &ada).await;
+    assert_eq!(listed["pins"][0]["seen"], Value::Null);
+    server.stop().await;
+
+    let accepted: Vec<Value> = AuditReader::open(dir.path())
+        .expect("the audit log opens")
+        .events(&EventFilter {
+            kind: Some(EventKind::Alert),
+            ..EventFilter::default()
+        })
+        .expect("events")
+        .into_iter()
+        .map(|e| e.event.body)
+        .filter(|b| b["what"] == "accepted")
+        .collect();
+    assert_eq!(accepted.len(), 1, "{accepted:?}");
+    assert!(accepted[0]["reasons"][0]
+        .as_str()
+        .is_some_and(|r| r.starts_with("ada accepted the new definition")));
+}

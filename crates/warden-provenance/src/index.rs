@@ -1372,27 +1372,14 @@ impl ProvenanceIndex {
         if !self.holds_secrets {
             return;
         }
-        let pieces = std::iter::once(text.trim()).chain(text.split(|c: char| {
-            c.is_whitespace()
-                || matches!(
-                    c,
-                    '?' | '&'
-                        | '='
-                        | ':'
-                        | ','
-                        | ';'
-                        | '"'
-                        | '\''
-                        | '<'
-                        | '>'
-                        | '('
-                        | ')'
-                        | '['
-                        | ']'
-                        | '{'
-                        | '}'
-                )
-        }));
+        fn apart(c: char) -> bool {
+            c.is_whitespace() || "?&=:,;\"'<>()[]{}".contains(c)
+        }
+        // Also by the labels of a host name and the segments of a path (a token sent as
+        // `<token>.collector.example`), after the whole pieces since a credential may hold a dot.
+        let pieces = std::iter::once(text.trim())
+            .chain(text.split(apart))
+            .chain(text.split(|c: char| apart(c) || c == '.' || c == '/'));
         for piece in pieces.filter(|p| p.len() >= 4) {
             if !self.entries.contains_key(&key(Kind::Secret, piece)) {
                 continue;

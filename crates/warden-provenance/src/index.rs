@@ -1243,15 +1243,26 @@ impl ProvenanceIndex {
     }
 
     /// Where a number no content holds comes from when it is the sum or the difference of two
-    /// different numbers the session holds, neither of them only in untrusted prose: "transfer
+    /// different figures the session holds (three significant digits or more), neither of them
+    /// only in untrusted prose: "transfer
     /// the exact amount needed" is a price less a balance. It is explained by both and no more
     /// trusted than the less trusted of them; a number doubled, or one an injection's prose
     /// gave, explains nothing.
     fn computed(&self, value: &str) -> Option<Entry> {
         let x = hundredths(value)?;
+        // Figures, not counts: an operand of fewer than three significant digits (1, 10, 50)
+        // would explain any number next to a held one.
+        let figure = |h: i64| {
+            let mut h = h;
+            while h != 0 && h % 10 == 0 {
+                h /= 10;
+            }
+            h >= 100
+        };
         let held: BTreeMap<i64, &Entry> = self
             .figures
             .iter()
+            .filter(|(h, _)| figure(*h))
             .filter_map(|(h, v)| {
                 let e = self.entries.get(&key(Kind::Number, v))?;
                 (!e.untrusted_prose_only(v)).then_some((*h, e))
@@ -2062,7 +2073,10 @@ mod tests {
         assert_eq!(gap.values[0].kind, "computed number");
         let sum = ix.provenance(&json!(1559.5));
         assert!(!sum.unknown, "{sum:?}");
-        // Doubled, or with a figure only prose gave, it is explained by nothing.
+        // Doubled, with a figure only prose gave, or next to a held number by a count, it is
+        // explained by nothing.
+        ix.add_result(untrusted(3), &json!("Order 1 of 2"), &HashSet::new());
+        assert!(ix.provenance(&json!(1248)).unknown);
         assert!(ix.provenance(&json!(1877)).unknown);
         assert!(ix.provenance(&json!(983.75)).unknown);
         assert!(ix.provenance(&json!(1294.25)).unknown);

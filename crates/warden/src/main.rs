@@ -200,6 +200,9 @@ enum ToolsCommand {
         upstream: String,
         /// The tool's name as its upstream lists it.
         tool: String,
+        /// Who reviewed and accepts it (recorded in the audit log as "NAME (cli)").
+        #[arg(long)]
+        by: String,
         /// The data directory (default: the config's server.data_dir).
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -319,26 +322,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ToolsCommand::Accept {
                     upstream,
                     tool,
+                    by,
                     data_dir,
                 },
-        } => {
-            let configured = config
-                .tools
-                .get(&tool)
-                .filter(|e| e.upstream.as_deref().is_none_or(|u| u == upstream))
-                .and_then(|e| e.pin.clone());
-            if let Some(pin) = configured {
-                bail!(
-                    "`{tool}` of `{upstream}` is pinned by the config (`[tools.{tool}] pin = \"{pin}\"`): \
-                     to accept another definition, put its digest there (`warden tools pins --json`)"
-                );
-            }
-            pins_cmd::accept(
-                &data_dir.unwrap_or_else(|| config.data_dir()),
-                &upstream,
-                &tool,
-            )
-        }
+        } => pins_cmd::accept(config, data_dir, &upstream, &tool, &by),
         Command::Replay {
             from_audit: true,
             data_dir,

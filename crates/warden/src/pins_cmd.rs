@@ -4,11 +4,12 @@
 //! `warden serve` and `warden mcp` share: a change accepted here lets the next call of the tool
 //! through in a running server.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use warden_gateway::runtime::describe_change;
+use warden_gateway::Config;
 use warden_store::{SessionStore as _, SqliteStore, ToolPin};
 
 fn open(dir: &Path) -> Result<SqliteStore> {
@@ -89,26 +90,31 @@ pub fn list(dir: &Path, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `warden tools accept UPSTREAM TOOL`: pin the definition last seen.
-pub fn accept(dir: &Path, upstream: &str, tool: &str) -> Result<ExitCode> {
-    let store = open(dir)?;
-    let Some(before) = store.tool_pin(upstream, tool)? else {
-        bail!("no tool `{tool}` of upstream `{upstream}` is pinned (see `warden tools pins`)");
-    };
-    let Some(seen) = &before.seen else {
-        bail!("`{tool}` of `{upstream}` has not changed since it was pinned: nothing to accept");
-    };
-    let change = describe_change(&before.definition, &seen.definition);
-    match store.accept_tool(upstream, tool)? {
-        Some(pin) if pin.seen.is_none() => {
-            println!(
-                "Accepted `{tool}` of `{upstream}` ({change}): now pinned at {}.",
-                pin.digest
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        _ => bail!("`{tool}` of `{upstream}` could not be accepted; it may have changed again"),
+/// `warden tools accept UPSTREAM TOOL --by NAME`: pin the definition last seen, through the
+/// runtime over the data dir (as `warden approvals` decides), so the audit log records who
+/// accepted it and a pin the config sets is refused.
+pub fn accept(
+    mut config: Config,
+    data_dir: Option<PathBuf>,
+    upstream: &str,
+    tool: &str,
+    by: &str,
+) -> Result<ExitCode> {
+    if let Some(d) = data_dir {
+        config.server.data_dir = std::env::current_dir()
+            .context("reading the current directory")?
+            .join(d);
     }
+    let dir = config.data_dir();
+    open(&dir)?;
+    let rt = warden_gateway::runtime(config)
+        .with_context(|| format!("opening Warden's state in {}", dir.display()))?;
+    let pin = rt.accept_tool(upstream, tool, &format!("{} (cli)", by.trim()))?;
+    println!(
+        "Accepted `{tool}` of `{upstream}`: now pinned at {}.",
+        pin.digest
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

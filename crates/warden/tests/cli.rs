@@ -520,21 +520,33 @@ fn tools_pins_lists_a_changed_tool_and_tools_accept_repins_it_once() {
             .expect("JSON");
     assert_eq!(json[0]["seen"]["definition"], v2);
 
-    let accepted = run(&["tools", "accept", "docs", "send_report", "--data-dir", data]);
+    let accept = |tool: &str| {
+        run(&[
+            "tools",
+            "accept",
+            "docs",
+            tool,
+            "--by",
+            "ops-lead",
+            "--data-dir",
+            data,
+        ])
+    };
+    let accepted = accept("send_report");
     assert!(accepted.status.success(), "{}", text(&accepted.stderr));
     assert!(
         text(&accepted.stdout).contains("now pinned at sha256:cc"),
         "{}",
         text(&accepted.stdout)
     );
-    let again = run(&["tools", "accept", "docs", "send_report", "--data-dir", data]);
+    let again = accept("send_report");
     assert!(!again.status.success());
     assert!(
         text(&again.stderr).contains("nothing to accept"),
         "{}",
         text(&again.stderr)
     );
-    let unknown = run(&["tools", "accept", "docs", "nope", "--data-dir", data]);
+    let unknown = accept("nope");
     assert!(text(&unknown.stderr).contains("no tool `nope` of upstream `docs` is pinned"));
     let out = text(&run(&["tools", "pins", "--data-dir", data]).stdout);
     assert!(

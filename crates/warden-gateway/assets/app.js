@@ -408,7 +408,7 @@ async function renderAlerts() {
           h("td", {}, pinning(e) ? "—" : "#" + e.body.seq),
           h("td", {}, pinning(e) ? "—" : String(e.body.score)),
           h("td", {}, (e.body.reasons || []).join("; ") + (pinning(e) && e.body.what === "changed"
-            ? " (review, then: warden tools accept " + e.body.upstream + " " + e.body.tool + ")" : "")))))));
+            ? " (review, then: warden tools accept " + e.body.upstream + " " + e.body.tool + " --by NAME, or accept it on the Tools page)" : "")))))));
 }
 
 // ---- Pinned tools ----

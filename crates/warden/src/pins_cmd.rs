@@ -84,7 +84,7 @@ pub fn list(dir: &Path, json: bool) -> Result<ExitCode> {
     if changed > 0 {
         println!(
             "\n{changed} changed tool(s). Review with `warden tools pins --json` (pinned and new \
-             definitions), then `warden tools accept UPSTREAM TOOL`."
+             definitions), then `warden tools accept UPSTREAM TOOL --by NAME`."
         );
     }
     Ok(ExitCode::SUCCESS)

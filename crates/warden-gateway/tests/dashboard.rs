@@ -640,15 +640,8 @@ async fn an_admin_accepts_a_changed_tool_definition_and_others_cannot() {
     assert_eq!(listed["pins"][0]["seen"], Value::Null);
     server.stop().await;
 
-    let accepted: Vec<Value> = AuditReader::open(dir.path())
-        .expect("the audit log opens")
-        .events(&EventFilter {
-            kind: Some(EventKind::Alert),
-            ..EventFilter::default()
-        })
-        .expect("events")
+    let accepted: Vec<Value> = support::alert_bodies(dir.path())
         .into_iter()
-        .map(|e| e.event.body)
         .filter(|b| b["what"] == "accepted")
         .collect();
     assert_eq!(accepted.len(), 1, "{accepted:?}");

@@ -3,7 +3,7 @@
 //! policy that decided it, the reason's evidence, and the exact status and error body of mistakes.
 
 mod support;
-use support::guard::{decide, observe, open, post_ok, Opened};
+use support::guard::{decide, observe, open, post_ok, session_view, Opened};
 use support::Server;
 
 use std::path::Path;
@@ -780,15 +780,7 @@ async fn sessions_dropped_from_memory_past_the_cap_are_replayed_from_the_store()
         reason(&d, "baseline.untrusted-value-in-sink").contains("call t1"),
         "{d}"
     );
-    let view: Value = client
-        .get(server.url(&format!("/v1/sessions/{}", first.id)))
-        .bearer_auth(&first.token)
-        .send()
-        .await
-        .expect("GET session")
-        .json()
-        .await
-        .expect("JSON");
+    let view = session_view(&client, &server, &first).await;
     let kinds: Vec<&str> = view["steps"]
         .as_array()
         .expect("steps")

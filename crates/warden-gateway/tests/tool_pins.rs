@@ -12,15 +12,14 @@
 //! `[tools.<name>]` entry that names no upstream.
 
 mod support;
-use support::guard::open;
+use support::guard::{open, session_view};
 use support::mcp::{connect as connect_as, text_of, Client};
-use support::Server;
+use support::{alert_bodies, Server};
 
 use std::path::Path;
 
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use serde_json::{json, Value};
-use warden_audit::{AuditReader, EventFilter, EventKind};
 use warden_gateway::Config;
 use warden_store::{SessionStore as _, SqliteStore};
 
@@ -114,15 +113,8 @@ fn store(dir: &Path) -> SqliteStore {
 }
 
 fn pinning_alerts(dir: &Path) -> Vec<Value> {
-    AuditReader::open(&dir.join("state"))
-        .expect("the audit log opens")
-        .events(&EventFilter {
-            kind: Some(EventKind::Alert),
-            ..EventFilter::default()
-        })
-        .expect("events")
+    alert_bodies(&dir.join("state"))
         .into_iter()
-        .map(|e| e.event.body)
         .filter(|b| b["detector"] == "pinning")
         .collect()
 }
@@ -377,15 +369,7 @@ async fn an_impostor_publishing_a_tool_of_the_same_name_inherits_no_unbound_entr
             .expect("tools/call");
         assert_eq!(text_of(&r), "done: read_doc", "{r:?}");
     }
-    let view: Value = http
-        .get(server.url(&format!("/v1/sessions/{}", opened.id)))
-        .bearer_auth(&opened.token)
-        .send()
-        .await
-        .expect("GET session")
-        .json()
-        .await
-        .expect("JSON");
+    let view = session_view(&http, &server, &opened).await;
     let integrity: Vec<&str> = view["steps"]
         .as_array()
         .expect("steps")

@@ -85,3 +85,15 @@ pub async fn observe(
     )
     .await
 }
+
+/// The session as `GET /v1/sessions/{id}` shows it to its token's holder: its steps as stored.
+pub async fn session_view(client: &reqwest::Client, server: &Server, s: &Opened) -> Value {
+    let resp = client
+        .get(server.url(&format!("/v1/sessions/{}", s.id)))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .expect("GET session");
+    assert_eq!(resp.status(), 200, "reading the session");
+    resp.json().await.expect("a JSON body")
+}

@@ -8,6 +8,7 @@ pub mod guard;
 pub mod mcp;
 
 use tokio::sync::oneshot;
+use warden_audit::{AuditReader, EventFilter, EventKind};
 use warden_gateway::Config;
 
 pub struct Server {
@@ -49,4 +50,19 @@ impl Server {
                 .expect("the server shut down cleanly");
         }
     }
+}
+
+/// The bodies of the audit log's alerts under `data_dir`, oldest first.
+#[allow(dead_code)]
+pub fn alert_bodies(data_dir: &std::path::Path) -> Vec<serde_json::Value> {
+    AuditReader::open(data_dir)
+        .expect("the audit log opens")
+        .events(&EventFilter {
+            kind: Some(EventKind::Alert),
+            ..EventFilter::default()
+        })
+        .expect("events")
+        .into_iter()
+        .map(|e| e.event.body)
+        .collect()
 }

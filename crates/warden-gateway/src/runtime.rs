@@ -834,16 +834,15 @@ impl Runtime {
     }
 
     fn register(&self, upstream: &str, specs: &[ToolSpec], pin: bool) {
+        // Whether this upstream has listed tools before (ever: `published` starts from the
+        // store's pins), so that a tool new to it is news.
+        let listed_before = pin
+            && read(&self.published)
+                .values()
+                .any(|by| by.contains_key(upstream));
         if pin {
             self.note_published(upstream, specs);
         }
-        // Whether this upstream has listed tools before (ever, not only in this process): a
-        // tool new to it then is news.
-        let listed_before = pin
-            && self
-                .store
-                .tool_pins()
-                .is_ok_and(|pins| pins.iter().any(|p| p.upstream == upstream));
         let resolved: Vec<(String, Arc<Tool>)> = tools::resolve_set(specs, upstream, |name| {
             self.tool_entry(Some(upstream), name).map(|e| &e.traits)
         })
@@ -984,19 +983,23 @@ impl Runtime {
             return tool;
         }
         match self.store.tool_pin(upstream, &tool.name) {
-            Ok(Some(pin)) if pin.seen.is_none() => {
-                let mut accepted = (*tool).clone();
-                accepted.changed = None;
-                let accepted = Arc::new(accepted);
-                if let Ok(mut m) = self.tools.write() {
-                    if let Some(t) = m.get_mut(upstream).and_then(|t| t.get_mut(&tool.name)) {
-                        *t = accepted.clone();
-                    }
-                }
-                accepted
-            }
+            Ok(Some(pin)) if pin.seen.is_none() => self.mark_accepted(upstream, &tool),
             _ => tool,
         }
+    }
+
+    /// `tool` of `upstream` no longer changed (its definition is the pin now), here and in the
+    /// registered tools.
+    fn mark_accepted(&self, upstream: &str, tool: &Tool) -> Arc<Tool> {
+        let mut accepted = tool.clone();
+        accepted.changed = None;
+        let accepted = Arc::new(accepted);
+        if let Ok(mut m) = self.tools.write() {
+            if let Some(t) = m.get_mut(upstream).and_then(|t| t.get_mut(&tool.name)) {
+                *t = accepted.clone();
+            }
+        }
+        accepted
     }
 
     /// Every pinned tool definition, with the change awaiting review where there is one.
@@ -1034,12 +1037,8 @@ impl Runtime {
                 "no tool `{tool}` of upstream `{upstream}` is pinned"
             ))
         })?;
-        if let Ok(mut m) = self.tools.write() {
-            if let Some(t) = m.get_mut(upstream).and_then(|t| t.get_mut(tool)) {
-                let mut accepted = (**t).clone();
-                accepted.changed = None;
-                *t = Arc::new(accepted);
-            }
+        if let Some(known) = self.known_tool(upstream, tool) {
+            self.mark_accepted(upstream, &known);
         }
         self.alert_tool(
             upstream,

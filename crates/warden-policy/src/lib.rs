@@ -162,10 +162,12 @@ fn delegates_links(state: &SessionState) -> bool {
     !index.user_gave_link() && LINK_WORDS.iter().any(|w| index.user_said_word(w))
 }
 
-/// URL arguments of an open-world tool that send data the agent filled in: the URL has a query
-/// with a value, no link the session read has it as written (the agent composed or completed
-/// it), and its address without the query is not one the user or a trusted system gave.
-/// Following a link as written is navigation; filling data into one is egress.
+/// URL arguments of an open-world tool that send data the agent filled in: no content the
+/// session read holds the link as written (the agent composed or completed it), the link carries
+/// something beyond its site (a query value, a path, a host name label the agent put before the
+/// site), and no trusted content names the address (the link without its query) or its site.
+/// Following a link as written is navigation; filling data into one is egress, in a path or a
+/// host name as surely as in a query string.
 fn composed_egress(
     state: &SessionState,
     tool: &Tool,
@@ -183,21 +185,41 @@ fn composed_egress(
         })
         .filter_map(|(arg, value)| {
             let url = value.as_str()?.trim();
-            let (address, query) = url.split_once('?')?;
-            let query = query.split('#').next().unwrap_or_default();
-            let carries = query
-                .split('&')
-                .any(|pair| pair.split_once('=').is_some_and(|(_, v)| !v.is_empty()));
             let p = provenance.get(arg)?;
-            if !carries || p.all_trusted || p.values.iter().any(|m| m.kind == "url") {
+            if p.all_trusted || p.values.iter().any(|m| m.kind == "url") {
                 return None;
             }
-            let address = state
+            let (address, query) = url.split_once('?').unwrap_or((url, ""));
+            let query = query.split('#').next().unwrap_or_default();
+            let in_query = query
+                .split('&')
+                .any(|pair| pair.split_once('=').is_some_and(|(_, v)| !v.is_empty()));
+            if !in_query && !beyond_site(address) {
+                return None;
+            }
+            let address_trusted = state
                 .index
-                .provenance(&serde_json::Value::String(address.to_owned()));
-            (!address.all_trusted).then(|| arg.clone())
+                .provenance(&serde_json::Value::String(address.to_owned()))
+                .all_trusted;
+            (!address_trusted && !state.index.site_trusted(url)).then(|| arg.clone())
         })
         .collect()
+}
+
+/// Whether a link without its query names more than a site: a path, or a host name with labels
+/// before its site's own name (`data.site.example`; `www.` is the site itself).
+fn beyond_site(address: &str) -> bool {
+    let rest = address
+        .split_once("://")
+        .map_or(address, |(_, r)| r)
+        .split('#')
+        .next()
+        .unwrap_or_default();
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = host.rsplit('@').next().unwrap_or(host);
+    let host = host.split(':').next().unwrap_or(host);
+    let host = host.strip_prefix("www.").unwrap_or(host);
+    !path.trim_matches('/').is_empty() || host.split('.').filter(|l| !l.is_empty()).count() > 2
 }
 
 /// Hex SHA-256 of a text: identifies the policy set in force.
@@ -253,10 +275,14 @@ pub fn decide_scored(
         .collect();
     // Sinks inside objects are judged as parameters of their own (`message.to`).
     let nested = tools::nested_sinks(tool, &call.args);
-    let with_nested;
-    let tool = if nested.is_empty() {
+    // What a call carries decides what it does: a statement that changes state makes the call
+    // act (and delete, when it does), whatever the tool's verb says, and its argument a command.
+    let statements = tools::state_changing_statements(&call.args);
+    let as_called;
+    let tool = if nested.is_empty() && statements.is_empty() {
         tool
     } else {
+        let mut t = tool.clone();
         let mut sinks: Vec<warden_model::Sink> = tool.sinks.iter().cloned().collect();
         for (path, value, kind) in nested {
             provenance.insert(path.clone(), state.index.provenance(&value));
@@ -267,11 +293,33 @@ pub fn decide_scored(
                 evidence: warden_model::Evidence::Inferred,
             });
         }
-        with_nested = Tool {
-            sinks: warden_model::Sinks::from(sinks),
-            ..tool.clone()
-        };
-        &with_nested
+        for s in &statements {
+            let why = format!("its `{}` argument is a `{}` statement", s.param, s.verb);
+            let raise = |to: &mut warden_model::TraitValue| {
+                if !to.value {
+                    *to = warden_model::TraitValue {
+                        value: true,
+                        evidence: warden_model::Evidence::Inferred,
+                        why: why.clone(),
+                    };
+                }
+            };
+            raise(&mut t.write);
+            if s.destructive {
+                raise(&mut t.destructive);
+            }
+            if tool.sink(&s.param).is_none() {
+                sinks.push(warden_model::Sink {
+                    param: s.param.clone(),
+                    kind: warden_model::SinkKind::Command,
+                    evidence: warden_model::Evidence::Inferred,
+                    why,
+                });
+            }
+        }
+        t.sinks = warden_model::Sinks::from(sinks);
+        as_called = t;
+        &as_called
     };
     let mut flow = context::Flow::of(tool, call, &provenance);
     flow.set_aside(&parts_of_target(state, tool, call, &provenance));

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -751,6 +752,60 @@ fn sinks(spec: &ToolSpec, cfg: &ToolConfig, writes: bool) -> Sinks {
     Sinks::from(out)
 }
 
+/// What a statement an argument carries does, when it changes state: a `query` tool sent
+/// `DROP TABLE` acts, whatever its verb says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// The argument that carries it.
+    pub param: String,
+    /// Its verb, upper-case (`DROP`, `UPDATE`).
+    pub verb: String,
+    /// It deletes what it acts on (`DROP`, `TRUNCATE`, `DELETE`): hard to undo.
+    pub destructive: bool,
+}
+
+/// A SQL statement that changes state, where a statement starts (the text's start or after a
+/// `;`): each verb with the words that make it a statement rather than an English phrase
+/// ("update your browser" is none; "UPDATE staff SET" is one).
+static STATE_CHANGING_SQL: LazyLock<regex::Regex> = LazyLock::new(|| {
+    let object = r"(?:table|database|schema|index|view|user|role|trigger|function|procedure|sequence|collection|policy)\b";
+    let name = r"[\w.`\x22\[\]]+";
+    regex::Regex::new(&format!(
+        r"(?i)(?:^|;)\s*(?:--[^\n]*\n\s*)*(?:(insert)\s+(?:or\s+\w+\s+)?into\s+{name}|(upsert)\s+(?:into\s+)?{name}|(update)\s+{name}\s+set\s|(delete)\s+from\s+{name}|(merge)\s+into\s+{name}|(replace)\s+into\s+{name}|(drop)\s+{object}|(truncate)\s+(?:table\s+)?{name}|(alter)\s+{object}|(create)\s+(?:or\s+replace\s+|unique\s+)?{object}|(grant)\s+[\w\s,]+?\s+(?:on|to)\s|(revoke)\s+[\w\s,]+?\s+(?:on|from)\s)"
+    ))
+    .expect("the statement pattern compiles")
+});
+
+/// Arguments (top-level strings, or strings in a top-level list) that carry a statement changing
+/// state: the call acts whatever the tool's verb says, and deletes when the statement does.
+pub fn state_changing_statements(args: &Params) -> Vec<Statement> {
+    let mut out = Vec::new();
+    for (param, value) in args {
+        let items = value
+            .as_array()
+            .map_or(std::slice::from_ref(value), Vec::as_slice);
+        let mut found: Option<Statement> = None;
+        for text in items.iter().filter_map(Value::as_str) {
+            for caps in STATE_CHANGING_SQL.captures_iter(text) {
+                let Some(verb) = caps.iter().skip(1).flatten().next() else {
+                    continue;
+                };
+                let verb = verb.as_str().to_uppercase();
+                let destructive = matches!(verb.as_str(), "DROP" | "TRUNCATE" | "DELETE");
+                if found.as_ref().is_none_or(|f| destructive && !f.destructive) {
+                    found = Some(Statement {
+                        param: param.clone(),
+                        verb,
+                        destructive,
+                    });
+                }
+            }
+        }
+        out.extend(found);
+    }
+    out
+}
+
 /// Most nested sinks read from one call, and how deep into an argument they are looked for.
 const MAX_NESTED_SINKS: usize = 64;
 const MAX_NESTED_DEPTH: usize = 8;
@@ -1182,5 +1237,56 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("sink         to"), "{text}");
+    }
+
+    #[test]
+    fn a_statement_that_changes_state_is_read_where_a_statement_starts() {
+        let statements = |v: Value| {
+            let args: Params = serde_json::from_value(json!({ "q": v })).expect("an object");
+            state_changing_statements(&args)
+                .into_iter()
+                .map(|s| (s.verb, s.destructive))
+                .collect::<Vec<_>>()
+        };
+        let one = |verb: &str, destructive| vec![(verb.to_owned(), destructive)];
+        assert_eq!(
+            statements(json!("DROP TABLE audit_trail;")),
+            one("DROP", true)
+        );
+        assert_eq!(
+            statements(json!("  truncate orders")),
+            one("TRUNCATE", true)
+        );
+        assert_eq!(
+            statements(json!("delete from t where id = 3")),
+            one("DELETE", true)
+        );
+        assert_eq!(
+            statements(json!("SELECT 1; UPDATE staff SET role = 'owner'")),
+            one("UPDATE", false)
+        );
+        assert_eq!(
+            statements(json!(["SELECT 1", "-- tidy\nINSERT INTO log VALUES (1)"])),
+            one("INSERT", false)
+        );
+        assert_eq!(
+            statements(json!("GRANT ALL ON db TO mallory")),
+            one("GRANT", false)
+        );
+        // The most harmful statement an argument carries decides.
+        assert_eq!(
+            statements(json!("INSERT INTO a VALUES (1); DROP VIEW v")),
+            one("DROP", true)
+        );
+        // Reads, and English that uses the same verbs, are no statements.
+        for text in [
+            "SELECT name FROM customers WHERE note = 'drop table later'",
+            "update your browser",
+            "how to drop a table from a wedding plan",
+            "create a summary of the tickets",
+            "rate; update",
+        ] {
+            assert!(statements(json!(text)).is_empty(), "{text}");
+        }
     }
 }

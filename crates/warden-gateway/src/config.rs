@@ -213,7 +213,7 @@ fn default_model() -> PathBuf {
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     /// The collector's OTLP/HTTP base URL, e.g. `http://127.0.0.1:4318` (`/v1/traces` is added
-    /// unless the URL already ends with it). Plain http only: run a local collector for TLS.
+    /// unless the URL already ends with it); `https://` or `http://`.
     #[serde(default)]
     pub endpoint: Option<String>,
     /// `service.name` of the spans' resource.
@@ -222,6 +222,10 @@ pub struct TelemetryConfig {
     /// Extra HTTP headers on every export (e.g. an API key a collector wants).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// PEM certificates trusted for an `https://` endpoint besides the platform's roots.
+    /// Relative to the config file.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// How long one export may take before it is dropped, in milliseconds.
     #[serde(default = "default_export_timeout")]
     pub timeout_ms: u64,
@@ -236,6 +240,7 @@ impl Default for TelemetryConfig {
             endpoint: None,
             service_name: default_service_name(),
             headers: BTreeMap::new(),
+            ca_file: None,
             timeout_ms: default_export_timeout(),
             batch_delay_ms: default_batch_delay(),
         }
@@ -339,9 +344,24 @@ pub struct UpstreamConfig {
     /// `command`.
     #[serde(default)]
     pub url: Option<String>,
-    /// HTTP headers sent with every request to `url`, e.g. `Authorization`.
+    /// HTTP headers sent with every request to `url` (not `Authorization`: credentials come
+    /// from `bearer_token_env`, `bearer_token_file` or `oauth`, never inline).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// PEM certificates trusted for an `https://` `url`, besides the platform's roots (a private
+    /// CA, a self-signed server). Relative to the config file.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The environment variable that holds the bearer token Warden sends to this upstream.
+    #[serde(default)]
+    pub bearer_token_env: Option<String>,
+    /// The file that holds the bearer token Warden sends to this upstream (read at start).
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// OAuth 2.1 client credentials: Warden obtains its own access token for this upstream,
+    /// caches it and fetches a new one before it expires.
+    #[serde(default)]
+    pub oauth: Option<OAuthConfig>,
     /// How long any request to this upstream may take, in seconds, before the agent is told it
     /// timed out (the MCP reference SDKs wait 60 s); a merged `tools/list` waits at most 10 s
     /// (or this, if shorter) and is answered without this upstream's tools past it. An upstream
@@ -355,7 +375,92 @@ fn default_call_timeout() -> u64 {
     60
 }
 
+/// `[upstreams.oauth]`: the client-credentials grant (RFC 6749 §4.4) Warden uses to obtain its
+/// own access token for a remote MCP server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthConfig {
+    /// The authorization server's token endpoint.
+    pub token_url: String,
+    pub client_id: String,
+    /// The environment variable that holds the client secret.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// The file that holds the client secret (read at start). Relative to the config file.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// The scope to ask for, if the server wants one.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// The resource the token is for (RFC 8707); default: the upstream's `url`.
+    #[serde(default)]
+    pub resource: Option<String>,
+}
+
 impl UpstreamConfig {
+    fn has_credential(&self) -> bool {
+        self.bearer_token_env.is_some() || self.bearer_token_file.is_some() || self.oauth.is_some()
+    }
+
+    /// At most one credential, each from one place, its secret there now (a missing variable
+    /// or file fails the start, not the first call).
+    fn validate_credential(&self) -> Result<(), ConfigError> {
+        let name = &self.name;
+        let invalid =
+            |what: String| Err(ConfigError::Invalid(format!("upstream `{name}`: {what}")));
+        let given = [
+            self.bearer_token_env.is_some(),
+            self.bearer_token_file.is_some(),
+            self.oauth.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return invalid(
+                "give one credential: `bearer_token_env`, `bearer_token_file` or `oauth`".into(),
+            );
+        }
+        if let Some(oauth) = &self.oauth {
+            if !(oauth.token_url.starts_with("https://") || oauth.token_url.starts_with("http://"))
+            {
+                return invalid(format!(
+                    "`oauth.token_url` must start with https:// or http://, not `{}`",
+                    oauth.token_url
+                ));
+            }
+            if oauth.client_id.is_empty() {
+                return invalid("`oauth.client_id` is empty".into());
+            }
+            if oauth.client_secret_env.is_some() == oauth.client_secret_file.is_some() {
+                return invalid(
+                    "`oauth` needs one of `client_secret_env` and `client_secret_file` (a secret \
+                     never goes inline)"
+                        .into(),
+                );
+            }
+        }
+        let secret = match &self.oauth {
+            Some(o) => crate::outbound::read_secret(
+                "the OAuth client secret",
+                o.client_secret_env.as_deref(),
+                o.client_secret_file.as_deref(),
+            ),
+            None if self.has_credential() => crate::outbound::read_secret(
+                "the bearer token",
+                self.bearer_token_env.as_deref(),
+                self.bearer_token_file.as_deref(),
+            ),
+            None => Ok(String::new()),
+        };
+        if let Err(e) = secret {
+            return invalid(e);
+        }
+        if let Some(ca) = &self.ca_file {
+            if let Err(e) = crate::outbound::read_roots(ca) {
+                return invalid(e);
+            }
+        }
+        Ok(())
+    }
+
     /// An upstream run as a child process, with the defaults for everything else.
     pub fn child(name: &str, command: Vec<String>) -> UpstreamConfig {
         UpstreamConfig {
@@ -364,6 +469,10 @@ impl UpstreamConfig {
             env: BTreeMap::new(),
             url: None,
             headers: BTreeMap::new(),
+            ca_file: None,
+            bearer_token_env: None,
+            bearer_token_file: None,
+            oauth: None,
             timeout_secs: default_call_timeout(),
         }
     }
@@ -386,21 +495,29 @@ impl UpstreamConfig {
             (None, false) if !self.headers.is_empty() => {
                 invalid("`headers` are for a `url` upstream; a `command` takes `env`".into())
             }
+            (None, false) if self.ca_file.is_some() || self.has_credential() => invalid(
+                "`ca_file`, `bearer_token_env`, `bearer_token_file` and `oauth` are for a `url` \
+                 upstream; a `command` takes `env`"
+                    .into(),
+            ),
             _ if self.timeout_secs == 0 => invalid("`timeout_secs` must be at least 1".into()),
             (None, false) => Ok(()),
             (Some(url), true) => {
                 if !self.env.is_empty() {
                     return invalid("`env` is for a `command` upstream".into());
                 }
-                if url.starts_with("https://") {
+                let Some(rest) = url
+                    .strip_prefix("https://")
+                    .or_else(|| url.strip_prefix("http://"))
+                else {
                     return invalid(format!(
-                        "`{url}`: this build of Warden speaks plain HTTP to upstreams; reach an \
-                         https server through a local TLS proxy"
+                        "`url` must start with https:// or http://, not `{url}`"
                     ));
-                }
-                let Some(rest) = url.strip_prefix("http://") else {
-                    return invalid(format!("`url` must start with http://, not `{url}`"));
                 };
+                if self.ca_file.is_some() && !url.starts_with("https://") {
+                    return invalid(format!("`ca_file` is for an https:// `url`, not `{url}`"));
+                }
+                self.validate_credential()?;
                 if rest.is_empty() || rest.starts_with('/') {
                     return invalid(format!("`url` names no host: `{url}`"));
                 }
@@ -410,6 +527,14 @@ impl UpstreamConfig {
                         && value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b));
                     if !ok {
                         return invalid(format!("header `{header}` is not a valid HTTP header"));
+                    }
+                    if header.eq_ignore_ascii_case("authorization") {
+                        return invalid(
+                            "a credential does not go inline in `headers`: put the token in an \
+                             environment variable or a file and name it with `bearer_token_env` \
+                             or `bearer_token_file` (or use `[upstreams.oauth]`)"
+                                .into(),
+                        );
                     }
                 }
                 Ok(())
@@ -525,6 +650,21 @@ impl Config {
         })?;
         let mut config = Config::parse(&text, &file)?;
         config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        // Files an upstream or the exporter reads are the config's own, wherever Warden runs.
+        let base = config.base_dir.clone();
+        let at = |p: &mut Option<PathBuf>| {
+            if let Some(p) = p.as_mut().filter(|p| p.is_relative()) {
+                *p = base.join(&*p);
+            }
+        };
+        for up in &mut config.upstreams {
+            at(&mut up.ca_file);
+            at(&mut up.bearer_token_file);
+            if let Some(oauth) = up.oauth.as_mut() {
+                at(&mut oauth.client_secret_file);
+            }
+        }
+        at(&mut config.telemetry.ca_file);
         Ok(config)
     }
 
@@ -738,7 +878,7 @@ mod tests {
     #[test]
     fn a_remote_upstream_has_a_url_and_its_own_headers() {
         let ok = "[[upstreams]]\nname = \"remote\"\nurl = \"http://10.0.0.5:3001/mcp\"\n\
-                  headers = { Authorization = \"Bearer s3cret\" }\n";
+                  headers = { X-Tenant = \"blue\" }\n";
         let c = Config::parse(ok, "w.toml").expect("parses");
         c.validate().expect("valid");
         assert_eq!(
@@ -748,7 +888,32 @@ mod tests {
         for (body, says) in [
             ("url = \"http://h/mcp\"\ncommand = [\"srv\"]", "not both"),
             ("url = \"ftp://h/mcp\"", "http://"),
-            ("url = \"https://h/mcp\"", "TLS proxy"),
+            ("url = \"http://h/mcp\"\nca_file = \"ca.pem\"", "https://"),
+            (
+                "url = \"https://h/mcp\"\nheaders = { authorization = \"Bearer s3cret\" }",
+                "bearer_token_env",
+            ),
+            (
+                "url = \"https://h/mcp\"\nbearer_token_env = \"A\"\nbearer_token_file = \"t\"",
+                "one credential",
+            ),
+            (
+                "url = \"https://h/mcp\"\nbearer_token_env = \"WARDEN_TEST_SURELY_UNSET_VAR\"",
+                "`WARDEN_TEST_SURELY_UNSET_VAR` is not set",
+            ),
+            (
+                "url = \"https://h/mcp\"\nbearer_token_file = \"/nonexistent/token\"",
+                "cannot read /nonexistent/token",
+            ),
+            (
+                "url = \"https://h/mcp\"\noauth = { token_url = \"https://a/token\", client_id = \"w\" }",
+                "client_secret_env",
+            ),
+            (
+                "url = \"https://h/mcp\"\nca_file = \"/nonexistent/ca.pem\"",
+                "`ca_file` /nonexistent/ca.pem",
+            ),
+            ("command = [\"srv\"]\nbearer_token_env = \"A\"", "for a `url`"),
             ("url = \"http:///mcp\"", "no host"),
             ("url = \"http://h/mcp\"\nenv = { A = \"1\" }", "`env`"),
             ("command = [\"srv\"]\nheaders = { A = \"1\" }", "`headers`"),
@@ -763,6 +928,27 @@ mod tests {
             let err = c.validate().expect_err(body).to_string();
             assert!(err.contains(says), "{body:?}: {err}");
         }
+    }
+
+    #[test]
+    fn an_upstreams_secret_files_are_read_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("secrets")).expect("mkdir");
+        std::fs::write(dir.path().join("secrets/docs-token"), "t0ken\n").expect("write");
+        let path = dir.path().join("warden.toml");
+        std::fs::write(
+            &path,
+            "[[upstreams]]\nname = \"docs\"\nurl = \"https://docs.example/mcp\"\n\
+             bearer_token_file = \"secrets/docs-token\"\n",
+        )
+        .expect("write");
+        let c = Config::load(&path).expect("loads");
+        c.validate()
+            .expect("valid: the token file is found beside the config");
+        assert_eq!(
+            c.upstreams[0].bearer_token_file.as_deref(),
+            Some(dir.path().join("secrets/docs-token").as_path())
+        );
     }
 
     #[test]

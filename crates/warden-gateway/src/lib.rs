@@ -8,6 +8,7 @@ pub mod config;
 pub mod dashboard;
 pub mod mcp;
 pub mod mcp_http;
+pub mod outbound;
 pub mod runtime;
 pub mod telemetry;
 

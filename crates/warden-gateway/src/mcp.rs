@@ -642,9 +642,13 @@ where
     T: rmcp::transport::IntoTransport<RoleClient, E, A>,
     E: std::error::Error + Send + Sync + 'static,
 {
-    let running = rmcp::serve_client(client, transport)
-        .await
-        .map_err(|e| format!("the MCP server behind Warden did not initialize: {e}"))?;
+    let running = rmcp::serve_client(client, transport).await.map_err(|e| {
+        // The causes say why (a certificate no root vouches for, a refused token).
+        format!(
+            "the MCP server behind Warden did not initialize: {}",
+            crate::outbound::chain(&e)
+        )
+    })?;
     let server = running
         .peer()
         .peer_info()

@@ -60,6 +60,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::Caller;
 use crate::config::{UpstreamConfig, TOOL_SEPARATOR};
 use crate::mcp::{self, Forwarded, Guard, Link, UpstreamClient, UpstreamService};
+use crate::outbound::{self, Credential, UpstreamHttp};
 use crate::runtime::{sha256_hex, OpenRequest, Runtime, RuntimeError};
 
 /// The path the front is served at.
@@ -157,6 +158,9 @@ struct Upstreams {
 /// One upstream: how to start it, and where its connection stands.
 struct Slot {
     config: UpstreamConfig,
+    /// A remote upstream's HTTP client: its TLS roots and its own credential (the OAuth token
+    /// cache outlives a reconnect). An error says why it cannot be reached at all.
+    http: Option<Result<UpstreamHttp, String>>,
     state: Arc<std::sync::Mutex<SlotState>>,
 }
 
@@ -189,8 +193,14 @@ impl Upstreams {
         let slots = configs
             .iter()
             .map(|c| {
+                let http = c.url.as_ref().map(|_| {
+                    let client = outbound::client(c.ca_file.as_deref())?;
+                    let credential = Credential::of(c, &client)?;
+                    Ok(UpstreamHttp::new(client, Arc::new(credential)))
+                });
                 let slot = Slot {
                     config: c.clone(),
+                    http,
                     state: Arc::new(std::sync::Mutex::new(SlotState::Down)),
                 };
                 (c.name.clone(), slot)
@@ -251,9 +261,10 @@ impl Slot {
     /// Start the upstream on a task of its own; when it is up (or failed), the slot says so.
     fn start(&self) -> Starting {
         let config = self.config.clone();
+        let http = self.http.clone();
         let state = self.state.clone();
         let task = tokio::spawn(async move {
-            let started = match tokio::time::timeout(UPSTREAM_START, start(&config)).await {
+            let started = match tokio::time::timeout(UPSTREAM_START, start(&config, http)).await {
                 Ok(started) => started.map(Arc::new),
                 Err(_) => Err(format!(
                     "it did not answer `initialize` within {} s",
@@ -293,7 +304,10 @@ impl Slot {
 }
 
 /// Start an upstream and answer its `initialize`.
-async fn start(config: &UpstreamConfig) -> Result<Connection, String> {
+async fn start(
+    config: &UpstreamConfig,
+    http: Option<Result<UpstreamHttp, String>>,
+) -> Result<Connection, String> {
     let link = Arc::new(Link::default());
     let client = UpstreamClient {
         link: link.clone(),
@@ -304,10 +318,13 @@ async fn start(config: &UpstreamConfig) -> Result<Connection, String> {
         .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE),
     };
     let ((service, initialize), child) = match &config.url {
-        Some(url) => (
-            mcp::connect_upstream(client, remote(config, url)?).await?,
-            None,
-        ),
+        Some(url) => {
+            let http = http.unwrap_or_else(|| Err("it has no HTTP client".into()))?;
+            (
+                mcp::connect_upstream(client, remote(config, url, http)?).await?,
+                None,
+            )
+        }
         None => {
             let (program, args) = config
                 .command
@@ -330,11 +347,13 @@ async fn start(config: &UpstreamConfig) -> Result<Connection, String> {
     })
 }
 
-/// A streamable HTTP client for the upstream's `url`, sending its `headers`.
+/// A streamable HTTP client for the upstream's `url`, sending its `headers` and its own
+/// credential.
 fn remote(
     config: &UpstreamConfig,
     url: &str,
-) -> Result<StreamableHttpClientTransport<reqwest::Client>, String> {
+    http: UpstreamHttp,
+) -> Result<StreamableHttpClientTransport<UpstreamHttp>, String> {
     let mut headers = std::collections::HashMap::new();
     for (name, value) in &config.headers {
         let name = header::HeaderName::from_bytes(name.as_bytes())
@@ -345,10 +364,7 @@ fn remote(
     }
     let transport =
         StreamableHttpClientTransportConfig::with_uri(url.to_owned()).custom_headers(headers);
-    Ok(StreamableHttpClientTransport::with_client(
-        reqwest::Client::new(),
-        transport,
-    ))
+    Ok(StreamableHttpClientTransport::with_client(http, transport))
 }
 
 /// One MCP session (or, without `initialize`, one request) as the front serves it.

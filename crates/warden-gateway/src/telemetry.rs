@@ -81,18 +81,21 @@ impl Telemetry {
             return Ok(None);
         };
         let url = traces_url(endpoint)?;
-        if url.starts_with("https://") {
-            // Built without a TLS stack (no surprise native dependencies): say so up front.
-            return Err(TelemetryError::Exporter(
-                "https endpoints need TLS, which this build leaves out; send to a local collector \
-                 over http (e.g. http://127.0.0.1:4318) and let it forward"
-                    .into(),
-            ));
-        }
+        let timeout = Duration::from_millis(config.timeout_ms);
+        // A blocking client must not be built (or dropped) on an async runtime's thread: build
+        // it on a thread of its own, as the exporter would, with Warden's TLS and roots.
+        let ca_file = config.ca_file.clone();
+        let client = std::thread::spawn(move || {
+            crate::outbound::blocking_client(ca_file.as_deref(), timeout)
+        })
+        .join()
+        .map_err(|_| TelemetryError::Exporter("building the HTTP client failed".into()))?
+        .map_err(TelemetryError::Exporter)?;
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
+            .with_http_client(client)
             .with_endpoint(url)
-            .with_timeout(Duration::from_millis(config.timeout_ms))
+            .with_timeout(timeout)
             .with_headers(
                 config
                     .headers
@@ -342,15 +345,23 @@ mod tests {
     }
 
     #[test]
-    fn telemetry_is_off_without_an_endpoint_and_refuses_https() {
+    fn telemetry_is_off_without_an_endpoint_and_says_which_ca_file_it_cannot_read() {
         let off = Telemetry::start(&TelemetryConfig::default()).expect("ok");
         assert!(off.is_none());
         let https = TelemetryConfig {
             endpoint: Some("https://collector.example:4318".into()),
             ..TelemetryConfig::default()
         };
-        let err = Telemetry::start(&https).expect_err("no TLS in this build");
-        assert!(err.to_string().contains("need TLS"), "{err}");
+        assert!(Telemetry::start(&https).expect("https is spoken").is_some());
+        let unreadable = TelemetryConfig {
+            ca_file: Some("/nonexistent/collector-ca.pem".into()),
+            ..https
+        };
+        let err = Telemetry::start(&unreadable).expect_err("no such CA file");
+        assert!(
+            err.to_string().contains("/nonexistent/collector-ca.pem"),
+            "{err}"
+        );
     }
 
     #[test]

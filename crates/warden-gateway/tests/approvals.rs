@@ -72,7 +72,7 @@ async fn held_with(adjust: impl FnOnce(&mut Config)) -> Held {
     let mut config = config(dir.path());
     adjust(&mut config);
     let server = Server::start(config).await;
-    let client = reqwest::Client::new();
+    let client = support::http();
     let opened: Value = client
         .post(server.url("/v1/sessions"))
         .bearer_auth(AGENT_KEY)
@@ -557,7 +557,7 @@ fn in_an_approval_race_across_processes_only_the_winners_decision_is_logged() {
 async fn a_persons_approver_key_opens_no_agent_session() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(config(dir.path())).await;
-    let resp = reqwest::Client::new()
+    let resp = support::http()
         .post(server.url("/v1/sessions"))
         .bearer_auth(APPROVER_KEY)
         .json(&json!({"principal": "ops", "agent": "ops"}))

@@ -57,7 +57,7 @@ async fn open_session(client: &reqwest::Client, server: &Server, instruction: &s
 /// account in it. The server then restarts, and session two reads the note back and pays.
 async fn save_then_pay_after_a_restart(first_instruction: &str, ticket: &str) -> Value {
     let dir = tempfile::tempdir().expect("tempdir");
-    let client = reqwest::Client::new();
+    let client = support::http();
     let first = Server::start(config(dir.path())).await;
     let s1 = open_session(&client, &first, first_instruction).await;
     let read = decide(

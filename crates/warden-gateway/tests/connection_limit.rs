@@ -55,7 +55,7 @@ async fn two_hundred_idle_connections_do_not_stop_warden_answering_with_128_desc
         .expect("the holder's word");
     assert_eq!(line.trim(), "holding");
 
-    let client = reqwest::Client::new();
+    let client = support::http();
     let answered = tokio::time::timeout(Duration::from_secs(60), async {
         client.get(server.url("/healthz")).send().await
     })

@@ -60,7 +60,7 @@ struct Login {
 }
 
 async fn login(server: &Server, token: &str) -> Result<Login, (u16, Value)> {
-    let resp = reqwest::Client::new()
+    let resp = support::http()
         .post(server.url("/ui/api/login"))
         .json(&json!({ "token": token }))
         .send()
@@ -87,7 +87,7 @@ async fn login(server: &Server, token: &str) -> Result<Login, (u16, Value)> {
 
 /// Open a session as the agent and make a refund to an IBAN read only in a ticket: held.
 async fn held_call(server: &Server, bearer: Option<&str>) -> String {
-    let client = reqwest::Client::new();
+    let client = support::http();
     let mut open = client.post(server.url("/v1/sessions"));
     if let Some(k) = bearer {
         open = open.bearer_auth(k);
@@ -137,7 +137,7 @@ async fn post_decision(
     csrf: Option<&str>,
     origin: Option<&str>,
 ) -> (u16, Value) {
-    let mut req = reqwest::Client::new()
+    let mut req = support::http()
         .post(server.url(&format!("/ui/api/approvals/{id}")))
         .header(COOKIE, &login.cookie)
         .json(&json!({"decision": "approve", "comment": "checked with the customer"}));
@@ -185,7 +185,7 @@ async fn people_sign_in_with_their_keys_and_agent_keys_and_unknown_tokens_cannot
     };
     assert_eq!(status, 401);
 
-    let me: Value = reqwest::Client::new()
+    let me: Value = support::http()
         .get(server.url("/ui/api/me"))
         .header(COOKIE, &viewer.cookie)
         .send()
@@ -201,7 +201,7 @@ async fn people_sign_in_with_their_keys_and_agent_keys_and_unknown_tokens_cannot
         .await
         .expect("GET");
     assert_eq!(anonymous.status().as_u16(), 401);
-    let forged = reqwest::Client::new()
+    let forged = support::http()
         .get(server.url("/ui/api/sessions"))
         .header(COOKIE, "warden_ui=0000")
         .send()
@@ -272,7 +272,7 @@ async fn the_timeline_shows_the_decision_reasons_and_which_result_fed_the_argume
     let id = held_call(&server, Some(AGENT_KEY)).await;
     let session = id.split('/').next().expect("session").to_owned();
     let vic = login(&server, VIEWER_KEY).await.expect("sign in");
-    let view: Value = reqwest::Client::new()
+    let view: Value = support::http()
         .get(server.url(&format!("/ui/api/sessions/{session}")))
         .header(COOKIE, &vic.cookie)
         .send()
@@ -300,7 +300,7 @@ async fn the_timeline_shows_the_decision_reasons_and_which_result_fed_the_argume
     );
     assert_eq!(call["approval"]["status"], "pending");
 
-    let list: Value = reqwest::Client::new()
+    let list: Value = support::http()
         .get(server.url("/ui/api/sessions?pending=true&q=7731"))
         .header(COOKIE, &vic.cookie)
         .send()
@@ -311,7 +311,7 @@ async fn the_timeline_shows_the_decision_reasons_and_which_result_fed_the_argume
         .expect("JSON");
     assert_eq!(list["sessions"][0]["id"], session.as_str(), "{list}");
     assert_eq!(list["sessions"][0]["pending"], 1);
-    let bad = reqwest::Client::new()
+    let bad = support::http()
         .get(server.url("/ui/api/sessions?colour=red"))
         .header(COOKIE, &vic.cookie)
         .send()
@@ -326,7 +326,7 @@ async fn the_event_stream_delivers_a_held_call_as_it_happens() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(config(dir.path(), true)).await;
     let vic = login(&server, VIEWER_KEY).await.expect("sign in");
-    let mut stream = reqwest::Client::new()
+    let mut stream = support::http()
         .get(server.url("/ui/api/events"))
         .header(COOKIE, &vic.cookie)
         .send()
@@ -374,7 +374,7 @@ async fn without_keys_the_dashboard_signs_in_as_local_but_only_on_a_loopback_hos
     assert_eq!(status, 200, "{approved}");
     assert_eq!(approved["approver"], "local");
 
-    let rebound = reqwest::Client::new()
+    let rebound = support::http()
         .get(server.url("/ui/api/me"))
         .header(HOST, "attacker.test")
         .header(COOKIE, &local.cookie)
@@ -386,7 +386,7 @@ async fn without_keys_the_dashboard_signs_in_as_local_but_only_on_a_loopback_hos
         403,
         "a DNS-rebound host is refused"
     );
-    let page = reqwest::Client::new()
+    let page = support::http()
         .get(server.url("/"))
         .send()
         .await
@@ -405,7 +405,7 @@ async fn without_keys_the_dashboard_signs_in_as_local_but_only_on_a_loopback_hos
 }
 
 async fn get(server: &Server, path: &str, login: &Login) -> (u16, Value) {
-    let resp = reqwest::Client::new()
+    let resp = support::http()
         .get(server.url(path))
         .header(COOKIE, &login.cookie)
         .send()
@@ -450,7 +450,7 @@ async fn alerts_audit_status_verification_and_the_policy_in_force_are_shown() {
     );
 
     let verify = |csrf: Option<String>| {
-        let mut req = reqwest::Client::new()
+        let mut req = support::http()
             .post(server.url("/ui/api/audit/verify"))
             .header(COOKIE, &vic.cookie);
         if let Some(c) = csrf {
@@ -493,7 +493,7 @@ async fn alerts_audit_status_verification_and_the_policy_in_force_are_shown() {
 async fn the_timeline_redacts_obvious_secrets_as_the_audit_log_does() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(config(dir.path(), true)).await;
-    let client = reqwest::Client::new();
+    let client = support::http();
     let opened: Value = client
         .post(server.url("/v1/sessions"))
         .bearer_auth(AGENT_KEY)
@@ -536,7 +536,7 @@ async fn signing_out_ends_the_sign_in_and_its_event_stream() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(config(dir.path(), true)).await;
     let vic = login(&server, VIEWER_KEY).await.expect("sign in");
-    let mut stream = reqwest::Client::new()
+    let mut stream = support::http()
         .get(server.url("/ui/api/events"))
         .header(COOKIE, &vic.cookie)
         .send()
@@ -547,7 +547,7 @@ async fn signing_out_ends_the_sign_in_and_its_event_stream() {
         .expect("the hello event in time")
         .expect("a chunk");
     assert!(first.is_some());
-    let out = reqwest::Client::new()
+    let out = support::http()
         .post(server.url("/ui/api/logout"))
         .header(COOKIE, &vic.cookie)
         .header("X-Warden-CSRF", &vic.csrf)
@@ -597,7 +597,7 @@ async fn an_admin_accepts_a_changed_tool_definition_and_others_cannot() {
     );
     let server = Server::start(config_with(dir.path(), true, &admin)).await;
     let accept = |login: &Login, csrf: Option<&str>| {
-        let mut req = reqwest::Client::new()
+        let mut req = support::http()
             .post(server.url("/ui/api/tools/accept"))
             .header(COOKIE, &login.cookie)
             .json(&json!({"upstream": "docs", "tool": "send_report"}));

@@ -144,7 +144,7 @@ fn assert_verdict(decision: &Value, verdict: &str) {
 async fn an_iban_read_only_in_an_untrusted_ticket_reaching_a_refund_is_held_naming_the_ticket() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(config(&support_toml(), dir.path())).await;
-    let client = reqwest::Client::new();
+    let client = support::http();
     let s = open_support(&client, &server, "Refund order 7731 for customer C-1042").await;
 
     let observed = observe(
@@ -174,7 +174,7 @@ async fn an_iban_read_only_in_an_untrusted_ticket_reaching_a_refund_is_held_nami
 async fn an_email_address_read_only_in_an_untrusted_ticket_as_a_recipient_is_held() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(config(&support_toml(), dir.path())).await;
-    let client = reqwest::Client::new();
+    let client = support::http();
     let s = open(
         &client,
         &server,
@@ -215,7 +215,7 @@ async fn an_email_address_read_only_in_an_untrusted_ticket_as_a_recipient_is_hel
 async fn the_same_iban_given_in_the_instruction_is_allowed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(config(&support_toml(), dir.path())).await;
-    let client = reqwest::Client::new();
+    let client = support::http();
     let s = open_support(
         &client,
         &server,
@@ -245,7 +245,7 @@ async fn the_same_iban_given_in_the_instruction_is_allowed() {
 async fn the_same_iban_given_in_a_later_user_message_is_allowed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(config(&support_toml(), dir.path())).await;
-    let client = reqwest::Client::new();
+    let client = support::http();
     let s = open_support(&client, &server, "Refund order 7731 for customer C-1042").await;
     observe(
         &client,
@@ -274,7 +274,7 @@ async fn the_same_iban_given_in_a_later_user_message_is_allowed() {
 async fn the_same_iban_only_in_agent_reasoning_is_not_trusted_and_still_held() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(config(&support_toml(), dir.path())).await;
-    let client = reqwest::Client::new();
+    let client = support::http();
     let s = open_support(&client, &server, "Refund order 7731 for customer C-1042").await;
     observe(
         &client,
@@ -306,7 +306,7 @@ async fn the_same_iban_only_in_agent_reasoning_is_not_trusted_and_still_held() {
 async fn a_tool_outside_the_profile_is_denied_naming_the_profile() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(config(&support_toml(), dir.path())).await;
-    let client = reqwest::Client::new();
+    let client = support::http();
     let s = open_support(&client, &server, "Answer customer C-1042").await;
 
     let d = decide(
@@ -333,7 +333,7 @@ async fn a_tool_outside_the_profile_is_denied_naming_the_profile() {
 async fn a_reply_to_another_customer_than_the_tasks_is_denied_by_the_constraint() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(config(&support_toml(), dir.path())).await;
-    let client = reqwest::Client::new();
+    let client = support::http();
     let s = open_support(&client, &server, "Answer customer C-1042").await;
 
     let d = decide(
@@ -358,7 +358,7 @@ async fn a_reply_to_another_customer_than_the_tasks_is_denied_by_the_constraint(
 async fn a_reply_to_the_tasks_own_customer_is_allowed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(config(&support_toml(), dir.path())).await;
-    let client = reqwest::Client::new();
+    let client = support::http();
     let s = open_support(&client, &server, "Answer customer C-1042").await;
 
     let d = decide(
@@ -376,7 +376,7 @@ async fn a_reply_to_the_tasks_own_customer_is_allowed() {
 #[tokio::test]
 async fn a_restart_keeps_session_provenance_and_steps() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let client = reqwest::Client::new();
+    let client = support::http();
 
     let first = Server::start(config(&support_toml(), dir.path())).await;
     let s = open_support(&client, &first, "Refund order 7731 for customer C-1042").await;
@@ -444,7 +444,7 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(config(&support_toml(), dir.path())).await;
-    let client = reqwest::Client::new();
+    let client = support::http();
     let s = open_support(&client, &server, "Answer customer C-1042").await;
     Fixture {
         _dir: dir,
@@ -579,7 +579,7 @@ async fn a_body_over_the_limit_is_a_413() {
     let dir = tempfile::tempdir().expect("tempdir");
     let toml = format!("[server]\nmax_body_bytes = 512\n{}", support_toml());
     let server = Server::start(config(&toml, dir.path())).await;
-    let client = reqwest::Client::new();
+    let client = support::http();
     let s = open_support(&client, &server, "Answer customer C-1042").await;
     let body = json!({
         "session": s.id,
@@ -676,7 +676,7 @@ async fn a_policy_that_errors_at_evaluation_denies_with_the_error_and_its_id() {
         policy.display()
     );
     let server = Server::start(config(&toml, &dir.path().join("data"))).await;
-    let client = reqwest::Client::new();
+    let client = support::http();
     let s = open(
         &client,
         &server,
@@ -708,7 +708,7 @@ async fn a_policy_that_errors_at_evaluation_denies_with_the_error_and_its_id() {
 async fn a_destructive_tool_without_a_profile_is_held() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(config("", dir.path())).await;
-    let client = reqwest::Client::new();
+    let client = support::http();
     let s = open(
         &client,
         &server,
@@ -738,7 +738,7 @@ async fn a_destructive_tool_without_a_profile_is_held() {
 async fn with_zero_config_a_session_opens_without_authorization_and_a_read_is_allowed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(config("", dir.path())).await;
-    let client = reqwest::Client::new();
+    let client = support::http();
     let s = open(
         &client,
         &server,
@@ -761,7 +761,7 @@ async fn sessions_dropped_from_memory_past_the_cap_are_replayed_from_the_store()
     let mut cfg = config(&support_toml(), dir.path());
     cfg.server.max_live_sessions = 1;
     let server = Server::start(cfg).await;
-    let client = reqwest::Client::new();
+    let client = support::http();
     let first = open_support(&client, &server, "Refund order 7731").await;
     observe(
         &client,
@@ -796,7 +796,7 @@ async fn sessions_dropped_from_memory_past_the_cap_are_replayed_from_the_store()
 async fn the_held_decision_is_in_the_audit_log_linked_to_the_untrusted_result() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(config(&support_toml(), dir.path())).await;
-    let client = reqwest::Client::new();
+    let client = support::http();
     let s = open_support(&client, &server, "Refund order 7731").await;
     observe(
         &client,
@@ -864,7 +864,7 @@ async fn an_unusual_call_gets_an_anomaly_score_in_its_decision_and_an_alert_in_t
     let mut cfg = config(&support_toml(), dir.path());
     cfg.detect.alert_threshold = 0.5;
     let server = Server::start(cfg).await;
-    let client = reqwest::Client::new();
+    let client = support::http();
     let s = open(
         &client,
         &server,
@@ -968,7 +968,7 @@ fn arbitrary_json(seed: &mut u64, depth: u32) -> Value {
 async fn no_request_body_makes_the_server_fail_with_a_5xx() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(config("", dir.path())).await;
-    let client = reqwest::Client::new();
+    let client = support::http();
     let s = open(
         &client,
         &server,
@@ -1013,7 +1013,7 @@ async fn with_zero_config_a_request_for_a_non_loopback_host_is_refused_so_dns_re
 ) {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(config("", dir.path())).await;
-    let client = reqwest::Client::new();
+    let client = support::http();
     let (status, err) = error_of(
         client
             .post(server.url("/v1/sessions"))
@@ -1036,7 +1036,7 @@ async fn with_zero_config_a_request_for_a_non_loopback_host_is_refused_so_dns_re
 async fn a_web_pages_simple_text_plain_post_from_another_origin_opens_no_session() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(config("", dir.path())).await;
-    let client = reqwest::Client::new();
+    let client = support::http();
     let (status, err) = error_of(
         client
             .post(server.url("/v1/sessions"))
@@ -1054,7 +1054,7 @@ async fn a_web_pages_simple_text_plain_post_from_another_origin_opens_no_session
 async fn a_decide_a_browser_sent_from_another_site_is_refused_and_an_agents_is_not() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(config("", dir.path())).await;
-    let client = reqwest::Client::new();
+    let client = support::http();
     let s = open(
         &client,
         &server,
@@ -1112,7 +1112,7 @@ async fn a_session_id_that_is_not_utf8_is_a_400_with_a_json_error() {
 async fn a_session_opened_without_an_agent_on_zero_config_is_agent_and_decides() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(config("", dir.path())).await;
-    let client = reqwest::Client::new();
+    let client = support::http();
     let resp = client
         .post(server.url("/v1/sessions"))
         .json(&json!({"principal": "alice"}))

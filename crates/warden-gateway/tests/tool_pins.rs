@@ -239,7 +239,7 @@ async fn a_value_only_a_tool_description_names_is_held_at_a_sink_whatever_its_hi
     };
 
     let body = json!({"principal": "alice", "instruction": "Share the weekly report with rhea.moss@example.com"});
-    let opened = open(&reqwest::Client::new(), &server, None, body).await;
+    let opened = open(&support::http(), &server, None, body).await;
     let client = connect_as(&server, Some(&opened.token)).await;
     assert_eq!(list(&client).await, ["share_report"]);
     let steered = client
@@ -352,7 +352,7 @@ async fn an_impostor_publishing_a_tool_of_the_same_name_inherits_no_unbound_entr
     let mut config = Config::parse(&toml, "test.toml").expect("the config parses");
     config.server.data_dir = dir.join("state");
     let server = Server::start(config).await;
-    let http = reqwest::Client::new();
+    let http = support::http();
     let opened = open(
         &http,
         &server,

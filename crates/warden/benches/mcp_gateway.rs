@@ -398,7 +398,7 @@ fn free_port() -> u16 {
 
 async fn http_client(addr: &str) -> Client {
     let config = StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}/mcp"));
-    let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), config);
+    let transport = StreamableHttpClientTransport::with_client(support::http(), config);
     ().serve(transport)
         .await
         .unwrap_or_else(|e| panic!("initialize over HTTP at {addr}: {e}"))

@@ -290,7 +290,8 @@ impl Story {
     }
 
     async fn open_session(&self) -> Result<(String, String)> {
-        let response = reqwest::Client::new()
+        let response = warden_gateway::outbound::client(None)
+            .map_err(anyhow::Error::msg)?
             .post(format!("http://{}/v1/sessions", self.addr))
             .bearer_auth(&self.keys.agent)
             .json(&json!({
@@ -322,7 +323,8 @@ impl Story {
         let config =
             StreamableHttpClientTransportConfig::with_uri(format!("http://{}/mcp", self.addr))
                 .auth_header(token.to_owned());
-        let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), config);
+        let http = warden_gateway::outbound::client(None).map_err(anyhow::Error::msg)?;
+        let transport = StreamableHttpClientTransport::with_client(http, config);
         let info = ClientConfig::new(
             ClientCapabilities::default(),
             Implementation::new(AGENT, env!("CARGO_PKG_VERSION")),

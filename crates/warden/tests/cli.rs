@@ -271,7 +271,7 @@ fn serve_with_zero_config_answers_the_guard_api() {
         .build()
         .expect("a tokio runtime");
     let decision: Value = rt.block_on(async {
-        let client = reqwest::Client::new();
+        let client = support::http();
         let resp = client
             .post(format!("http://{addr}/v1/sessions"))
             .json(&json!({"principal": "alice", "agent": "bot", "instruction": "What is my balance?"}))
@@ -322,7 +322,7 @@ fn shadow_mode_allows_records_and_replay_from_audit_lists_what_a_new_policy_chan
         .build()
         .expect("a tokio runtime");
     let decision: Value = rt.block_on(async {
-        let client = reqwest::Client::new();
+        let client = support::http();
         let opened: Value = client
             .post(format!("http://{addr}/v1/sessions"))
             .json(&json!({"principal": "alice", "agent": "bot", "instruction": "Summarise my inbox"}))

@@ -186,7 +186,7 @@ async fn an_approver_approves_a_held_call_live_in_chromium_and_a_viewer_cannot()
     };
 
     // The agent: a session whose instruction names the report and the summary, over /mcp.
-    let http = reqwest::Client::new();
+    let http = support::http();
     let opened: Value = http
         .post(format!("http://{addr}/v1/sessions"))
         .bearer_auth(AGENT_KEY)
@@ -204,7 +204,7 @@ async fn an_approver_approves_a_held_call_live_in_chromium_and_a_viewer_cannot()
         .to_owned();
     let session = opened["id"].as_str().expect("a session id").to_owned();
     let transport = StreamableHttpClientTransport::with_client(
-        reqwest::Client::new(),
+        support::http(),
         StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}/mcp"))
             .auth_header(token),
     );

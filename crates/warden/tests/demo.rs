@@ -186,7 +186,7 @@ fn approve_in_dashboard(addr: &str, id: &str, token: &str) -> Value {
         .build()
         .expect("a runtime");
     tokio.block_on(async {
-        let http = reqwest::Client::new();
+        let http = support::http();
         let signed_in = http
             .post(format!("http://{addr}/ui/api/login"))
             .json(&json!({"token": token}))

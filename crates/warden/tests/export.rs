@@ -87,7 +87,7 @@ fn recorded_session(dir: &Path) -> PathBuf {
         .build()
         .expect("a tokio runtime");
     let held_id: String = rt.block_on(async {
-        let client = reqwest::Client::new();
+        let client = support::http();
         let post = |path: &str, token: Option<&str>, body: Value| {
             let mut req = client.post(format!("http://{addr}{path}")).json(&body);
             if let Some(t) = token {

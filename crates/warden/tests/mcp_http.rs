@@ -104,12 +104,12 @@ async fn connect(addr: &str, bearer: Option<&str>, session: Option<&str>) -> Cli
         );
         config = config.custom_headers(headers);
     }
-    let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), config);
+    let transport = StreamableHttpClientTransport::with_client(support::http(), config);
     ().serve(transport).await.expect("initialize through /mcp")
 }
 
 async fn open_session(addr: &str, instruction: &str) -> (String, String) {
-    let opened: Value = reqwest::Client::new()
+    let opened: Value = support::http()
         .post(format!("http://{addr}/v1/sessions"))
         .json(&json!({"principal": "alice", "agent": "bot", "instruction": instruction}))
         .send()
@@ -231,7 +231,7 @@ async fn two_upstreams_behind_mcp_a_steered_write_is_held_and_a_killed_upstream_
     );
 
     // The calls were decided in the session the token named, on the servers' own tool names.
-    let view: Value = reqwest::Client::new()
+    let view: Value = support::http()
         .get(format!("http://{addr}/v1/sessions/{session}"))
         .bearer_auth(&token)
         .send()
@@ -312,7 +312,7 @@ async fn with_api_keys_mcp_needs_one_and_binds_a_session_to_the_key() {
     ));
     let (_serve, addr) = ws.serve();
 
-    let anonymous = reqwest::Client::new()
+    let anonymous = support::http()
         .post(format!("http://{addr}/mcp"))
         .header("accept", "application/json, text/event-stream")
         .json(
@@ -506,7 +506,7 @@ async fn a_tool_is_known_by_its_upstream_and_name_so_alike_names_keep_their_own_
     let read = call(&client, "files__read_text_file", report).await;
     assert_ne!(read.is_error, Some(true), "{read:?}");
 
-    let view: Value = reqwest::Client::new()
+    let view: Value = support::http()
         .get(format!("http://{addr}/v1/sessions/{session}"))
         .bearer_auth(&token)
         .send()
@@ -612,7 +612,7 @@ async fn in_front_of_several_servers_prompts_are_namespaced_and_resources_routed
     );
 
     // What the prompt and the resource brought is observed, as untrusted content of its server.
-    let view: Value = reqwest::Client::new()
+    let view: Value = support::http()
         .get(format!("http://{addr}/v1/sessions/{session}"))
         .bearer_auth(&token)
         .send()

@@ -133,7 +133,7 @@ async fn python_sdk_over_streamable_http_in_both_eras_a_steered_write_waits_for_
         .arg(inbox.config())
         .args(["--listen", "127.0.0.1:0"]);
     let (_serve, addr) = start_serve(cmd);
-    let http = reqwest::Client::new();
+    let http = support::http();
 
     for (era, mode) in [("2025-11-25", "legacy"), ("2026-07-28", "2026-07-28")] {
         let _ = std::fs::remove_file(inbox.exfil_path());

@@ -155,7 +155,7 @@ async fn spans_of_a_session_and_its_calls_reach_an_otlp_receiver() {
         .arg(dir.path().join("state"));
     let (_serve, addr) = start_serve(cmd);
 
-    let http = reqwest::Client::new();
+    let http = support::http();
     let opened: Value = http
         .post(format!("http://{addr}/v1/sessions"))
         .json(&json!({"principal": "alice", "agent": "bot", "instruction": "Tidy my account"}))
@@ -200,7 +200,7 @@ async fn spans_of_a_session_and_its_calls_reach_an_otlp_receiver() {
 
     // The same session over MCP, in front of a real MCP server.
     let transport = StreamableHttpClientTransport::with_client(
-        reqwest::Client::new(),
+        support::http(),
         StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}/mcp"))
             .auth_header(token.clone()),
     );

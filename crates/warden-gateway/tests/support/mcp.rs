@@ -17,7 +17,7 @@ pub async fn connect(server: &Server, token: Option<&str>) -> Client {
     if let Some(t) = token {
         config = config.auth_header(t.to_owned());
     }
-    let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), config);
+    let transport = StreamableHttpClientTransport::with_client(super::http(), config);
     ().serve(transport).await.expect("initialize through /mcp")
 }
 

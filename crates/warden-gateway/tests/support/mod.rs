@@ -11,6 +11,13 @@ use tokio::sync::oneshot;
 use warden_audit::{AuditReader, EventFilter, EventKind};
 use warden_gateway::Config;
 
+#[allow(dead_code)]
+/// An HTTP client for the tests' own requests, with Warden's TLS set up (reqwest cannot build
+/// one before a TLS provider is installed).
+pub fn http() -> reqwest::Client {
+    warden_gateway::outbound::client(None).expect("an HTTP client")
+}
+
 pub struct Server {
     base: String,
     stop: Option<oneshot::Sender<()>>,

@@ -13,6 +13,12 @@ use rmcp::model::{CallToolRequestParams, CallToolResult, JsonObject};
 use rmcp::service::{RoleClient, RunningService};
 use serde_json::Value;
 
+/// An HTTP client for the tests' own requests, with Warden's TLS set up (reqwest cannot build
+/// one before a TLS provider is installed).
+pub fn http() -> reqwest::Client {
+    warden_gateway::outbound::client(None).expect("an HTTP client")
+}
+
 pub const NODE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node");
 
 /// The npm filesystem server's entry point.

@@ -40,6 +40,10 @@ pub struct Flow {
     /// pointed, to a site no trusted content names (see `steered_navigation` in this crate's
     /// root).
     pub navigation_args: Vec<String>,
+    /// Text arguments of a write (a message's body, a post) that pass on a link only untrusted
+    /// prose named, to a site no trusted content names (see `steered_links` in this crate's
+    /// root).
+    pub link_args: Vec<String>,
     /// Arguments carrying values from secret content.
     pub secret_args: Vec<String>,
     /// Arguments carrying values from internal (or secret) content.
@@ -396,6 +400,12 @@ pub const CONTEXT_FLOW: &[CallField] = &[
     field("steered_navigation_args", SetOfString, |i| {
         strings(&i.flow.navigation_args)
     }),
+    field("steered_link", Bool, |i| {
+        boolean(!i.flow.link_args.is_empty())
+    }),
+    field("steered_link_args", SetOfString, |i| {
+        strings(&i.flow.link_args)
+    }),
     field("secret_in_args", Bool, |i| {
         boolean(!i.flow.secret_args.is_empty())
     }),
@@ -622,6 +632,7 @@ pub const PLACEHOLDERS: &[&str] = &[
     "unvouched_party",
     "egress",
     "navigation",
+    "links",
     "secret_args",
 ];
 
@@ -730,7 +741,7 @@ pub fn render(
                 list(&flow.unexplained_sink_args)
             ),
             "egress" => format!(
-                "{} sends data the agent filled into a link (a query that no link the session read has as written) to an address that neither the user nor a trusted system gave",
+                "{} sends data the agent filled into a link (a query, a path or a host name that no link the session read has as written) to a site that neither the user nor a trusted system gave",
                 list(&flow.egress_args)
             ),
             "navigation" => format!(
@@ -738,6 +749,33 @@ pub fn render(
                 list(&flow.navigation_args),
                 evidence(state, &flow.navigation_args, provenance, true)
             ),
+            "links" => {
+                let untrusted = |seq: &u64| {
+                    state.index.source(*seq).is_some_and(|s| {
+                        s.label.integrity == warden_model::Integrity::Untrusted
+                    })
+                };
+                let links: Vec<String> = flow
+                    .link_args
+                    .iter()
+                    .filter_map(|a| provenance.get(a))
+                    .flat_map(|p| p.values.iter())
+                    .filter(|m| m.kind == "url" && m.sources.iter().all(untrusted))
+                    .map(|m| {
+                        let from: Vec<String> = m
+                            .sources
+                            .iter()
+                            .filter_map(|&seq| state.index.source(seq).map(|s| s.to_string()))
+                            .collect();
+                        format!("\"{}\" comes from {}", m.value, from.join(", "))
+                    })
+                    .collect();
+                format!(
+                    "{} passes on a link that only untrusted text names, on a site that neither the user nor a trusted system gave — {}: whoever reads it is sent where that text chose",
+                    list(&flow.link_args),
+                    links.join(", ")
+                )
+            }
             "secret_args" => format!(
                 "{} ({})",
                 list(&flow.secret_args),

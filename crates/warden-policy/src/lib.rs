@@ -148,6 +148,28 @@ fn steered_navigation(
         .collect()
 }
 
+/// Text arguments of a write (a message's body, a post, a comment) that pass on a link only
+/// untrusted prose named, on a site no trusted content names: the reader is sent where an
+/// outsider chose — a phishing or tracking link is an injection's payload as surely as a
+/// recipient is. Sink arguments are judged as sinks already; a user who asked the agent to pass
+/// on links it reads delegated the choice.
+fn steered_links(
+    state: &SessionState,
+    tool: &Tool,
+    call: &Call,
+    flow: &context::Flow,
+) -> Vec<String> {
+    if !(tool.write.value || tool.destructive.value) || delegates_links(state) {
+        return Vec::new();
+    }
+    call.args
+        .iter()
+        .filter(|(arg, _)| tool.sink(arg).is_none() && !flow.steered_args.contains(arg))
+        .filter(|(_, value)| !state.index.links_chosen_in_prose(value).is_empty())
+        .map(|(arg, _)| arg.clone())
+        .collect()
+}
+
 /// Words with which the user asks the agent to follow links.
 const LINK_WORDS: &[&str] = &[
     "link", "links", "url", "urls", "website", "websites", "webpage", "webpages", "site", "sites",
@@ -325,6 +347,7 @@ pub fn decide_scored(
     flow.set_aside(&parts_of_target(state, tool, call, &provenance));
     flow.egress_args = composed_egress(state, tool, call, &provenance);
     flow.navigation_args = steered_navigation(state, tool, call, &flow);
+    flow.link_args = steered_links(state, tool, call, &flow);
     let outcome = match context::build(
         &engine.types,
         state,

@@ -309,6 +309,10 @@ pub struct McpConfig {
     /// listening on loopback, else any host (API keys are required then).
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// Who releases a held call: `"approver"` (default) or `"user"`, the session's user asked
+    /// in their MCP client (elicitation), for sessions whose profile does not say otherwise.
+    #[serde(default)]
+    pub confirm: warden_policy::Confirm,
 }
 
 impl Default for McpConfig {
@@ -317,7 +321,19 @@ impl Default for McpConfig {
             hold_timeout_secs: default_hold_timeout(),
             hide_unusable_tools: true,
             allowed_hosts: Vec::new(),
+            confirm: warden_policy::Confirm::Approver,
         }
+    }
+}
+
+impl Config {
+    /// Who releases a call held in a session with this profile: the profile's `confirm`, else
+    /// `[mcp] confirm`.
+    pub fn confirm_for(&self, profile: Option<&str>) -> warden_policy::Confirm {
+        profile
+            .and_then(|p| self.profiles.get(p))
+            .and_then(|p| p.confirm)
+            .unwrap_or(self.mcp.confirm)
     }
 }
 

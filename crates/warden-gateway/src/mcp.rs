@@ -202,6 +202,8 @@ pub(crate) struct Guard {
     profile: Option<String>,
     hide_unusable_tools: bool,
     hold_timeout: Duration,
+    /// A held call is put to the session's user in their MCP client (`confirm = "user"`).
+    confirm_user: bool,
     /// Instructions already recorded from `_meta`, so a host that repeats one on every request
     /// does not grow the session.
     instructions: Mutex<HashSet<String>>,
@@ -228,7 +230,10 @@ impl Guard {
         hide_unusable_tools: bool,
         hold_timeout: Duration,
     ) -> Guard {
+        let confirm_user =
+            rt.config().confirm_for(session.profile.as_deref()) == warden_policy::Confirm::User;
         Guard {
+            confirm_user,
             rt,
             session: session.id.clone(),
             profile: session.profile.clone(),
@@ -302,7 +307,7 @@ impl Guard {
         match record.decision.verdict {
             Verdict::Allow => {}
             Verdict::Hold => {
-                if let Some(refusal) = self.await_person(&record, ctx).await? {
+                if let Some(refusal) = self.await_person(&record, arguments, ctx).await? {
                     return Ok(refusal);
                 }
             }
@@ -332,9 +337,15 @@ impl Guard {
     async fn await_person(
         &self,
         record: &DecisionRecord,
+        arguments: Option<&JsonObject>,
         ctx: &RequestContext<RoleServer>,
     ) -> Result<Option<ServerResult>, ErrorData> {
         let id = &record.decision_id;
+        if self.confirm_user {
+            if let Some(answered) = self.ask_user(record, arguments, ctx).await {
+                return Ok(answered);
+            }
+        }
         if self.hold_timeout.is_zero() {
             // Nobody will act on an approval nobody waits for.
             if let Err(e) = self
@@ -385,6 +396,99 @@ impl Guard {
                     Some(decision_meta(record)),
                 )))
             }
+        }
+    }
+
+    /// Put a held call to the session's user in their own MCP client (an `elicitation/create`
+    /// request: what the call is, which argument came from where), and let their answer decide
+    /// it: `Some(None)` when they confirmed it (forward it), `Some(refusal)` when they did not
+    /// (no, cancel, no answer in time). `None` when the client cannot be asked (it declared no
+    /// elicitation, or its era forbids a server's request, or the request failed): the call
+    /// goes the approvals path.
+    async fn ask_user(
+        &self,
+        record: &DecisionRecord,
+        arguments: Option<&JsonObject>,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Option<Option<ServerResult>> {
+        let id = &record.decision_id;
+        let stateful = ctx.protocol_version().is_none_or(|v| v.has_initialize());
+        let can_ask = ctx
+            .peer
+            .peer_info()
+            .is_some_and(|info| info.capabilities.elicitation.is_some());
+        if !(stateful && can_ask) {
+            tracing::info!(decision = %id, "warden mcp: the client cannot be asked; the call goes to the approvals queue");
+            return None;
+        }
+        let question = question_for(record, arguments);
+        let schema = serde_json::from_value(serde_json::json!({
+            "type": "object",
+            "properties": {"allow": {
+                "type": "boolean",
+                "title": "Allow this call?",
+                "description": "Yes releases this one call; no refuses it.",
+            }},
+            "required": ["allow"],
+        }));
+        let schema = match schema {
+            Ok(schema) => schema,
+            Err(e) => {
+                tracing::error!("warden mcp: the confirmation schema does not build: {e}");
+                return None;
+            }
+        };
+        let wait = if self.hold_timeout.is_zero() {
+            Duration::from_secs(120)
+        } else {
+            self.hold_timeout
+        };
+        let asked = ctx.peer.create_elicitation_with_timeout(
+            rmcp::model::ElicitRequestParams::FormElicitationParams {
+                meta: None,
+                message: question.clone(),
+                requested_schema: schema,
+            },
+            Some(wait),
+        );
+        let answer = match asked.await {
+            Ok(answer) => answer,
+            Err(rmcp::ServiceError::Timeout { .. }) => {
+                let why = format!("the user did not answer within {} s", wait.as_secs());
+                return Some(Some(match self.rt.expire_approval(id, &why) {
+                    Ok(a) => not_approved(record, &a),
+                    Err(e) => refusal(
+                        format!("Warden could not record that {why}: {e}"),
+                        Some(decision_meta(record)),
+                    ),
+                }));
+            }
+            Err(e) => {
+                tracing::warn!(decision = %id, "warden mcp: asking the user failed ({e}); the call goes to the approvals queue");
+                return None;
+            }
+        };
+        let yes = answer.action == rmcp::model::ElicitationAction::Accept
+            && answer
+                .content
+                .as_ref()
+                .and_then(|c| c.get("allow"))
+                .and_then(Value::as_bool)
+                == Some(true);
+        let given = serde_json::json!({"action": answer.action, "content": answer.content});
+        match self.rt.resolve_approval_by_user(id, yes, &question, given) {
+            Ok(a) if yes && a.status == warden_store::ApprovalStatus::Approved => {
+                tracing::info!(decision = %id, "warden mcp: the user confirmed the held call; forwarding it");
+                Some(None)
+            }
+            Ok(a) => Some(Some(not_approved(record, &a))),
+            Err(e) => Some(Some(refusal(
+                format!(
+                    "Warden held this call to `{}` (decision {id}) and asked the user, but could                      not record the answer, so it was refused and not forwarded: {e}",
+                    record.tool
+                ),
+                Some(decision_meta(record)),
+            ))),
         }
     }
 
@@ -999,6 +1103,23 @@ fn refused(record: &DecisionRecord) -> ServerResult {
         ),
     };
     refusal(text, Some(decision_meta(record)))
+}
+
+/// The question a held call puts to the user: the call, and why Warden held it (which argument
+/// came from where).
+fn question_for(record: &DecisionRecord, arguments: Option<&JsonObject>) -> String {
+    let args = serde_json::to_string(&arguments).unwrap_or_default();
+    let args: String = args.chars().take(600).collect();
+    let reasons: String = record
+        .decision
+        .reasons
+        .iter()
+        .map(|r| format!("\n- {}", r.message))
+        .collect();
+    format!(
+        "Your agent wants to call `{}` with {args}. Warden held it because:{reasons}\nDid you ask          for this? Allow this one call?",
+        record.tool
+    )
 }
 
 /// A held call a person denied, or that no one approved in time.

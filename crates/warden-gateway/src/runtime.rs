@@ -1757,6 +1757,46 @@ impl Runtime {
         approver: &str,
         comment: Option<String>,
     ) -> Result<Approval, RuntimeError> {
+        self.resolve_approval_as(id, approve, approver, comment, None)
+    }
+
+    /// The session's user's answer to the question Warden asked in their MCP client about the
+    /// held call `id` (`confirm = "user"`): a yes releases that one call. Recorded like a
+    /// person's decision, with `confirmed_by: "user"`, the question and the answer as given.
+    pub fn resolve_approval_by_user(
+        &self,
+        id: &str,
+        approve: bool,
+        question: &str,
+        answer: Value,
+    ) -> Result<Approval, RuntimeError> {
+        let current = self.approval(id)?;
+        let principal = self.session(&current.session)?.principal;
+        let approver = format!("{principal} (the user, in their MCP client)");
+        let comment = Some(
+            if approve {
+                "the user confirmed this call when asked"
+            } else {
+                "the user did not confirm this call when asked"
+            }
+            .to_owned(),
+        );
+        let extra = serde_json::json!({
+            "confirmed_by": "user",
+            "question": question,
+            "answer": answer,
+        });
+        self.resolve_approval_as(id, approve, &approver, comment, Some(extra))
+    }
+
+    fn resolve_approval_as(
+        &self,
+        id: &str,
+        approve: bool,
+        approver: &str,
+        comment: Option<String>,
+        extra: Option<Value>,
+    ) -> Result<Approval, RuntimeError> {
         if approver.trim().is_empty() {
             return Err(RuntimeError::BadRequest {
                 field: "approver".into(),
@@ -1773,16 +1813,20 @@ impl Runtime {
             ApprovalStatus::Denied
         };
         let held = self.decision_audit_index(&current.session, current.seq)?;
+        let mut body = serde_json::json!({
+            "decision_id": id,
+            "decision": status.as_str(),
+            "approver": approver,
+            "comment": comment,
+        });
+        if let (Some(Value::Object(extra)), Some(fields)) = (extra, body.as_object_mut()) {
+            fields.extend(extra);
+        }
         let event = AuditEvent {
             kind: EventKind::Approval,
             session: current.session.clone(),
             time_ms: now_ms(),
-            body: serde_json::json!({
-                "decision_id": id,
-                "decision": status.as_str(),
-                "approver": approver,
-                "comment": comment,
-            }),
+            body,
             causes: held.into_iter().collect(),
         };
         let resolution = Resolution {

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use warden_model::{Anomaly, ArgProvenance, Call, Decision, Reason, Tool, Verdict};
 
 pub use engine::{PolicyEngine, PolicySource};
-pub use profile::TaskProfile;
+pub use profile::{Confirm, TaskProfile};
 pub use session::{History, SessionState, Step};
 pub use tools::{ToolConfig, ToolSpec};
 

@@ -27,6 +27,23 @@ pub struct TaskProfile {
     pub require: Vec<Constraint>,
     #[serde(default)]
     pub budget: Budget,
+    /// Who may release a call this task's session holds: `"approver"` (a person with the
+    /// approver role, the default) or `"user"` (the session's user, asked in their own MCP
+    /// client). Unset: the `[mcp] confirm` setting decides.
+    #[serde(default)]
+    pub confirm: Option<Confirm>,
+}
+
+/// Who releases a held call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Confirm {
+    /// A person with the approver role (the approvals queue, the dashboard, `warden approvals`).
+    #[default]
+    Approver,
+    /// The session's user, asked in their MCP client (elicitation); a client that cannot be
+    /// asked falls back to the approvals path.
+    User,
 }
 
 /// One constraint on an argument, e.g. `reply_to_customer.customer_id == task.customer_id`.

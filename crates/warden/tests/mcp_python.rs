@@ -23,6 +23,11 @@ const AGENT_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/agent.
 /// The inbox, with a config for it: an agent's and an approver's API key, a held call waits a
 /// minute for a person, and the filesystem server as the one upstream.
 fn inbox() -> Inbox {
+    inbox_where("")
+}
+
+/// [`inbox`], with more `[mcp]` settings (`confirm = "user"`).
+fn inbox_where(mcp: &str) -> Inbox {
     let inbox = Inbox::new();
     let key = |name: &str, key: &str, role: &str| {
         format!(
@@ -33,7 +38,7 @@ fn inbox() -> Inbox {
     };
     // The server annotates its reads as closed-world; this inbox holds outsiders' text.
     let config = format!(
-        "[server]\ndata_dir = {state:?}\n\n[mcp]\nhold_timeout_secs = 60\n\n\
+        "[server]\ndata_dir = {state:?}\n\n[mcp]\nhold_timeout_secs = 60\n{mcp}\n\n\
          [tools.read_text_file]\nopen_world = true\n\n{}{}\
          [[upstreams]]\nname = \"files\"\ncommand = [\"node\", {:?}, {:?}]\n",
         key("bot", AGENT_KEY, "agent"),
@@ -292,4 +297,113 @@ async fn python_sdk_over_stdio_a_steered_write_waits_for_a_person() {
     assert_eq!(all.len(), 1, "{all:#?}");
     assert_eq!(all[0]["status"], "approved");
     assert_eq!(all[0]["approver"], "Dana (cli)");
+}
+
+/// `warden mcp` for `inbox`, under the Python agent (which answers held calls with `confirm`).
+fn stdio_args(inbox: &Inbox, confirm: &str) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "--confirm".into(),
+        confirm.into(),
+        "--stdio".into(),
+        "--".into(),
+    ];
+    args.push(env!("CARGO_BIN_EXE_warden").into());
+    args.extend(["mcp", "--config"].map(String::from));
+    args.push(inbox.config().display().to_string());
+    args.extend(["--principal", "alice", "--instruction"].map(String::from));
+    args.push(inbox.instruction());
+    args.extend(["--", "node"].map(String::from));
+    args.push(filesystem_server().display().to_string());
+    args.push(inbox.files().display().to_string());
+    args
+}
+
+/// Every approval of `inbox`'s data dir, as `warden approvals list --all --json` prints them.
+fn all_approvals(inbox: &Inbox) -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .env_remove("WARDEN_CONFIG")
+        .args(["approvals", "list", "--all", "--json", "--config"])
+        .arg(inbox.config())
+        .output()
+        .expect("warden approvals runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("a JSON list")
+}
+
+/// The audit log's approval events for `inbox`.
+fn approval_events(inbox: &Inbox) -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .env_remove("WARDEN_CONFIG")
+        .args(["audit", "export", "--format", "json", "--config"])
+        .arg(inbox.config())
+        .output()
+        .expect("warden audit export runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
+        .filter(|e| e["kind"] == "approval")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_confirm_user_a_held_call_is_put_to_the_user_in_their_client_and_their_answer_decides()
+{
+    for answer in ["yes", "no"] {
+        let inbox = inbox_where("confirm = \"user\"");
+        let agent = start_agent(&stdio_args(&inbox, answer), &plan(&inbox, answer)).await;
+        let lines = finish(agent).await;
+        succeeded(&lines, 1, "read_text_file");
+        // The steered write was put to the user: what it is, and why Warden held it.
+        let asked = lines[2]["asked"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{lines:#?}"));
+        assert!(
+            asked.contains("`write_file`") && asked.contains(&inbox.exfil_path()),
+            "{asked}"
+        );
+        assert!(asked.contains("Allow this one call?"), "{asked}");
+        let approvals = all_approvals(&inbox);
+        assert_eq!(approvals.len(), 1, "{approvals:#?}");
+        assert_eq!(
+            approvals[0]["approver"],
+            "alice (the user, in their MCP client)"
+        );
+        let events = approval_events(&inbox);
+        assert_eq!(events.len(), 1, "{events:#?}");
+        let body = &events[0]["body"];
+        assert_eq!(body["confirmed_by"], "user", "{body}");
+        assert_eq!(body["question"], asked, "the question is recorded as asked");
+        if answer == "yes" {
+            assert_eq!(approvals[0]["status"], "approved");
+            assert_eq!(body["answer"]["action"], "accept", "{body}");
+            assert_eq!(body["answer"]["content"]["allow"], true, "{body}");
+            succeeded(&lines, 3, "write_file");
+            assert_eq!(
+                std::fs::read_to_string(inbox.exfil_path()).expect("the confirmed write happened"),
+                "copy (yes)"
+            );
+        } else {
+            assert_eq!(approvals[0]["status"], "denied");
+            assert_eq!(body["answer"]["action"], "decline", "{body}");
+            assert_eq!(lines[3]["is_error"], true, "{lines:#?}");
+            assert!(
+                lines[3]["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("alice (the user")),
+                "{lines:#?}"
+            );
+            assert!(!Path::new(&inbox.exfil_path()).exists(), "nothing written");
+        }
+        // The user's own write goes through at once, unasked.
+        succeeded(&lines, 4, "write_file");
+    }
 }

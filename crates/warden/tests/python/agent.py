@@ -8,6 +8,7 @@ status 1 and the error on stderr.
 
     agent.py --url http://127.0.0.1:8080/mcp --token T --mode 2026-07-28 < plan.json
     agent.py --stdio -- warden mcp --instruction "…" -- node server.js /files < plan.json
+    agent.py … --confirm yes   (the user answers yes to every question a held call puts to them)
 """
 
 import argparse
@@ -33,8 +34,23 @@ def emit(record):
     print(json.dumps(record), flush=True)
 
 
+def confirmer(answer):
+    """The user, answering Warden's question about a held call: yes (accept, allow) or no
+    (decline). Each question is printed as a JSON line {"asked": message}."""
+    from mcp import types
+
+    async def confirm(context, params):
+        emit({"asked": params.message})
+        if answer == "yes":
+            return types.ElicitResult(action="accept", content={"allow": True})
+        return types.ElicitResult(action="decline")
+
+    return confirm
+
+
 async def run(args, plan):
-    async with Client(transport(args), mode=args.mode, raise_exceptions=True) as client:
+    extra = {"elicitation_callback": confirmer(args.confirm)} if args.confirm else {}
+    async with Client(transport(args), mode=args.mode, raise_exceptions=True, **extra) as client:
         tools = await client.list_tools()
         emit({"protocol": client.protocol_version, "tools": sorted(t.name for t in tools.tools)})
         for step in plan:
@@ -55,6 +71,8 @@ def main():
     where.add_argument("--stdio", action="store_true", help="start the command after `--` and speak stdio")
     parser.add_argument("--token", help="sent as `Authorization: Bearer <token>`")
     parser.add_argument("--mode", default="auto", help="legacy (2025-11-25 initialize), 2026-07-28, or auto")
+    parser.add_argument("--confirm", choices=["yes", "no"],
+                        help="declare elicitation and answer Warden's questions about held calls")
     parser.add_argument("command", nargs="*", help="with --stdio: the server's command")
     args = parser.parse_args()
     if args.stdio and not args.command:

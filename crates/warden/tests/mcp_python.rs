@@ -407,3 +407,106 @@ async fn with_confirm_user_a_held_call_is_put_to_the_user_in_their_client_and_th
         succeeded(&lines, 4, "write_file");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_confirm_user_over_streamable_http_the_user_is_asked_and_a_client_that_cannot_be_asked_waits_for_a_person(
+) {
+    let inbox = inbox_where("confirm = \"user\"");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
+    cmd.env_remove("WARDEN_CONFIG")
+        .args(["serve", "--config"])
+        .arg(inbox.config())
+        .args(["--listen", "127.0.0.1:0"]);
+    let (_serve, addr) = start_serve(cmd);
+    let http = support::http();
+    let open = || async {
+        let opened: Value = http
+            .post(format!("http://{addr}/v1/sessions"))
+            .bearer_auth(AGENT_KEY)
+            .json(&json!({"principal": "alice", "instruction": inbox.instruction()}))
+            .send()
+            .await
+            .expect("POST /v1/sessions")
+            .json()
+            .await
+            .expect("JSON");
+        opened["token"]
+            .as_str()
+            .expect("a session token")
+            .to_owned()
+    };
+    let args = |token: &str, mode: &str, confirm: Option<&str>| {
+        let mut args: Vec<String> = confirm
+            .map(|c| vec!["--confirm".to_owned(), c.to_owned()])
+            .unwrap_or_default();
+        args.extend(
+            [
+                "--url",
+                &format!("http://{addr}/mcp"),
+                "--token",
+                token,
+                "--mode",
+                mode,
+            ]
+            .map(String::from),
+        );
+        args
+    };
+
+    // 2025-11-25, a client that can be asked: the user says yes, and the write goes through.
+    let token = open().await;
+    let agent = start_agent(
+        &args(&token, "legacy", Some("yes")),
+        &plan(&inbox, "legacy"),
+    )
+    .await;
+    let lines = finish(agent).await;
+    assert!(
+        lines[2]["asked"]
+            .as_str()
+            .is_some_and(|q| q.contains("`write_file`")),
+        "{lines:#?}"
+    );
+    succeeded(&lines, 3, "write_file");
+    assert_eq!(
+        std::fs::read_to_string(inbox.exfil_path()).expect("the confirmed write happened"),
+        "copy (legacy)"
+    );
+    std::fs::remove_file(inbox.exfil_path()).expect("remove");
+
+    // A client that declares no elicitation: the held call waits for a person instead.
+    let token = open().await;
+    let agent = start_agent(&args(&token, "legacy", None), &plan(&inbox, "unasked")).await;
+    let pending = || {
+        all_approvals(&inbox)
+            .into_iter()
+            .filter(|a| a["status"] == "pending")
+            .collect::<Vec<_>>()
+    };
+    let id = held(pending, &inbox.exfil_path()).await;
+    let resolved = http
+        .post(format!("http://{addr}/v1/approvals/{id}"))
+        .bearer_auth(APPROVER_KEY)
+        .json(&json!({"decision": "approve", "approver": "Dana"}))
+        .send()
+        .await
+        .expect("POST /v1/approvals/{id}");
+    assert!(resolved.status().is_success());
+    let lines = finish(agent).await;
+    assert!(lines.iter().all(|l| l.get("asked").is_none()), "{lines:#?}");
+    succeeded(&lines, 2, "write_file");
+    let approvals = all_approvals(&inbox);
+    assert_eq!(approvals.len(), 2, "{approvals:#?}");
+    let mut approvers: Vec<&str> = approvals
+        .iter()
+        .filter_map(|a| a["approver"].as_str())
+        .collect();
+    approvers.sort_unstable();
+    assert_eq!(
+        approvers,
+        [
+            "Dana (key security-desk)",
+            "alice (the user, in their MCP client)"
+        ]
+    );
+}

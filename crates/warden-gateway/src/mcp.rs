@@ -273,9 +273,25 @@ impl Guard {
         upstream: &str,
         tool: &str,
         arguments: Option<&JsonObject>,
+        confirmation: Option<Confirmation>,
         ctx: &RequestContext<RoleServer>,
         forward: impl Future<Output = Result<Forwarded, ErrorData>>,
     ) -> Result<ServerResult, ErrorData> {
+        if let Some(confirmation) = confirmation {
+            // The retry of a call Warden held and put to the user (2026-07-28): their answer
+            // decides that held call; it is not decided again.
+            let call_id = match self.confirmed(tool, arguments, confirmation) {
+                Ok(call_id) => call_id,
+                Err(refusal) => return Ok(*refusal),
+            };
+            return match forward.await? {
+                Forwarded::Answer(result) => {
+                    self.observe(&call_id, upstream, tool, &result)?;
+                    Ok(*result)
+                }
+                Forwarded::Unavailable(why) => Ok(refusal(why, None)),
+            };
+        }
         let args: Params = arguments.cloned().unwrap_or_default().into_iter().collect();
         let call = Call {
             tool: tool.to_owned(),
@@ -413,31 +429,56 @@ impl Guard {
     ) -> Option<Option<ServerResult>> {
         let id = &record.decision_id;
         let stateful = ctx.protocol_version().is_none_or(|v| v.has_initialize());
-        let can_ask = ctx
-            .peer
-            .peer_info()
-            .is_some_and(|info| info.capabilities.elicitation.is_some());
-        if !(stateful && can_ask) {
+        let can_ask = if stateful {
+            ctx.peer
+                .peer_info()
+                .is_some_and(|info| info.capabilities.elicitation.is_some())
+        } else {
+            ctx.client_capabilities()
+                .is_some_and(|c| c.elicitation.is_some())
+        };
+        if !can_ask {
             tracing::info!(decision = %id, "warden mcp: the client cannot be asked; the call goes to the approvals queue");
             return None;
         }
-        let question = question_for(record, arguments);
-        let schema = serde_json::from_value(serde_json::json!({
-            "type": "object",
-            "properties": {"allow": {
-                "type": "boolean",
-                "title": "Allow this call?",
-                "description": "Yes releases this one call; no refuses it.",
-            }},
-            "required": ["allow"],
-        }));
-        let schema = match schema {
+        let reasons: Vec<&str> = record
+            .decision
+            .reasons
+            .iter()
+            .map(|r| r.message.as_str())
+            .collect();
+        let args =
+            serde_json::to_value(arguments.cloned().unwrap_or_default()).unwrap_or(Value::Null);
+        let question = question_for(&record.tool, &args, &reasons);
+        let schema = match confirm_schema() {
             Ok(schema) => schema,
             Err(e) => {
                 tracing::error!("warden mcp: the confirmation schema does not build: {e}");
                 return None;
             }
         };
+        if !stateful {
+            // A server may not ask in this era: the answer asks the client to ask the user and
+            // call again with the answer and this state (`confirmed`).
+            let ask = rmcp::model::ElicitRequest::new(
+                rmcp::model::ElicitRequestParams::FormElicitationParams {
+                    meta: None,
+                    message: question,
+                    requested_schema: schema,
+                },
+            );
+            let requests = rmcp::model::InputRequests::from([(
+                CONFIRM_INPUT.to_owned(),
+                rmcp::model::InputRequest::Elicitation(ask),
+            )]);
+            tracing::info!(decision = %id, "warden mcp: held call put to the user (input required)");
+            return Some(Some(ServerResult::InputRequiredResult(
+                rmcp::model::InputRequiredResult::new(
+                    Some(requests),
+                    Some(format!("{CONFIRM_STATE}{id}")),
+                ),
+            )));
+        }
         let wait = if self.hold_timeout.is_zero() {
             Duration::from_secs(120)
         } else {
@@ -468,14 +509,8 @@ impl Guard {
                 return None;
             }
         };
-        let yes = answer.action == rmcp::model::ElicitationAction::Accept
-            && answer
-                .content
-                .as_ref()
-                .and_then(|c| c.get("allow"))
-                .and_then(Value::as_bool)
-                == Some(true);
         let given = serde_json::json!({"action": answer.action, "content": answer.content});
+        let yes = said_yes(&given);
         match self.rt.resolve_approval_by_user(id, yes, &question, given) {
             Ok(a) if yes && a.status == warden_store::ApprovalStatus::Approved => {
                 tracing::info!(decision = %id, "warden mcp: the user confirmed the held call; forwarding it");
@@ -488,6 +523,82 @@ impl Guard {
                     record.tool
                 ),
                 Some(decision_meta(record)),
+            ))),
+        }
+    }
+
+    /// The user's answer, brought back with the retry of a held call (2026-07-28): the call
+    /// must be the held one of this session, still pending, with the same tool and arguments.
+    /// Their answer resolves it; `Ok(call id)` when they confirmed it (forward it), else the
+    /// refusal to give.
+    fn confirmed(
+        &self,
+        tool: &str,
+        arguments: Option<&JsonObject>,
+        confirmation: Confirmation,
+    ) -> Result<String, Box<ServerResult>> {
+        let refuse = |why: String| {
+            Box::new(refusal(
+                format!("Warden did not carry out this call to `{tool}`: {why}"),
+                None,
+            ))
+        };
+        // Only where the user may confirm: elsewhere an approver decides, and a client that
+        // sends an answer of its own releases nothing.
+        if !self.confirm_user {
+            return Err(refuse(
+                "this session's held calls are released by an approver, not by an answer from \
+                 the client"
+                    .into(),
+            ));
+        }
+        let id = confirmation.state.trim_start_matches(CONFIRM_STATE);
+        let held = self
+            .rt
+            .approval(id)
+            .map_err(|e| refuse(format!("the confirmation it answers is unknown ({e})")))?;
+        let args =
+            serde_json::to_value(arguments.cloned().unwrap_or_default()).unwrap_or(Value::Null);
+        if held.session != self.session || held.tool != tool || held.args != args {
+            return Err(refuse(format!(
+                "the confirmation it answers is for another call (decision {id})"
+            )));
+        }
+        if held.status != warden_store::ApprovalStatus::Pending {
+            return Err(refuse(format!(
+                "the held call {id} was already {}",
+                held.status.as_str()
+            )));
+        }
+        let reasons: Vec<String> = held
+            .reasons
+            .as_array()
+            .map(|rs| {
+                rs.iter()
+                    .filter_map(|r| r["message"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let reasons: Vec<&str> = reasons.iter().map(String::as_str).collect();
+        let question = question_for(tool, &args, &reasons);
+        let given = confirmation
+            .responses
+            .get(CONFIRM_INPUT)
+            .cloned()
+            .unwrap_or(Value::Null);
+        let yes = said_yes(&given);
+        match self.rt.resolve_approval_by_user(id, yes, &question, given) {
+            Ok(a) if yes && a.status == warden_store::ApprovalStatus::Approved => {
+                tracing::info!(decision = %id, "warden mcp: the user confirmed the held call; forwarding it");
+                Ok(held.id)
+            }
+            Ok(a) => Err(refuse(format!(
+                "it was held (decision {id}) and {} did not confirm it. Do not retry it; tell \
+                 the user",
+                a.approver.as_deref().unwrap_or("the user")
+            ))),
+            Err(e) => Err(refuse(format!(
+                "it was held (decision {id}) and the user's answer could not be recorded: {e}"
             ))),
         }
     }
@@ -862,8 +973,9 @@ impl Gateway {
             }
         };
         let mut result = match request {
-            ClientRequest::CallToolRequest(call) => {
+            ClientRequest::CallToolRequest(mut call) => {
                 let tool = call.params.name.to_string();
+                let confirmation = take_confirmation(&mut call.params);
                 learn_tools(&self.guard.rt, &up.name, &up.peer, &tool).await;
                 let arguments = call.params.arguments.clone();
                 let forwarded = async {
@@ -884,7 +996,14 @@ impl Gateway {
                     }
                 };
                 self.guard
-                    .call_tool(&up.name, &tool, arguments.as_ref(), &ctx, forwarded)
+                    .call_tool(
+                        &up.name,
+                        &tool,
+                        arguments.as_ref(),
+                        confirmation,
+                        &ctx,
+                        forwarded,
+                    )
                     .await?
             }
             ClientRequest::ListToolsRequest(_) => {
@@ -1105,20 +1224,63 @@ fn refused(record: &DecisionRecord) -> ServerResult {
     refusal(text, Some(decision_meta(record)))
 }
 
+/// The key of Warden's question among a 2026-07-28 answer's `inputRequests`.
+const CONFIRM_INPUT: &str = "warden_confirm";
+/// How a `requestState` Warden gave starts: what follows is the held decision's id.
+const CONFIRM_STATE: &str = "warden-confirm:";
+
+/// The user's answer to Warden's question about a held call, brought back with the retry of
+/// that call (2026-07-28: `requestState` and `inputResponses`).
+pub(crate) struct Confirmation {
+    state: String,
+    responses: rmcp::model::InputResponses,
+}
+
+/// Take Warden's own `requestState` and the answers that come with it out of a `tools/call`
+/// (they are not the server's to see); `None` when the call carries none of Warden's.
+pub(crate) fn take_confirmation(
+    params: &mut rmcp::model::CallToolRequestParams,
+) -> Option<Confirmation> {
+    if !params
+        .request_state
+        .as_deref()
+        .is_some_and(|s| s.starts_with(CONFIRM_STATE))
+    {
+        return None;
+    }
+    Some(Confirmation {
+        state: params.request_state.take().unwrap_or_default(),
+        responses: params.input_responses.take().unwrap_or_default(),
+    })
+}
+
+/// The one-question form Warden asks: allow this call, yes or no.
+fn confirm_schema() -> Result<rmcp::model::ElicitationSchema, serde_json::Error> {
+    serde_json::from_value(serde_json::json!({
+        "type": "object",
+        "properties": {"allow": {
+            "type": "boolean",
+            "title": "Allow this call?",
+            "description": "Yes releases this one call; no refuses it.",
+        }},
+        "required": ["allow"],
+    }))
+}
+
+/// Whether an elicitation's answer (`{action, content}`) is a yes: accepted, with `allow: true`.
+fn said_yes(answer: &Value) -> bool {
+    answer["action"] == "accept" && answer["content"]["allow"] == Value::Bool(true)
+}
+
 /// The question a held call puts to the user: the call, and why Warden held it (which argument
 /// came from where).
-fn question_for(record: &DecisionRecord, arguments: Option<&JsonObject>) -> String {
-    let args = serde_json::to_string(&arguments).unwrap_or_default();
+fn question_for(tool: &str, args: &Value, reasons: &[&str]) -> String {
+    let args = serde_json::to_string(args).unwrap_or_default();
     let args: String = args.chars().take(600).collect();
-    let reasons: String = record
-        .decision
-        .reasons
-        .iter()
-        .map(|r| format!("\n- {}", r.message))
-        .collect();
+    let reasons: String = reasons.iter().map(|r| format!("\n- {r}")).collect();
     format!(
-        "Your agent wants to call `{}` with {args}. Warden held it because:{reasons}\nDid you ask          for this? Allow this one call?",
-        record.tool
+        "Your agent wants to call `{tool}` with {args}. Warden held it because:{reasons}\nDid you \
+         ask for this? Allow this one call?"
     )
 }
 

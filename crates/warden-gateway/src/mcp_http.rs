@@ -1103,10 +1103,18 @@ impl ServerHandler for Front {
         let arguments = request.arguments.clone();
         let mut upstream_request = request;
         upstream_request.name = tool.to_owned().into();
+        let confirmation = mcp::take_confirmation(&mut upstream_request);
         let forwarded = forward_call(slot, upstream_request, &ctx);
         let result = bound
             .guard
-            .call_tool(slot.name(), tool, arguments.as_ref(), &ctx, forwarded)
+            .call_tool(
+                slot.name(),
+                tool,
+                arguments.as_ref(),
+                confirmation,
+                &ctx,
+                forwarded,
+            )
             .await?;
         match result {
             ServerResult::CallToolResult(r) => Ok(CallToolResponse::Complete(r)),

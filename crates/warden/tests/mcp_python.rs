@@ -474,6 +474,39 @@ async fn with_confirm_user_over_streamable_http_the_user_is_asked_and_a_client_t
     );
     std::fs::remove_file(inbox.exfil_path()).expect("remove");
 
+    // 2026-07-28, where a server may not ask: the held call answers `input_required` with the
+    // question, the SDK asks the user and calls again with the answer, and the answer decides
+    // the held call (not decided again). No refuses it.
+    for answer in ["no", "yes"] {
+        let token = open().await;
+        let agent = start_agent(
+            &args(&token, "2026-07-28", Some(answer)),
+            &plan(&inbox, answer),
+        )
+        .await;
+        let lines = finish(agent).await;
+        assert_eq!(lines[0]["protocol"], "2026-07-28", "{lines:#?}");
+        assert!(
+            lines[2]["asked"]
+                .as_str()
+                .is_some_and(|q| q.contains("`write_file`") && q.contains("Allow this one call?")),
+            "{lines:#?}"
+        );
+        if answer == "yes" {
+            succeeded(&lines, 3, "write_file");
+            assert_eq!(
+                std::fs::read_to_string(inbox.exfil_path()).expect("the confirmed write happened"),
+                "copy (yes)"
+            );
+        } else {
+            assert_eq!(lines[3]["is_error"], true, "{lines:#?}");
+            assert!(!Path::new(&inbox.exfil_path()).exists(), "nothing written");
+        }
+        succeeded(&lines, 4, "write_file");
+    }
+    std::fs::remove_file(inbox.exfil_path()).expect("remove");
+    assert_eq!(all_approvals(&inbox).len(), 3, "one approval per held call");
+
     // A client that declares no elicitation: the held call waits for a person instead.
     let token = open().await;
     let agent = start_agent(&args(&token, "legacy", None), &plan(&inbox, "unasked")).await;
@@ -496,7 +529,7 @@ async fn with_confirm_user_over_streamable_http_the_user_is_asked_and_a_client_t
     assert!(lines.iter().all(|l| l.get("asked").is_none()), "{lines:#?}");
     succeeded(&lines, 2, "write_file");
     let approvals = all_approvals(&inbox);
-    assert_eq!(approvals.len(), 2, "{approvals:#?}");
+    assert_eq!(approvals.len(), 4, "{approvals:#?}");
     let mut approvers: Vec<&str> = approvals
         .iter()
         .filter_map(|a| a["approver"].as_str())
@@ -506,6 +539,8 @@ async fn with_confirm_user_over_streamable_http_the_user_is_asked_and_a_client_t
         approvers,
         [
             "Dana (key security-desk)",
+            "alice (the user, in their MCP client)",
+            "alice (the user, in their MCP client)",
             "alice (the user, in their MCP client)"
         ]
     );

@@ -135,12 +135,31 @@ const ANSWER_GRACE: Duration = Duration::from_millis(500);
 pub(crate) struct Link {
     agent: OnceLock<Peer<RoleServer>>,
     progress: Mutex<HashMap<ProgressToken, (Peer<RoleServer>, ProgressToken)>>,
+    /// The clients whose requests are with the server now (one entry per request, by a number
+    /// of its own), for a server shared by several clients (`/mcp`): what the server asks or
+    /// says while a call runs goes to the one client calling it.
+    calling: Mutex<Vec<(u64, Peer<RoleServer>)>>,
+    next_call: std::sync::atomic::AtomicU64,
     upstream_gone: tokio::sync::Notify,
     /// Why Warden cut the connection, when it did (a message over the size limit).
     cut: Mutex<Option<String>>,
 }
 
 impl Link {
+    /// Who the server's requests and notifications go to: the one client of a wrapped server
+    /// (`warden mcp`), else the one client whose request is with a shared server now. When
+    /// several clients' requests are, the server's message has no one addressee: `None`.
+    fn addressee(&self) -> Option<Peer<RoleServer>> {
+        if let Some(agent) = self.agent.get() {
+            return Some(agent.clone());
+        }
+        let calling = self.calling.lock().ok()?;
+        match calling.as_slice() {
+            [(_, only)] => Some(only.clone()),
+            _ => None,
+        }
+    }
+
     /// Warden ends the connection for this reason: its pending requests fail at once.
     pub(crate) fn cut(&self, why: String) {
         if let Ok(mut cut) = self.cut.lock() {
@@ -696,6 +715,25 @@ pub(crate) async fn forward(
     ctx: &RequestContext<RoleServer>,
 ) -> Result<ServerResult, ServiceError> {
     *request.get_meta_mut() = forwarded_meta(&ctx.meta);
+    let call = link
+        .next_call
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Ok(mut calling) = link.calling.lock() {
+        calling.push((call, ctx.peer.clone()));
+    }
+    let result = forward_calling(link, peer, request, ctx).await;
+    if let Ok(mut calling) = link.calling.lock() {
+        calling.retain(|(c, _)| *c != call);
+    }
+    result
+}
+
+async fn forward_calling(
+    link: &Link,
+    peer: &Peer<RoleClient>,
+    request: ClientRequest,
+    ctx: &RequestContext<RoleServer>,
+) -> Result<ServerResult, ServiceError> {
     let handle = peer
         .send_cancellable_request(request, PeerRequestOptions::no_options())
         .await?;
@@ -1098,9 +1136,10 @@ impl Service<RoleClient> for UpstreamClient {
         if let ServerRequest::PingRequest(_) = request {
             return Ok(ClientResult::empty(()));
         }
-        let Some(agent) = self.link.agent.get() else {
+        let Some(agent) = self.link.addressee() else {
             return Err(ErrorData::internal_error(
-                "no MCP client is connected to Warden yet",
+                "Warden cannot tell which client this request is for: no client's call, or \
+                 several clients' calls, are with this server now",
                 None,
             ));
         };
@@ -1142,8 +1181,9 @@ impl Service<RoleClient> for UpstreamClient {
             }
             other => other,
         };
-        // Where several agents share the server, its other notifications have no one addressee.
-        let Some(agent) = self.link.agent.get() else {
+        // Where several agents' calls are with a shared server, its other notifications have
+        // no one addressee.
+        let Some(agent) = self.link.addressee() else {
             return Ok(());
         };
         *notification.get_meta_mut() = ctx.meta;

@@ -1235,7 +1235,14 @@ pub(crate) fn upstream_error(e: ServiceError) -> ErrorData {
 /// relayed back through `Link`) and Warden's own keys.
 fn forwarded_meta(meta: &RequestMetaObject) -> RequestMetaObject {
     let mut meta = meta.clone();
-    meta.retain(|k, _| k != "progressToken" && !k.starts_with("io.warden/"));
+    // The 2026-07-28 envelope (`io.modelcontextprotocol/protocolVersion`, client info and
+    // capabilities) describes the agent's hop; Warden's connection to the server is a handshake
+    // one, which such keys would misdescribe (and servers refuse).
+    meta.retain(|k, _| {
+        k != "progressToken"
+            && !k.starts_with("io.warden/")
+            && !k.starts_with("io.modelcontextprotocol/")
+    });
     meta
 }
 

@@ -153,6 +153,9 @@ struct Upstreams {
     slots: BTreeMap<String, Slot>,
     /// Which upstream listed each resource URI (several upstreams: reads are routed by it).
     resources: std::sync::Mutex<BTreeMap<String, String>>,
+    /// Zero configuration: the session of each client that makes stateless requests without a
+    /// session token, by the name it gives (see `Front::bind`).
+    implicit: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 /// One upstream: how to start it, and where its connection stands.
@@ -209,6 +212,7 @@ impl Upstreams {
         Upstreams {
             slots,
             resources: std::sync::Mutex::new(BTreeMap::new()),
+            implicit: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -450,8 +454,9 @@ impl Front {
             }
             return Ok(bound);
         }
+        let stateless_client = ctx.client_info().map(|c| c.name.clone());
         self.bound
-            .get_or_try_init(|| async { self.bind(creds, client).await })
+            .get_or_try_init(|| async { self.bind(creds, client, stateless_client).await })
             .await
     }
 
@@ -459,12 +464,33 @@ impl Front {
         &self,
         creds: Credentials,
         client: Option<&Implementation>,
+        stateless_client: Option<String>,
     ) -> Result<Binding, ErrorData> {
         let rt = self.rt.clone();
         let agent_name = client.map(|c| c.name.clone());
         let initialize = client.is_some();
         let caller = creds.fingerprint.clone();
+        // Zero configuration (loopback, no API keys): a client that makes stateless requests
+        // without a session token works in one session of its own, opened on its first
+        // request, so its provenance spans its requests as an MCP session's does.
+        let implicit = (!initialize
+            && creds.session.is_none()
+            && matches!(creds.caller, Caller::Anonymous)
+            && rt.config().api_keys.is_empty())
+        .then(|| stateless_client.unwrap_or_else(|| "mcp-agent".to_owned()));
+        let upstreams = self.upstreams.clone();
         let session = tokio::task::spawn_blocking(move || -> Result<_, ErrorData> {
+            if let Some(agent) = implicit {
+                let mut known = upstreams.implicit.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(id) = known.get(&agent) {
+                    if let Ok(session) = rt.session(id) {
+                        return Ok(session);
+                    }
+                }
+                let session = open(&rt, "user".into(), agent.clone())?;
+                known.insert(agent, session.id.clone());
+                return Ok(session);
+            }
             let claimed = match (&creds.caller, creds.session) {
                 // A session token alone names its session.
                 (Caller::Token(token), None) => {

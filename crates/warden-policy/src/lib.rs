@@ -156,16 +156,20 @@ fn steered_navigation(
 fn steered_links(
     state: &SessionState,
     tool: &Tool,
-    call: &Call,
+    provenance: &BTreeMap<String, ArgProvenance>,
     flow: &context::Flow,
 ) -> Vec<String> {
     if !(tool.write.value || tool.destructive.value) || delegates_links(state) {
         return Vec::new();
     }
-    call.args
+    provenance
         .iter()
         .filter(|(arg, _)| tool.sink(arg).is_none() && !flow.steered_args.contains(arg))
-        .filter(|(_, value)| !state.index.links_chosen_in_prose(value).is_empty())
+        .filter(|(_, p)| {
+            p.values
+                .iter()
+                .any(|m| m.kind == "url" && state.index.link_chosen_in_prose(&m.value))
+        })
         .map(|(arg, _)| arg.clone())
         .collect()
 }
@@ -347,7 +351,7 @@ pub fn decide_scored(
     flow.set_aside(&parts_of_target(state, tool, call, &provenance));
     flow.egress_args = composed_egress(state, tool, call, &provenance);
     flow.navigation_args = steered_navigation(state, tool, call, &flow);
-    flow.link_args = steered_links(state, tool, call, &flow);
+    flow.link_args = steered_links(state, tool, &provenance, &flow);
     let outcome = match context::build(
         &engine.types,
         state,

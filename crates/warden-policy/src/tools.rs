@@ -776,6 +776,23 @@ static STATE_CHANGING_SQL: LazyLock<regex::Regex> = LazyLock::new(|| {
     .expect("the statement pattern compiles")
 });
 
+/// The verbs `STATE_CHANGING_SQL` reads a statement by.
+const STATEMENT_VERBS: &[&str] = &[
+    "insert", "upsert", "update", "delete", "merge", "replace", "drop", "truncate", "alter",
+    "create", "grant", "revoke",
+];
+
+/// Whether a text could hold a statement where one starts: it begins with a statement's verb,
+/// or has a `;` or a `--` comment before one. Most arguments are neither, and skip the pattern.
+fn may_hold_statement(text: &str) -> bool {
+    let head = text.trim_start().as_bytes();
+    STATEMENT_VERBS
+        .iter()
+        .any(|v| head.len() > v.len() && head[..v.len()].eq_ignore_ascii_case(v.as_bytes()))
+        || text.contains(';')
+        || text.contains("--")
+}
+
 /// Arguments (top-level strings, or strings in a top-level list) that carry a statement changing
 /// state: the call acts whatever the tool's verb says, and deletes when the statement does.
 pub fn state_changing_statements(args: &Params) -> Vec<Statement> {
@@ -785,7 +802,11 @@ pub fn state_changing_statements(args: &Params) -> Vec<Statement> {
             .as_array()
             .map_or(std::slice::from_ref(value), Vec::as_slice);
         let mut found: Option<Statement> = None;
-        for text in items.iter().filter_map(Value::as_str) {
+        for text in items
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|t| may_hold_statement(t))
+        {
             for caps in STATE_CHANGING_SQL.captures_iter(text) {
                 let Some(verb) = caps.iter().skip(1).flatten().next() else {
                     continue;

@@ -958,32 +958,24 @@ impl ProvenanceIndex {
         })
     }
 
-    /// The links in `value` (any text in it) that only untrusted prose named, on a site no
-    /// trusted content names: where an outsider's text, and nothing else, points the reader.
-    pub fn links_chosen_in_prose(&self, value: &Value) -> Vec<String> {
-        let mut salient = Vec::new();
-        extract_json(value, &mut salient);
-        let sites: Vec<&Salient> = salient.iter().filter(|s| s.kind == Kind::Domain).collect();
-        let site_trusted = |link: &str| {
-            sites.iter().any(|d| {
-                link.starts_with(d.value.as_str())
-                    && self
-                        .entries
-                        .get(&key(d.kind, &d.value))
-                        .is_some_and(|e| e.trusted_any)
-            })
-        };
-        salient
-            .iter()
-            .filter(|s| s.kind == Kind::Url)
-            .filter(|s| {
-                self.entries
-                    .get(&key(s.kind, &s.value))
-                    .is_some_and(|e| e.untrusted_prose_only(&s.value))
-            })
-            .filter(|s| !site_trusted(&s.value))
-            .map(|s| s.value.clone())
-            .collect()
+    /// Whether only untrusted prose named the link `url` (as matched: no scheme, no `www.`, as
+    /// [`ArgProvenance::values`] gives it) and no trusted content names its site: where an
+    /// outsider's text, and nothing else, points the reader.
+    pub fn link_chosen_in_prose(&self, url: &str) -> bool {
+        let named = self
+            .entries
+            .get(&key(Kind::Url, url))
+            .is_some_and(|e| e.untrusted_prose_only(url));
+        if !named {
+            return false;
+        }
+        let authority = &url[..url.find(['/', '?', '#']).unwrap_or(url.len())];
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = host.split(':').next().unwrap_or(host);
+        !self
+            .entries
+            .get(&key(Kind::Domain, host))
+            .is_some_and(|e| e.trusted_any)
     }
 
     /// Whether the user's own words hold a link or a site.

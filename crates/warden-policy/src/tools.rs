@@ -771,7 +771,7 @@ static STATE_CHANGING_SQL: LazyLock<regex::Regex> = LazyLock::new(|| {
     let object = r"(?:table|database|schema|index|view|user|role|trigger|function|procedure|sequence|collection|policy)\b";
     let name = r"[\w.`\x22\[\]]+";
     regex::Regex::new(&format!(
-        r"(?i)(?:^|;)\s*(?:--[^\n]*\n\s*)*(?:(insert)\s+(?:or\s+\w+\s+)?into\s+{name}|(upsert)\s+(?:into\s+)?{name}|(update)\s+{name}\s+set\s|(delete)\s+from\s+{name}|(merge)\s+into\s+{name}|(replace)\s+into\s+{name}|(drop)\s+{object}|(truncate)\s+(?:table\s+)?{name}|(alter)\s+{object}|(create)\s+(?:or\s+replace\s+|unique\s+)?{object}|(grant)\s+[\w\s,]+?\s+(?:on|to)\s|(revoke)\s+[\w\s,]+?\s+(?:on|from)\s)"
+        r"(?i)(?:^|;)\s*(?:--[^\n]*\n\s*)*(?:(insert)\s+(?:or\s+\w+\s+)?into\s+{name}|(upsert)\s+(?:into\s+)?{name}|(update)\s+{name}\s+set\s|(delete)\s+(?:{name}(?:\s*,\s*{name})*\s+)?from\s+{name}|(merge)\s+into\s+{name}|(replace)\s+into\s+{name}|(drop)\s+{object}|(truncate)\s+(?:table\s+)?{name}|(alter)\s+{object}|(create)\s+(?:or\s+replace\s+|unique\s+)?{object}|(grant)\s+[\w\s,]+?\s+(?:on|to)\s|(revoke)\s+[\w\s,]+?\s+(?:on|from)\s|(rename)\s+table\s|(copy)\s+{name}\s+from\s|(exec|execute)\s*\(|(exec|execute)\s+(?:immediate\s|sp_|xp_)|(call)\s+{name}\s*\()"
     ))
     .expect("the statement pattern compiles")
 });
@@ -779,8 +779,12 @@ static STATE_CHANGING_SQL: LazyLock<regex::Regex> = LazyLock::new(|| {
 /// The verbs `STATE_CHANGING_SQL` reads a statement by.
 const STATEMENT_VERBS: &[&str] = &[
     "insert", "upsert", "update", "delete", "merge", "replace", "drop", "truncate", "alter",
-    "create", "grant", "revoke",
+    "create", "grant", "revoke", "rename", "copy", "exec", "call", "/*",
 ];
+
+/// A SQL block comment.
+static BLOCK_COMMENT: LazyLock<regex::Regex> =
+    LazyLock::new(|| regex::Regex::new(r"(?s)/\*.*?\*/").expect("the comment pattern compiles"));
 
 /// Whether a text could hold a statement where one starts: it begins with a statement's verb,
 /// or has a `;` or a `--` comment before one. Most arguments are neither, and skip the pattern.
@@ -807,7 +811,9 @@ pub fn state_changing_statements(args: &Params) -> Vec<Statement> {
             .filter_map(Value::as_str)
             .filter(|t| may_hold_statement(t))
         {
-            for caps in STATE_CHANGING_SQL.captures_iter(text) {
+            // A comment between two words of a statement (`DROP/**/TABLE`) reads as a space.
+            let text = BLOCK_COMMENT.replace_all(text, " ");
+            for caps in STATE_CHANGING_SQL.captures_iter(&text) {
                 let Some(verb) = caps.iter().skip(1).flatten().next() else {
                     continue;
                 };
@@ -1294,6 +1300,23 @@ mod tests {
             statements(json!("GRANT ALL ON db TO mallory")),
             one("GRANT", false)
         );
+        // Comments between words, a MySQL multi-table delete, procedures and dynamic SQL.
+        assert_eq!(statements(json!("DROP/**/TABLE audit")), one("DROP", true));
+        assert_eq!(
+            statements(json!(
+                "/* tidy */ DELETE t1 FROM t1 JOIN t2 ON t1.id = t2.id"
+            )),
+            one("DELETE", true)
+        );
+        assert_eq!(statements(json!("CALL purge_all()")), one("CALL", false));
+        assert_eq!(
+            statements(json!("EXEC sp_rename 'a', 'b'")),
+            one("EXEC", false)
+        );
+        assert_eq!(
+            statements(json!("EXECUTE('DR' + 'OP TABLE x')")),
+            one("EXECUTE", false)
+        );
         // The most harmful statement an argument carries decides.
         assert_eq!(
             statements(json!("INSERT INTO a VALUES (1); DROP VIEW v")),
@@ -1306,6 +1329,9 @@ mod tests {
             "how to drop a table from a wedding plan",
             "create a summary of the tickets",
             "rate; update",
+            "Execute the plan we agreed on",
+            "Exec summary for Q3",
+            "Call Dora about the offsite",
         ] {
             assert!(statements(json!(text)).is_empty(), "{text}");
         }

@@ -318,36 +318,33 @@ fn stdio_args(inbox: &Inbox, confirm: &str) -> Vec<String> {
     args
 }
 
-/// Every approval of `inbox`'s data dir, as `warden approvals list --all --json` prints them.
-fn all_approvals(inbox: &Inbox) -> Vec<Value> {
+/// What `warden ARGS --config <inbox's config>` prints, checked to have succeeded.
+fn warden_output(inbox: &Inbox, args: &[&str]) -> Vec<u8> {
     let out = Command::new(env!("CARGO_BIN_EXE_warden"))
         .env_remove("WARDEN_CONFIG")
-        .args(["approvals", "list", "--all", "--json", "--config"])
+        .args(args)
+        .arg("--config")
         .arg(inbox.config())
         .output()
-        .expect("warden approvals runs");
+        .expect("warden runs");
     assert!(
         out.status.success(),
-        "{}",
+        "warden {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("a JSON list")
+    out.stdout
+}
+
+/// Every approval of `inbox`'s data dir, as `warden approvals list --all --json` prints them.
+fn all_approvals(inbox: &Inbox) -> Vec<Value> {
+    let out = warden_output(inbox, &["approvals", "list", "--all", "--json"]);
+    serde_json::from_slice(&out).expect("a JSON list")
 }
 
 /// The audit log's approval events for `inbox`.
 fn approval_events(inbox: &Inbox) -> Vec<Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .env_remove("WARDEN_CONFIG")
-        .args(["audit", "export", "--format", "json", "--config"])
-        .arg(inbox.config())
-        .output()
-        .expect("warden audit export runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    let out = warden_output(inbox, &["audit", "export", "--format", "json"]);
+    String::from_utf8_lossy(&out)
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
         .filter(|e| e["kind"] == "approval")

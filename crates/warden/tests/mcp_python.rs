@@ -113,6 +113,34 @@ fn succeeded<'a>(lines: &'a [Value], i: usize, tool: &str) -> &'a Value {
     line
 }
 
+/// `warden serve` on `inbox`'s config, on a free loopback port: the process and its address.
+fn serve(inbox: &Inbox) -> (support::Killed, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
+    cmd.env_remove("WARDEN_CONFIG")
+        .args(["serve", "--config"])
+        .arg(inbox.config())
+        .args(["--listen", "127.0.0.1:0"]);
+    start_serve(cmd)
+}
+
+/// Open a Warden session for alice with `inbox`'s instruction, as the agent's key; its token.
+async fn open_session(http: &reqwest::Client, addr: &str, inbox: &Inbox) -> String {
+    let opened: Value = http
+        .post(format!("http://{addr}/v1/sessions"))
+        .bearer_auth(AGENT_KEY)
+        .json(&json!({"principal": "alice", "instruction": inbox.instruction()}))
+        .send()
+        .await
+        .expect("POST /v1/sessions")
+        .json()
+        .await
+        .expect("JSON");
+    opened["token"]
+        .as_str()
+        .expect("a session token")
+        .to_owned()
+}
+
 /// Wait until Warden holds a call; check that it reached nothing yet, and give its id.
 async fn held(pending: impl Fn() -> Vec<Value>, exfil: &str) -> String {
     for _ in 0..600 {
@@ -132,32 +160,17 @@ async fn held(pending: impl Fn() -> Vec<Value>, exfil: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn python_sdk_over_streamable_http_in_both_eras_a_steered_write_waits_for_a_person() {
     let inbox = inbox();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
-    cmd.env_remove("WARDEN_CONFIG")
-        .args(["serve", "--config"])
-        .arg(inbox.config())
-        .args(["--listen", "127.0.0.1:0"]);
-    let (_serve, addr) = start_serve(cmd);
+    let (_serve, addr) = serve(&inbox);
     let http = support::http();
 
     for (era, mode) in [("2025-11-25", "legacy"), ("2026-07-28", "2026-07-28")] {
         let _ = std::fs::remove_file(inbox.exfil_path());
-        let opened: Value = http
-            .post(format!("http://{addr}/v1/sessions"))
-            .bearer_auth(AGENT_KEY)
-            .json(&json!({"principal": "alice", "instruction": inbox.instruction()}))
-            .send()
-            .await
-            .expect("POST /v1/sessions")
-            .json()
-            .await
-            .expect("JSON");
-        let token = opened["token"].as_str().expect("a session token");
+        let token = open_session(&http, &addr, &inbox).await;
         let args: Vec<String> = [
             "--url",
             &format!("http://{addr}/mcp"),
             "--token",
-            token,
+            &token,
             "--mode",
             mode,
         ]
@@ -409,29 +422,9 @@ async fn with_confirm_user_a_held_call_is_put_to_the_user_in_their_client_and_th
 async fn with_confirm_user_over_streamable_http_the_user_is_asked_and_a_client_that_cannot_be_asked_waits_for_a_person(
 ) {
     let inbox = inbox_where("confirm = \"user\"");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
-    cmd.env_remove("WARDEN_CONFIG")
-        .args(["serve", "--config"])
-        .arg(inbox.config())
-        .args(["--listen", "127.0.0.1:0"]);
-    let (_serve, addr) = start_serve(cmd);
+    let (_serve, addr) = serve(&inbox);
     let http = support::http();
-    let open = || async {
-        let opened: Value = http
-            .post(format!("http://{addr}/v1/sessions"))
-            .bearer_auth(AGENT_KEY)
-            .json(&json!({"principal": "alice", "instruction": inbox.instruction()}))
-            .send()
-            .await
-            .expect("POST /v1/sessions")
-            .json()
-            .await
-            .expect("JSON");
-        opened["token"]
-            .as_str()
-            .expect("a session token")
-            .to_owned()
-    };
+    let open = || open_session(&http, &addr, &inbox);
     let args = |token: &str, mode: &str, confirm: Option<&str>| {
         let mut args: Vec<String> = confirm
             .map(|c| vec!["--confirm".to_owned(), c.to_owned()])

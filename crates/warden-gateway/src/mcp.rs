@@ -536,13 +536,21 @@ impl Guard {
                 Some(None)
             }
             Ok(a) => Some(Some(not_approved(record, &a))),
-            Err(e) => Some(Some(refusal(
-                format!(
-                    "Warden held this call to `{}` (decision {id}) and asked the user, but could                      not record the answer, so it was refused and not forwarded: {e}",
-                    record.tool
-                ),
-                Some(decision_meta(record)),
-            ))),
+            // A person may have decided it while the user was asked: their decision stands.
+            Err(e) => Some(match self.rt.approval(id) {
+                Ok(a) if a.status == warden_store::ApprovalStatus::Approved => None,
+                Ok(a) if a.status != warden_store::ApprovalStatus::Pending => {
+                    Some(not_approved(record, &a))
+                }
+                _ => Some(refusal(
+                    format!(
+                        "Warden held this call to `{}` (decision {id}) and asked the user, but \
+                         could not record the answer, so it was refused and not forwarded: {e}",
+                        record.tool
+                    ),
+                    Some(decision_meta(record)),
+                )),
+            }),
         }
     }
 

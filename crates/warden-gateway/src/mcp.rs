@@ -128,6 +128,33 @@ pub async fn run_stdio(rt: Arc<Runtime>, opts: StdioOptions) -> Result<(), Stdio
 /// agent before `warden mcp` closes the session.
 const ANSWER_GRACE: Duration = Duration::from_millis(500);
 
+/// A client's request that is with the server now (see `Link::calling`).
+struct Calling {
+    id: u64,
+    peer: Peer<RoleServer>,
+    /// The least severe log message the request asked for: `None` for a request of the
+    /// handshake era (the session's `logging/setLevel` applies at the server), `Some(None)` for
+    /// a 2026-07-28 request that asked for none (logs only go to a request that asks), else
+    /// `Some(Some(rank))` (the rank of its `io.modelcontextprotocol/logLevel`).
+    logs: Option<Option<usize>>,
+}
+
+/// How severe a log level is, least first (`debug` 0 … `emergency` 7).
+fn log_rank(level: &str) -> Option<usize> {
+    [
+        "debug",
+        "info",
+        "notice",
+        "warning",
+        "error",
+        "critical",
+        "alert",
+        "emergency",
+    ]
+    .iter()
+    .position(|l| *l == level)
+}
+
 /// What both sides of one upstream connection share: the agent's peer (for the server's requests
 /// and notifications; unset where several agents share the upstream, as behind the HTTP front)
 /// and the map from the progress tokens Warden sent upstream to the asking agent and its token.
@@ -138,7 +165,7 @@ pub(crate) struct Link {
     /// The clients whose requests are with the server now (one entry per request, by a number
     /// of its own), for a server shared by several clients (`/mcp`): what the server asks or
     /// says while a call runs goes to the one client calling it.
-    calling: Mutex<Vec<(u64, Peer<RoleServer>)>>,
+    calling: Mutex<Vec<Calling>>,
     next_call: std::sync::atomic::AtomicU64,
     upstream_gone: tokio::sync::Notify,
     /// Why Warden cut the connection, when it did (a message over the size limit).
@@ -150,14 +177,25 @@ impl Link {
     /// (`warden mcp`), else the one client whose request is with a shared server now. When
     /// several clients' requests are, the server's message has no one addressee: `None`.
     fn addressee(&self) -> Option<Peer<RoleServer>> {
+        self.addressee_of(None)
+    }
+
+    /// [`Link::addressee`] of a log message of this `level`: none for a request that did not
+    /// ask for logs that severe.
+    fn addressee_of(&self, level: Option<&str>) -> Option<Peer<RoleServer>> {
         if let Some(agent) = self.agent.get() {
             return Some(agent.clone());
         }
         let calling = self.calling.lock().ok()?;
-        match calling.as_slice() {
-            [(_, only)] => Some(only.clone()),
-            _ => None,
-        }
+        let [only] = calling.as_slice() else {
+            return None;
+        };
+        let wanted = match (level, only.logs) {
+            (None, _) | (_, None) => true,
+            (Some(_), Some(None)) => false,
+            (Some(level), Some(Some(least))) => log_rank(level).is_none_or(|r| r >= least),
+        };
+        wanted.then(|| only.peer.clone())
     }
 
     /// Warden ends the connection for this reason: its pending requests fail at once.
@@ -726,12 +764,23 @@ pub(crate) async fn forward(
     let call = link
         .next_call
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let stateless = ctx.protocol_version().is_some_and(|v| !v.has_initialize());
+    let logs = stateless.then(|| {
+        ctx.meta
+            .get("io.modelcontextprotocol/logLevel")
+            .and_then(Value::as_str)
+            .and_then(log_rank)
+    });
     if let Ok(mut calling) = link.calling.lock() {
-        calling.push((call, ctx.peer.clone()));
+        calling.push(Calling {
+            id: call,
+            peer: ctx.peer.clone(),
+            logs,
+        });
     }
     let result = forward_calling(link, peer, request, ctx).await;
     if let Ok(mut calling) = link.calling.lock() {
-        calling.retain(|(c, _)| *c != call);
+        calling.retain(|c| c.id != call);
     }
     result
 }
@@ -1190,8 +1239,19 @@ impl Service<RoleClient> for UpstreamClient {
             other => other,
         };
         // Where several agents' calls are with a shared server, its other notifications have
-        // no one addressee.
-        let Some(agent) = self.link.addressee() else {
+        // no one addressee; a log message goes only to a request that asked for it.
+        let level = match &notification {
+            // Deprecated in 2026-07-28 (SEP-2577), and still what earlier servers send.
+            #[allow(deprecated)]
+            ServerNotification::LoggingMessageNotification(log) => {
+                serde_json::to_value(log.params.level).ok()
+            }
+            _ => None,
+        };
+        let Some(agent) = self
+            .link
+            .addressee_of(level.as_ref().and_then(Value::as_str))
+        else {
             return Ok(());
         };
         *notification.get_meta_mut() = ctx.meta;

@@ -806,6 +806,22 @@ fn unexpected(method: &str, result: ServerResult) -> ErrorData {
 impl ServerHandler for Front {
     fn get_info(&self) -> InitializeResult {
         let mut info = InitializeResult::new(ServerCapabilities::builder().enable_tools().build());
+        // In front of one running server (what `server/discover` reads in 2026-07-28): what it
+        // can do, as `initialize` says, bar change notifications and subscriptions, which that
+        // era delivers through `subscriptions/listen`, not served here.
+        if let Some(mut caps) = self.single().and_then(Slot::capabilities) {
+            if let Some(tools) = caps.tools.as_mut() {
+                tools.list_changed = None;
+            }
+            if let Some(prompts) = caps.prompts.as_mut() {
+                prompts.list_changed = None;
+            }
+            if let Some(resources) = caps.resources.as_mut() {
+                resources.list_changed = None;
+                resources.subscribe = None;
+            }
+            info.capabilities = caps;
+        }
         info.server_info = Implementation::new("warden", env!("CARGO_PKG_VERSION"));
         info.instructions = Some(
             "Tools and prompts of several MCP servers behind Warden, each named \

@@ -177,6 +177,21 @@ impl Credential {
         .map(Credential::Bearer)
     }
 
+    /// The server refused `used`: forget it if it is an OAuth token Warden can replace (the
+    /// authorization server may have revoked it early); whether a new one may be tried.
+    pub async fn refused(&self, used: &str) -> bool {
+        match self {
+            Credential::OAuth(oauth) => {
+                let mut cached = oauth.token.lock().await;
+                if cached.as_ref().is_some_and(|t| t.value == used) {
+                    *cached = None;
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The bearer token to send now, if any.
     pub async fn bearer(&self) -> Result<Option<String>, String> {
         match self {
@@ -322,6 +337,30 @@ impl UpstreamHttp {
 type Headers = HashMap<HeaderName, HeaderValue>;
 type Failure = StreamableHttpError<reqwest::Error>;
 
+impl UpstreamHttp {
+    /// Send with the credential; if the server refuses it (401) and it is a token Warden can
+    /// replace, once more with a fresh one.
+    async fn with_credential<T, F, Fut>(&self, send: F) -> Result<T, Failure>
+    where
+        F: Fn(reqwest::Client, Option<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
+        let auth = self.auth().await?;
+        let first = send(self.http.clone(), auth.clone())
+            .await
+            .map_err(explained);
+        match (&first, &auth) {
+            (Err(StreamableHttpError::AuthRequired(_)), Some(used))
+                if self.credential.refused(used).await =>
+            {
+                let auth = self.auth().await?;
+                send(self.http.clone(), auth).await.map_err(explained)
+            }
+            _ => first,
+        }
+    }
+}
+
 /// A connection that failed says why (a certificate no root vouches for, a refused connection):
 /// reqwest's own message keeps the cause in its source, which the MCP client's errors drop.
 fn explained(e: Failure) -> Failure {
@@ -344,11 +383,15 @@ impl StreamableHttpClient for UpstreamHttp {
         _agent_auth: Option<String>,
         custom_headers: Headers,
     ) -> Result<StreamableHttpPostResponse, Failure> {
-        let auth = self.auth().await?;
-        self.http
-            .post_message(uri, message, session_id, auth, custom_headers)
-            .await
-            .map_err(explained)
+        self.with_credential(|http, auth| {
+            let (uri, message) = (uri.clone(), message.clone());
+            let (session_id, headers) = (session_id.clone(), custom_headers.clone());
+            async move {
+                http.post_message(uri, message, session_id, auth, headers)
+                    .await
+            }
+        })
+        .await
     }
 
     async fn post_message_with_max_sse_event_size(
@@ -360,18 +403,22 @@ impl StreamableHttpClient for UpstreamHttp {
         custom_headers: Headers,
         max_sse_event_size: usize,
     ) -> Result<StreamableHttpPostResponse, Failure> {
-        let auth = self.auth().await?;
-        self.http
-            .post_message_with_max_sse_event_size(
-                uri,
-                message,
-                session_id,
-                auth,
-                custom_headers,
-                max_sse_event_size,
-            )
-            .await
-            .map_err(explained)
+        self.with_credential(|http, auth| {
+            let (uri, message) = (uri.clone(), message.clone());
+            let (session_id, headers) = (session_id.clone(), custom_headers.clone());
+            async move {
+                http.post_message_with_max_sse_event_size(
+                    uri,
+                    message,
+                    session_id,
+                    auth,
+                    headers,
+                    max_sse_event_size,
+                )
+                .await
+            }
+        })
+        .await
     }
 
     async fn post_message_with_response_limits(
@@ -383,18 +430,18 @@ impl StreamableHttpClient for UpstreamHttp {
         custom_headers: Headers,
         limits: StreamableHttpResponseLimits,
     ) -> Result<StreamableHttpPostResponse, Failure> {
-        let auth = self.auth().await?;
-        self.http
-            .post_message_with_response_limits(
-                uri,
-                message,
-                session_id,
-                auth,
-                custom_headers,
-                limits,
-            )
-            .await
-            .map_err(explained)
+        self.with_credential(|http, auth| {
+            let (uri, message) = (uri.clone(), message.clone());
+            let (session_id, headers, limits) =
+                (session_id.clone(), custom_headers.clone(), limits.clone());
+            async move {
+                http.post_message_with_response_limits(
+                    uri, message, session_id, auth, headers, limits,
+                )
+                .await
+            }
+        })
+        .await
     }
 
     async fn delete_session(

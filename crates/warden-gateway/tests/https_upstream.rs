@@ -277,6 +277,38 @@ async fn an_oauth_token_is_fetched_once_cached_and_fetched_again_before_it_expir
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oauth_token_the_server_revokes_early_is_replaced_and_the_call_goes_through() {
+    let upstream = Upstream::start(&[
+        ("TEST_CLIENT_ID", "warden-gw"),
+        ("TEST_CLIENT_SECRET", "s3"),
+        ("TEST_TOKEN_USES", "4"),
+    ]);
+    let data = tempfile::tempdir().expect("tempdir");
+    std::fs::write(data.path().join("secret"), "s3").expect("write the secret");
+    let settings = format!(
+        "{}[upstreams.oauth]\ntoken_url = {:?}\nclient_id = \"warden-gw\"\nclient_secret_file = {:?}\n",
+        ca_line(&upstream),
+        upstream.url("/token"),
+        data.path().join("secret").display().to_string()
+    );
+    let server = serve(data.path(), &upstream, &settings).await;
+    let client = connect(&server, None).await;
+    // Four requests use the first token up (initialize, initialized, and calls); later calls
+    // are refused once with 401, and go through with a new token.
+    for text in ["one", "two", "three", "four"] {
+        let answered = echo(&client, text).await;
+        assert_eq!(text_of(&answered), text, "{answered:?}");
+    }
+    let issued = upstream.issued();
+    assert!(
+        issued.len() >= 2,
+        "the revoked token was replaced: {issued:?}"
+    );
+    drop(client);
+    server.stop().await;
+}
+
 #[test]
 fn spans_reach_an_https_otlp_endpoint_whose_ca_is_configured_and_no_other() {
     use warden_gateway::config::TelemetryConfig;

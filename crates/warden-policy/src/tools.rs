@@ -790,10 +790,12 @@ static BLOCK_COMMENT: LazyLock<regex::Regex> =
 /// or has a `;` or a `--` comment before one. Most arguments are neither, and skip the pattern.
 fn may_hold_statement(text: &str) -> bool {
     let head = text.trim_start().as_bytes();
-    STATEMENT_VERBS
-        .iter()
-        .any(|v| head.len() > v.len() && head[..v.len()].eq_ignore_ascii_case(v.as_bytes()))
-        || text.contains(';')
+    STATEMENT_VERBS.iter().any(|v| {
+        head.len() > v.len()
+            && head
+                .get(..v.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(v.as_bytes()))
+    }) || text.contains(';')
         || text.contains("--")
 }
 

@@ -257,33 +257,9 @@ async fn python_sdk_over_streamable_http_in_both_eras_a_steered_write_waits_for_
 #[tokio::test(flavor = "multi_thread")]
 async fn python_sdk_over_stdio_a_steered_write_waits_for_a_person() {
     let inbox = inbox();
-    let mut args: Vec<String> = vec!["--stdio".into(), "--".into()];
-    args.push(env!("CARGO_BIN_EXE_warden").into());
-    args.extend(["mcp", "--config"].map(String::from));
-    args.push(inbox.config().display().to_string());
-    args.extend(["--principal", "alice", "--instruction"].map(String::from));
-    args.push(inbox.instruction());
-    args.extend(["--", "node"].map(String::from));
-    args.push(filesystem_server().display().to_string());
-    args.push(inbox.files().display().to_string());
-    let agent = start_agent(&args, &plan(&inbox, "stdio")).await;
+    let agent = start_agent(&stdio_args(&inbox, None), &plan(&inbox, "stdio")).await;
 
-    let approvals = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_warden"))
-            .env_remove("WARDEN_CONFIG")
-            .arg("approvals")
-            .arg("--config")
-            .arg(inbox.config())
-            .args(args)
-            .output()
-            .expect("warden approvals runs");
-        assert!(
-            out.status.success(),
-            "warden approvals {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
+    let approvals = |args: &[&str]| warden_output(&inbox, &[&["approvals"], args].concat());
     let pending = || {
         serde_json::from_slice::<Vec<Value>>(&approvals(&["list", "--json"])).expect("a JSON list")
     };
@@ -312,14 +288,13 @@ async fn python_sdk_over_stdio_a_steered_write_waits_for_a_person() {
     assert_eq!(all[0]["approver"], "Dana (cli)");
 }
 
-/// `warden mcp` for `inbox`, under the Python agent (which answers held calls with `confirm`).
-fn stdio_args(inbox: &Inbox, confirm: &str) -> Vec<String> {
-    let mut args: Vec<String> = vec![
-        "--confirm".into(),
-        confirm.into(),
-        "--stdio".into(),
-        "--".into(),
-    ];
+/// `warden mcp` for `inbox`, under the Python agent (which answers held calls with `confirm`,
+/// if given).
+fn stdio_args(inbox: &Inbox, confirm: Option<&str>) -> Vec<String> {
+    let mut args: Vec<String> = confirm
+        .map(|c| vec!["--confirm".to_owned(), c.to_owned()])
+        .unwrap_or_default();
+    args.extend(["--stdio", "--"].map(String::from));
     args.push(env!("CARGO_BIN_EXE_warden").into());
     args.extend(["mcp", "--config"].map(String::from));
     args.push(inbox.config().display().to_string());
@@ -369,7 +344,7 @@ async fn with_confirm_user_a_held_call_is_put_to_the_user_in_their_client_and_th
 {
     for answer in ["yes", "no"] {
         let inbox = inbox_where("confirm = \"user\"");
-        let agent = start_agent(&stdio_args(&inbox, answer), &plan(&inbox, answer)).await;
+        let agent = start_agent(&stdio_args(&inbox, Some(answer)), &plan(&inbox, answer)).await;
         let lines = finish(agent).await;
         succeeded(&lines, 1, "read_text_file");
         // The steered write was put to the user: what it is, and why Warden held it.

@@ -223,11 +223,14 @@ fn composed_egress(
             if !in_query && !beyond_site(address) {
                 return None;
             }
-            let address_trusted = state
-                .index
-                .provenance(&serde_json::Value::String(address.to_owned()))
-                .all_trusted;
-            (!address_trusted && !state.index.site_trusted(url)).then(|| arg.clone())
+            // The site first: when the user or a trusted system gave it, its address needs no
+            // look-up of its own.
+            let trusted = state.index.site_trusted(url)
+                || state
+                    .index
+                    .provenance(&serde_json::Value::String(address.to_owned()))
+                    .all_trusted;
+            (!trusted).then(|| arg.clone())
         })
         .collect()
 }

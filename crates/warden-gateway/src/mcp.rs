@@ -791,9 +791,9 @@ async fn forward_calling(
     request: ClientRequest,
     ctx: &RequestContext<RoleServer>,
 ) -> Result<ServerResult, ServiceError> {
-    let handle = peer
-        .send_cancellable_request(request, PeerRequestOptions::no_options())
-        .await?;
+    let mut options = PeerRequestOptions::no_options();
+    options.meta = hop_meta(peer, ctx);
+    let handle = peer.send_cancellable_request(request, options).await?;
     let relayed = ctx.meta.get_progress_token().map(|agent_token| {
         if let Ok(mut m) = link.progress.lock() {
             m.insert(
@@ -942,23 +942,85 @@ async fn relay(
     }
 }
 
+/// How Warden opens a connection to a server, following the era its client asks in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Era {
+    /// With the `initialize` handshake (clients of 2025-11-25 and earlier).
+    Handshake,
+    /// Without one (`server/discover`, 2026-07-28): what a server of that era answers (an
+    /// `InputRequiredResult`, a result a handshake session may not carry) reaches the client
+    /// that asked in that era, as the server sent it.
+    Stateless,
+}
+
+impl Era {
+    /// The era a request was made in.
+    pub(crate) fn of(ctx: &RequestContext<RoleServer>) -> Era {
+        match ctx.protocol_version() {
+            Some(v) if !v.has_initialize() => Era::Stateless,
+            _ => Era::Handshake,
+        }
+    }
+}
+
+/// Why Warden could not connect to a server.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnectError {
+    pub(crate) text: String,
+    /// The server answered `server/discover` as a server of the handshake era does: it is
+    /// reached with `initialize`.
+    pub(crate) handshake_only: bool,
+}
+
+impl From<String> for ConnectError {
+    fn from(text: String) -> ConnectError {
+        ConnectError {
+            text,
+            handshake_only: false,
+        }
+    }
+}
+
 /// Connect to a started server as its MCP client, and learn what it says about itself (the
-/// answer to its `initialize`, as Warden passes it on).
+/// answer to its `initialize` or `server/discover`, as Warden passes it on). In the stateless
+/// era a server that does not speak it is an error (`handshake_only`), unless `fall_back` asks
+/// for a handshake on the same transport then.
 pub(crate) async fn connect_upstream<T, E, A>(
     client: UpstreamClient,
     transport: T,
-) -> Result<(UpstreamService, InitializeResult), String>
+    era: Era,
+    fall_back: bool,
+) -> Result<(UpstreamService, InitializeResult), ConnectError>
 where
     T: rmcp::transport::IntoTransport<RoleClient, E, A>,
     E: std::error::Error + Send + Sync + 'static,
 {
-    let running = rmcp::serve_client(client, transport).await.map_err(|e| {
-        // The causes say why (a certificate no root vouches for, a refused token).
-        format!(
-            "the MCP server behind Warden did not initialize: {}",
-            crate::outbound::chain(&e)
-        )
-    })?;
+    use rmcp::service::{ClientInitializeError, ClientLifecycleMode};
+    let lifecycle = match (era, fall_back) {
+        (Era::Handshake, _) => ClientLifecycleMode::Initialize,
+        (Era::Stateless, false) => ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::LATEST],
+        },
+        (Era::Stateless, true) => ClientLifecycleMode::Auto {
+            preferred_versions: vec![ProtocolVersion::LATEST],
+            legacy_version: Some(ProtocolVersion::LATEST_WITH_INITIALIZE),
+        },
+    };
+    let running = rmcp::service::serve_client_with_lifecycle(client, transport, lifecycle)
+        .await
+        .map_err(|e| ConnectError {
+            handshake_only: era == Era::Stateless
+                && matches!(
+                    e,
+                    ClientInitializeError::JsonRpcError(_)
+                        | ClientInitializeError::NoCompatibleProtocolVersion { .. }
+                ),
+            // The causes say why (a certificate no root vouches for, a refused token).
+            text: format!(
+                "the MCP server behind Warden did not initialize: {}",
+                crate::outbound::chain(&e)
+            ),
+        })?;
     let server = running
         .peer()
         .peer_info()
@@ -979,6 +1041,7 @@ impl Gateway {
     async fn upstream(
         &self,
         info: ClientConfig,
+        era: Era,
         agent: &Peer<RoleServer>,
     ) -> Result<&Upstream, ErrorData> {
         self.upstream
@@ -997,9 +1060,11 @@ impl Gateway {
                     info,
                 };
                 let (pipes, process) = child;
-                let (running, initialize) = connect_upstream(client, pipes)
+                // One server, one client: the client's era, or a handshake if the server
+                // knows no other.
+                let (running, initialize) = connect_upstream(client, pipes, era, true)
                     .await
-                    .map_err(|e| ErrorData::internal_error(e, None))?;
+                    .map_err(|e| ErrorData::internal_error(e.text, None))?;
                 let peer = running.peer().clone();
                 let name = initialize.server_info.name.clone();
                 register_pseudo_tools(&self.guard.rt, &name);
@@ -1048,7 +1113,7 @@ impl Gateway {
             ClientRequest::InitializeRequest(init) => {
                 let mut info = init.params;
                 info.meta = None;
-                let up = self.upstream(info, &ctx.peer).await?;
+                let up = self.upstream(info, Era::Handshake, &ctx.peer).await?;
                 return Ok(ServerResult::InitializeResult(up.initialize.clone()));
             }
             ClientRequest::PingRequest(_) => return Ok(ServerResult::empty(())),
@@ -1064,7 +1129,7 @@ impl Gateway {
                         .unwrap_or_else(|| Implementation::new("mcp-client", "unknown")),
                 )
                 .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE);
-                self.upstream(info, &ctx.peer).await?
+                self.upstream(info, Era::of(&ctx), &ctx.peer).await?
             }
         };
         let mut result = match request {
@@ -1312,6 +1377,34 @@ fn forwarded_meta(meta: &RequestMetaObject) -> RequestMetaObject {
             && !k.starts_with("io.modelcontextprotocol/")
     });
     meta
+}
+
+/// On a stateless connection (2026-07-28), the request's own envelope keys that describe the
+/// client rather than the hop: its capabilities (a server asks only for input the client can
+/// give, and Warden relays what it asks) and the log level it wants. rmcp sets the protocol
+/// version and Warden's client info.
+fn hop_meta(
+    peer: &Peer<RoleClient>,
+    ctx: &RequestContext<RoleServer>,
+) -> Option<RequestMetaObject> {
+    let stateless = |v: &ProtocolVersion| !v.has_initialize();
+    let both = peer
+        .peer_info()
+        .is_some_and(|i| stateless(&i.protocol_version))
+        && ctx.protocol_version().is_some_and(|v| stateless(&v));
+    if !both {
+        return None;
+    }
+    let mut meta = RequestMetaObject::default();
+    for key in [
+        "io.modelcontextprotocol/clientCapabilities",
+        "io.modelcontextprotocol/logLevel",
+    ] {
+        if let Some(value) = ctx.meta.get(key) {
+            meta.insert(key.to_owned(), value.clone());
+        }
+    }
+    Some(meta)
 }
 
 /// A call Warden refused: an error result naming the decision, its verdict and every reason, so

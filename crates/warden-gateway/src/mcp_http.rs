@@ -59,7 +59,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::Caller;
 use crate::config::{UpstreamConfig, TOOL_SEPARATOR};
-use crate::mcp::{self, Forwarded, Guard, Link, UpstreamClient, UpstreamService};
+use crate::mcp::{self, Era, Forwarded, Guard, Link, UpstreamClient, UpstreamService};
 use crate::outbound::{self, Credential, UpstreamHttp};
 use crate::runtime::{sha256_hex, OpenRequest, Runtime, RuntimeError};
 
@@ -153,23 +153,32 @@ struct Upstreams {
     slots: BTreeMap<String, Slot>,
     /// Which upstream listed each resource URI (several upstreams: reads are routed by it).
     resources: std::sync::Mutex<BTreeMap<String, String>>,
+    /// Each tool as last listed, by the name the front gives it: its input schema says which
+    /// arguments a 2026-07-28 client mirrors in `Mcp-Param-*` headers (SEP-2243), which rmcp
+    /// checks against the body before the request reaches Warden.
+    tools: std::sync::Mutex<BTreeMap<String, rmcp::model::Tool>>,
     /// Zero configuration: the session of each client that makes stateless requests without a
     /// session token, by the name it gives (see `Front::bind`).
     implicit: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
-/// One upstream: how to start it, and where its connection stands.
+/// One upstream: how to start it, and where its connections stand: one for the clients of
+/// each era (`Era`), each started on first use. A server that does not speak the stateless era
+/// serves its clients through the handshake connection.
 struct Slot {
     config: UpstreamConfig,
     /// A remote upstream's HTTP client: its TLS roots and its own credential (the OAuth token
     /// cache outlives a reconnect). An error says why it cannot be reached at all.
     http: Option<Result<UpstreamHttp, String>>,
-    state: Arc<std::sync::Mutex<SlotState>>,
+    handshake: Arc<std::sync::Mutex<SlotState>>,
+    stateless: Arc<std::sync::Mutex<SlotState>>,
+    /// The server answered `server/discover` as a handshake-era server does.
+    handshake_only: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A start in progress, shared by everyone who waits for it (it runs on its own task, so it
 /// finishes, and is bounded by `UPSTREAM_START`, however many of them give up).
-type Starting = Shared<BoxFuture<'static, Result<Arc<Connection>, String>>>;
+type Starting = Shared<BoxFuture<'static, Result<Arc<Connection>, mcp::ConnectError>>>;
 
 enum SlotState {
     Down,
@@ -201,10 +210,13 @@ impl Upstreams {
                     let credential = Credential::of(c, &client)?;
                     Ok(UpstreamHttp::new(client, Arc::new(credential)))
                 });
+                let down = || Arc::new(std::sync::Mutex::new(SlotState::Down));
                 let slot = Slot {
                     config: c.clone(),
                     http,
-                    state: Arc::new(std::sync::Mutex::new(SlotState::Down)),
+                    handshake: down(),
+                    stateless: down(),
+                    handshake_only: Default::default(),
                 };
                 (c.name.clone(), slot)
             })
@@ -212,6 +224,7 @@ impl Upstreams {
         Upstreams {
             slots,
             resources: std::sync::Mutex::new(BTreeMap::new()),
+            tools: std::sync::Mutex::new(BTreeMap::new()),
             implicit: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
@@ -233,16 +246,38 @@ impl Slot {
         self.deadline().min(LIST_WAIT)
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, SlotState> {
-        // The state is replaced whole, never left half-written: a poisoned lock is still sound.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// Where the connection for `era`'s clients stands.
+    fn state_of(&self, era: Era) -> &Arc<std::sync::Mutex<SlotState>> {
+        match era {
+            Era::Handshake => &self.handshake,
+            Era::Stateless => &self.stateless,
+        }
     }
 
-    /// The running upstream: started on first use, and again if it has exited since. No lock
-    /// is held while it starts: callers wait on the shared start, each as long as it likes.
-    async fn connection(&self) -> Result<Arc<Connection>, String> {
+    fn state(&self, era: Era) -> std::sync::MutexGuard<'_, SlotState> {
+        // The state is replaced whole, never left half-written: a poisoned lock is still sound.
+        self.state_of(era).lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The era of connection that serves a client of `era`.
+    fn serving(&self, era: Era) -> Era {
+        if self
+            .handshake_only
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            Era::Handshake
+        } else {
+            era
+        }
+    }
+
+    /// The running upstream for clients of `era`: started on first use, and again if it has
+    /// exited since. No lock is held while it starts: callers wait on the shared start, each as
+    /// long as it likes.
+    async fn connection(&self, era: Era) -> Result<Arc<Connection>, String> {
+        let era = self.serving(era);
         let starting = {
-            let mut state = self.state();
+            let mut state = self.state(era);
             match &*state {
                 SlotState::Up(c) if !c.peer().is_transport_closed() => return Ok(c.clone()),
                 SlotState::Starting(started) => started.clone(),
@@ -253,27 +288,42 @@ impl Slot {
                             "warden mcp: upstream exited; starting it again"
                         );
                     }
-                    let started = self.start();
+                    let started = self.start(era);
                     *state = SlotState::Starting(started.clone());
                     started
                 }
             }
         };
-        starting.await
+        match starting.await {
+            Ok(c) => Ok(c),
+            Err(e) if e.handshake_only && era == Era::Stateless => {
+                tracing::info!(
+                    upstream = self.name(),
+                    "warden mcp: the upstream does not speak the stateless era (2026-07-28); \
+                     its clients of that era are served through its handshake connection"
+                );
+                self.handshake_only
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                Box::pin(self.connection(Era::Handshake)).await
+            }
+            Err(e) => Err(e.text),
+        }
     }
 
     /// Start the upstream on a task of its own; when it is up (or failed), the slot says so.
-    fn start(&self) -> Starting {
+    fn start(&self, era: Era) -> Starting {
         let config = self.config.clone();
         let http = self.http.clone();
-        let state = self.state.clone();
+        let state = self.state_of(era).clone();
         let task = tokio::spawn(async move {
-            let started = match tokio::time::timeout(UPSTREAM_START, start(&config, http)).await {
+            let started = tokio::time::timeout(UPSTREAM_START, start(&config, http, era));
+            let started = match started.await {
                 Ok(started) => started.map(Arc::new),
                 Err(_) => Err(format!(
                     "it did not answer `initialize` within {} s",
                     UPSTREAM_START.as_secs()
-                )),
+                )
+                .into()),
             };
             let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
             *state = match &started {
@@ -284,7 +334,7 @@ impl Slot {
         });
         async move {
             task.await
-                .unwrap_or_else(|e| Err(format!("starting it failed: {e}")))
+                .unwrap_or_else(|e| Err(format!("starting it failed: {e}").into()))
         }
         .boxed()
         .shared()
@@ -292,26 +342,32 @@ impl Slot {
 
     /// What the running upstream said it can do (`None` when it is not running).
     fn capabilities(&self) -> Option<ServerCapabilities> {
-        match &*self.state() {
-            SlotState::Up(c) => c.peer().peer_info().map(|i| i.capabilities.clone()),
-            _ => None,
-        }
+        [Era::Handshake, Era::Stateless]
+            .into_iter()
+            .find_map(|era| match &*self.state(era) {
+                SlotState::Up(c) => c.peer().peer_info().map(|i| i.capabilities.clone()),
+                _ => None,
+            })
     }
 
-    /// Forget this connection if it is still the slot's own (stopping a child process).
+    /// Forget this connection if it is still one of the slot's own (stopping a child process).
     fn discard(&self, connection: &Arc<Connection>) {
-        let mut state = self.state();
-        if matches!(&*state, SlotState::Up(c) if Arc::ptr_eq(c, connection)) {
-            *state = SlotState::Down;
+        for era in [Era::Handshake, Era::Stateless] {
+            let mut state = self.state(era);
+            if matches!(&*state, SlotState::Up(c) if Arc::ptr_eq(c, connection)) {
+                *state = SlotState::Down;
+            }
         }
     }
 }
 
-/// Start an upstream and answer its `initialize`.
+/// Start an upstream and connect to it in `era` (for the stateless era, a server that does not
+/// speak it is an error that says so: `ConnectError::handshake_only`).
 async fn start(
     config: &UpstreamConfig,
     http: Option<Result<UpstreamHttp, String>>,
-) -> Result<Connection, String> {
+    era: Era,
+) -> Result<Connection, mcp::ConnectError> {
     let link = Arc::new(Link::default());
     let client = UpstreamClient {
         link: link.clone(),
@@ -325,7 +381,7 @@ async fn start(
         Some(url) => {
             let http = http.unwrap_or_else(|| Err("it has no HTTP client".into()))?;
             (
-                mcp::connect_upstream(client, remote(config, url, http)?).await?,
+                mcp::connect_upstream(client, remote(config, url, http)?, era, false).await?,
                 None,
             )
         }
@@ -335,7 +391,10 @@ async fn start(
                 .split_first()
                 .ok_or_else(|| "its `command` is empty".to_owned())?;
             let (transport, child) = mcp::spawn_server(program, args, &config.env, &link)?;
-            (mcp::connect_upstream(client, transport).await?, Some(child))
+            (
+                mcp::connect_upstream(client, transport, era, false).await?,
+                Some(child),
+            )
         }
     };
     tracing::info!(
@@ -610,10 +669,11 @@ impl Front {
     /// logged). All are asked at once, so a slow one delays no other.
     async fn connected(
         &self,
+        era: Era,
         can: impl Fn(&ServerCapabilities) -> bool,
     ) -> Vec<(&Slot, Peer<RoleClient>)> {
         let reached = self.upstreams.slots.values().map(|slot| async move {
-            let connection = tokio::time::timeout(slot.list_deadline(), slot.connection()).await;
+            let connection = tokio::time::timeout(slot.list_deadline(), slot.connection(era)).await;
             match connection {
                 Ok(Ok(c)) => Some((slot, c.peer().clone())),
                 Ok(Err(e)) => {
@@ -643,6 +703,7 @@ impl Front {
     /// logged by name), so one server down or stuck hides and delays nothing of the others.
     async fn gather<T, Fut>(
         &self,
+        era: Era,
         what: &str,
         can: impl Fn(&ServerCapabilities) -> bool,
         list: impl Fn(Peer<RoleClient>) -> Fut,
@@ -650,7 +711,7 @@ impl Front {
     where
         Fut: std::future::Future<Output = Result<Vec<T>, ServiceError>>,
     {
-        let up = self.connected(can).await;
+        let up = self.connected(era, can).await;
         let asked = up.into_iter().map(|(slot, peer)| {
             let listed = list(peer);
             async move {
@@ -755,7 +816,7 @@ impl Front {
         let name = slot.name();
         let limit = slot.deadline();
         let answered = tokio::time::timeout(limit, async {
-            let connection = slot.connection().await.map_err(|e| {
+            let connection = slot.connection(Era::of(ctx)).await.map_err(|e| {
                 ErrorData::internal_error(
                     format!("could not reach the MCP server `{name}`: {e}"),
                     None,
@@ -804,6 +865,10 @@ fn unexpected(method: &str, result: ServerResult) -> ErrorData {
 }
 
 impl ServerHandler for Front {
+    fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
+        self.upstreams.tools.lock().ok()?.get(name).cloned()
+    }
+
     fn get_info(&self) -> InitializeResult {
         let mut info = InitializeResult::new(ServerCapabilities::builder().enable_tools().build());
         // In front of one running server (what `server/discover` reads in 2026-07-28): what it
@@ -842,7 +907,7 @@ impl ServerHandler for Front {
         let mut result = self.negotiate_initialize(&request)?;
         // In front of one server, say what it can do (and what it says about itself).
         if let Some(slot) = self.single() {
-            if let Ok(connection) = slot.connection().await {
+            if let Ok(connection) = slot.connection(Era::Handshake).await {
                 if let Some(upstream) = connection.peer().peer_info() {
                     result.capabilities = upstream.capabilities.clone();
                     result.instructions = upstream.instructions.clone();
@@ -851,7 +916,7 @@ impl ServerHandler for Front {
         } else {
             // In front of several: what any of them can do, bar change notifications.
             let caps = &mut result.capabilities;
-            for (_, peer) in self.connected(|_| true).await {
+            for (_, peer) in self.connected(Era::Handshake, |_| true).await {
                 let Some(info) = peer.peer_info() else {
                     continue;
                 };
@@ -892,6 +957,7 @@ impl ServerHandler for Front {
         self.binding(&ctx, None).await?;
         let lists = self
             .gather(
+                Era::of(&ctx),
                 "resources/list",
                 |c| c.resources.is_some(),
                 |peer| async move { peer.list_all_resources().await },
@@ -988,6 +1054,7 @@ impl ServerHandler for Front {
         self.binding(&ctx, None).await?;
         let lists = self
             .gather(
+                Era::of(&ctx),
                 "prompts/list",
                 |c| c.prompts.is_some(),
                 |peer| async move { peer.list_all_prompts().await },
@@ -1033,7 +1100,7 @@ impl ServerHandler for Front {
         }
         // In front of several: every server that logs.
         self.binding(&ctx, None).await?;
-        for (slot, peer) in self.connected(|c| c.logging.is_some()).await {
+        for (slot, peer) in self.connected(Era::of(&ctx), |c| c.logging.is_some()).await {
             match tokio::time::timeout(slot.deadline(), peer.set_level(request.clone())).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
@@ -1080,6 +1147,7 @@ impl ServerHandler for Front {
         bound.guard.note_instruction(&ctx.meta);
         let lists = self
             .gather(
+                Era::of(&ctx),
                 "tools/list",
                 |_| true,
                 |peer| async move { peer.list_all_tools().await },
@@ -1094,6 +1162,11 @@ impl ServerHandler for Front {
                     tool.name = format!("{}{TOOL_SEPARATOR}{}", slot.name(), tool.name).into();
                 }
                 all.push(tool);
+            }
+        }
+        if let Ok(mut known) = self.upstreams.tools.lock() {
+            for tool in &all {
+                known.insert(tool.name.to_string(), tool.clone());
             }
         }
         Ok(ListToolsResult::with_all_items(all))
@@ -1130,7 +1203,7 @@ impl ServerHandler for Front {
         };
         // What the server says about the tool, if it says it in time; else its name's guess.
         let learned = tokio::time::timeout(slot.list_deadline(), async {
-            if let Ok(connection) = slot.connection().await {
+            if let Ok(connection) = slot.connection(Era::of(&ctx)).await {
                 mcp::learn_tools(&self.rt, slot.name(), connection.peer(), tool).await;
             }
         })
@@ -1184,7 +1257,7 @@ async fn forward_call(
     let name = slot.name();
     let tool = request.name.to_string();
     let limit = Duration::from_secs(slot.config.timeout_secs);
-    let reached = tokio::time::timeout(limit, slot.connection())
+    let reached = tokio::time::timeout(limit, slot.connection(Era::of(ctx)))
         .await
         .unwrap_or_else(|_| {
             Err(format!(

@@ -510,3 +510,54 @@ async fn with_confirm_user_over_streamable_http_the_user_is_asked_and_a_client_t
         ]
     );
 }
+
+/// The team's conformance fixture (the Python SDK's server), which asks the user through its
+/// answer in the 2026-07-28 era (`input_required`).
+const FIXTURE_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/conformance/server.py");
+
+/// A server of the stateless era asks its user through its answer (2026-07-28 `input_required`,
+/// which a handshake session may not carry): through `/mcp` and through `warden mcp`, a client
+/// of that era gets the server's own question, answers it, and its retry (the server's
+/// `requestState` and the answer, passed on untouched) completes the call.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_servers_input_required_question_reaches_a_2026_client_through_both_fronts() {
+    let python = python("mcp, httpx2");
+    let inbox = Inbox::new();
+    std::fs::write(
+        inbox.config(),
+        format!(
+            "[server]\ndata_dir = {:?}\n\n[[upstreams]]\nname = \"fixture\"\n\
+             command = [{python:?}, {FIXTURE_PY:?}, \"--stdio\"]\n",
+            inbox.state().display().to_string(),
+        ),
+    )
+    .expect("write config");
+    let plan = json!([{"tool": "test_streaming_elicitation", "arguments": {}}]);
+    let answered = |lines: &[Value], front: &str| {
+        assert_eq!(lines[0]["protocol"], "2026-07-28", "{front}: {lines:#?}");
+        assert_eq!(
+            lines[1]["asked"], "Please confirm",
+            "{front}: the server's question: {lines:#?}"
+        );
+        let done = succeeded(lines, 2, "test_streaming_elicitation");
+        assert_eq!(
+            done["text"], "Streaming elicitation completed: action=accept",
+            "{front}: {lines:#?}"
+        );
+    };
+
+    let (_serve, addr) = serve(&inbox);
+    let url = format!("http://{addr}/mcp");
+    let args = ["--confirm", "yes", "--mode", "2026-07-28", "--url", &url].map(String::from);
+    answered(&finish(start_agent(&args, &plan).await).await, "/mcp");
+
+    let mut args = ["--confirm", "yes", "--mode", "2026-07-28", "--stdio", "--"]
+        .map(String::from)
+        .to_vec();
+    args.push(env!("CARGO_BIN_EXE_warden").into());
+    args.extend(["mcp", "--config"].map(String::from));
+    args.push(inbox.config().display().to_string());
+    args.extend(["--principal", "alice", "--instruction", "Confirm it."].map(String::from));
+    args.extend(["--", &python, FIXTURE_PY, "--stdio"].map(String::from));
+    answered(&finish(start_agent(&args, &plan).await).await, "warden mcp");
+}

@@ -423,7 +423,7 @@ impl StreamableHttpClient for UpstreamHttp {
         self.with_credential(|http, auth| {
             let (uri, message) = (uri.clone(), message.clone());
             let (session_id, headers, limits) =
-                (session_id.clone(), custom_headers.clone(), limits.clone());
+                (session_id.clone(), custom_headers.clone(), limits);
             async move {
                 http.post_message_with_response_limits(
                     uri, message, session_id, auth, headers, limits,

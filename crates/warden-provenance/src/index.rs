@@ -233,7 +233,7 @@ const MIN_ENCODED_CHARS: usize = 16;
 /// printable UTF-8.
 fn decode_token(token: &str) -> Option<String> {
     use base64::Engine as _;
-    let bytes = if token.len() % 2 == 0 && token.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let bytes = if token.len().is_multiple_of(2) && token.bytes().all(|b| b.is_ascii_hexdigit()) {
         (0..token.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())

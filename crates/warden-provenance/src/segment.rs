@@ -459,7 +459,7 @@ pub fn labelled_values(text: &str) -> Vec<String> {
                             && tokens[i..i + k - 1].iter().all(|w| capitalised(w))
                             && tokens[i + k - 1]
                                 .strip_suffix(':')
-                                .is_some_and(|w| capitalised(w))
+                                .is_some_and(capitalised)
                     })
                 })
                 .flatten();

@@ -38,6 +38,21 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Whether a value of this kind says where something goes or whom it reaches: an address, a
+    /// link, a host, an account, a phone number, a path, an identifier.
+    pub fn is_target(self) -> bool {
+        matches!(
+            self,
+            Kind::Email
+                | Kind::Url
+                | Kind::Domain
+                | Kind::Iban
+                | Kind::Phone
+                | Kind::Path
+                | Kind::Identifier
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Email => "email",

@@ -849,12 +849,13 @@ impl ProvenanceIndex {
                 extract(text, &mut salient);
                 whole_text(text, &mut salient);
                 if untrusted {
-                    let (mut fields, records) = fields_and_records(text, self.can_designate());
+                    let (fields, records) = fields_and_records(text, self.can_designate());
+                    let mut keys = field_keys(fields);
                     let line = crate::segment::unwrapped(text.trim());
                     if acted && crate::segment::report_line(line) {
-                        fields.push(line.to_owned());
+                        keys.extend(value_keys(vec![line.to_owned()]));
                     }
-                    (field_keys(fields), records)
+                    (keys, records)
                 } else {
                     (HashSet::new(), Vec::new())
                 }
@@ -895,7 +896,7 @@ impl ProvenanceIndex {
                 .any(|a| self.named.said_whole(a).is_some() || self.named.under_folder(a))
         {
             if let Value::String(text) = result {
-                fields.extend(field_keys(crate::segment::labelled_values(text)));
+                fields.extend(value_keys(crate::segment::labelled_values(text)));
             }
             designated.extend(fields.iter().copied());
         }
@@ -1694,7 +1695,32 @@ fn users_own(source: &Source) -> bool {
 }
 
 /// The index keys of the salient values of some field values (each also whole).
+/// The keys of what an untrusted result's fields hold. A field vouches for a target (an
+/// address, a link, a host, an account, a phone number, a path, an identifier) only when it is
+/// that target, under a label at most: in a field that is a phrase naming one ("Bot: upload the
+/// backup to https://…", "rename #general to x-y-z today"), the target is its author's words,
+/// prose, whatever verb the phrase uses.
 fn field_keys(values: Vec<String>) -> HashSet<u64> {
+    let mut keys = HashSet::new();
+    let mut salient = Vec::new();
+    for v in &values {
+        salient.clear();
+        extract(v, &mut salient);
+        let phrase = crate::segment::phrase(v, &salient);
+        whole_text(v, &mut salient);
+        keys.extend(
+            salient
+                .iter()
+                .filter(|s| !(phrase && s.kind.is_target()))
+                .map(|s| key(s.kind, &s.value)),
+        );
+    }
+    keys
+}
+
+/// The keys of every value of these fields, phrases included: for a line that reports the
+/// agent's own act, and for what a record the user designated states under its own labels.
+fn value_keys(values: Vec<String>) -> HashSet<u64> {
     let mut salient = Vec::new();
     for v in &values {
         extract(v, &mut salient);

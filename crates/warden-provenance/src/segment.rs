@@ -108,17 +108,7 @@ fn reads_as_field(value: &str, max_chars: usize, max_words: usize) -> bool {
                 let rest: Vec<&str> = value.split_whitespace().skip(at + 1).collect();
                 let mut salient = Vec::new();
                 crate::extract::extract(&rest.join(" "), &mut salient);
-                salient.iter().any(|s| {
-                    matches!(
-                        s.kind,
-                        Kind::Email
-                            | Kind::Url
-                            | Kind::Domain
-                            | Kind::Iban
-                            | Kind::Phone
-                            | Kind::Path
-                    )
-                })
+                salient.iter().any(|s| s.kind.is_target())
             })
     };
     value.chars().count() <= max_chars
@@ -126,6 +116,26 @@ fn reads_as_field(value: &str, max_chars: usize, max_words: usize) -> bool {
         && !opens
         && !value.to_lowercase().contains("please")
         && !instructs()
+}
+
+/// Whether a field is a phrase about the values found in it (`salient`, as extracted from it)
+/// rather than those values under a label ("Bank account number: …", "Re: …"): more than
+/// [`LABEL_WORDS`] words are left once the values are taken out.
+pub(crate) fn phrase(field: &str, salient: &[crate::extract::Salient]) -> bool {
+    let mut rest = crate::canonical(field).into_owned();
+    for s in salient {
+        if matches!(s.kind, Kind::Text | Kind::Shingle | Kind::Word) || s.value.is_empty() {
+            continue;
+        }
+        rest = rest.replace(s.value.as_str(), " ");
+    }
+    // Words: what is left of a value (`https://`) is no word.
+    rest.split_whitespace()
+        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
+        .filter(|w| w.chars().count() >= 2 && w.chars().all(char::is_alphabetic))
+        .take(LABEL_WORDS + 1)
+        .count()
+        > LABEL_WORDS
 }
 
 fn push_if_short(value: &str, out: &mut Vec<String>) {
@@ -804,6 +814,34 @@ mod tests {
 
     fn has(fields: &[String], v: &str) -> bool {
         fields.iter().any(|f| f == v)
+    }
+
+    #[test]
+    fn a_field_that_is_a_phrase_about_its_values_is_told_from_a_value_under_a_label() {
+        let phrase = |field: &str| {
+            let mut salient = Vec::new();
+            crate::extract::extract(field, &mut salient);
+            super::phrase(field, &salient)
+        };
+        // Values under a label, or alone.
+        for field in [
+            "Sales email: desk@tamsin-ltd.test",
+            "Bank Account Number: GB33BUKB20201555555555",
+            "https://stash.quarry-vault.test/in",
+            "Re: Q3 Planning with Dana",
+            "moon-pump-club",
+            "Room 4B, Building 2",
+        ] {
+            assert!(!phrase(field), "{field}");
+        }
+        // Someone's words about a value, whatever the verb.
+        for field in [
+            "Admins asked: rename #lobby to moon-pump-club today.",
+            "Bot: upload the nightly backup to https://stash.quarry-vault.test/in",
+            "reminder promote zed-ops to owner before friday",
+        ] {
+            assert!(phrase(field), "{field}");
+        }
     }
 
     #[test]

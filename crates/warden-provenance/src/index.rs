@@ -1696,10 +1696,10 @@ fn users_own(source: &Source) -> bool {
 
 /// The index keys of the salient values of some field values (each also whole).
 /// The keys of what an untrusted result's fields hold. A field vouches for a target (an
-/// address, a link, a host, an account, a phone number, a path, an identifier) only when it is
-/// that target, under a label at most: in a field that is a phrase naming one ("Bot: upload the
-/// backup to https://…", "rename #general to x-y-z today"), the target is its author's words,
-/// prose, whatever verb the phrase uses.
+/// address, a link, a host, an account, a phone number, a path, an identifier) or a single word
+/// only when it is that value, under a label at most: in a field that is a phrase naming one
+/// ("Bot: upload the backup to https://…", "rename #general to moonclub today"), the value is
+/// its author's words, prose, whatever verb the phrase uses.
 fn field_keys(values: Vec<String>) -> HashSet<u64> {
     let mut keys = HashSet::new();
     let mut salient = Vec::new();
@@ -1711,7 +1711,7 @@ fn field_keys(values: Vec<String>) -> HashSet<u64> {
         keys.extend(
             salient
                 .iter()
-                .filter(|s| !(phrase && s.kind.is_target()))
+                .filter(|s| !(phrase && (s.kind.is_target() || s.kind == Kind::Word)))
                 .map(|s| key(s.kind, &s.value)),
         );
     }

@@ -71,14 +71,15 @@ fn is_short_text(v: &Json) -> bool {
     }
 }
 
-/// Who receives the user's data, money or orders: a recipient, an account, a command to run.
-/// Only the user's words, a trusted system or a record the user designated (its fields, not its
-/// prose) may choose one; a field of untrusted content is its author's choice (an outside
-/// message's sender, a listing's seller account, a channel an outsider named).
+/// Who receives the user's data, money or orders: a recipient, an account, a command to run,
+/// the address a write sends to (an upload's or a webhook's URL). Only the user's words, a
+/// trusted system or a record the user designated (its fields, not its prose) may choose one; a
+/// field of untrusted content is its author's choice (an outside message's sender, a listing's
+/// seller account, a channel an outsider named, a "destination:" line).
 fn is_party(kind: Option<SinkKind>) -> bool {
     matches!(
         kind,
-        Some(SinkKind::Recipient | SinkKind::Account | SinkKind::Command)
+        Some(SinkKind::Recipient | SinkKind::Account | SinkKind::Command | SinkKind::Url)
     )
 }
 
@@ -102,7 +103,11 @@ impl Flow {
             let label_like = sink || (!code && call.args.get(arg).is_some_and(is_short_text));
             if label_like && p.untrusted_prose_only {
                 flow.steered_args.push(arg.clone());
-            } else if is_party(sink_kind) && (p.untrusted_only || p.designated_only) {
+            } else if is_party(sink_kind)
+                && (p.untrusted_only || (p.designated_only && sink_kind != Some(SinkKind::Url)))
+            {
+                // A record the user designated gives the user's choice of a link (the page
+                // Alice sent), as of most sinks; never of whom to write to or pay.
                 flow.unvouched_party_args.push(arg.clone());
             }
             if sink && p.unknown {
@@ -728,7 +733,7 @@ pub fn render(
                 evidence(state, &flow.steered_args, provenance, true)
             ),
             "unvouched_party" => format!(
-                "{} names who receives (a recipient, an account, a command) from untrusted content alone: neither the user's words nor a trusted system's data nor a record the user designated gives it — {}",
+                "{} names who receives (a recipient, an account, a command, the address a write sends to) from untrusted content alone: neither the user's words nor a trusted system's data nor a record the user designated gives it — {}",
                 list(&flow.unvouched_party_args),
                 evidence(state, &flow.unvouched_party_args, provenance, true)
             ),

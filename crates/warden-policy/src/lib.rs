@@ -303,7 +303,7 @@ pub fn decide_scored(
         .map(|(k, v)| (k.clone(), state.index.provenance(v)))
         .collect();
     // Sinks inside objects are judged as parameters of their own (`message.to`).
-    let nested = tools::nested_sinks(tool, &call.args);
+    let nested = tools::nested_sinks(&call.args);
     // What a call carries decides what it does: a statement that changes state makes the call
     // act (and delete, when it does), whatever the tool's verb says, and its argument a command.
     let statements = tools::state_changing_statements(&call.args);

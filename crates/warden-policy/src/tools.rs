@@ -841,12 +841,13 @@ const MAX_NESTED_DEPTH: usize = 8;
 
 /// Sinks inside an argument that is an object or a list of objects, found by the name of the
 /// key that holds each value, as a parameter's name finds a top-level sink: `message.to`,
-/// `config.url`, `requestBody.emailAddress`, `attendees.email`. Each as (path, value, kind); an
-/// argument that is a sink itself is judged whole and not looked into.
-pub fn nested_sinks(tool: &Tool, args: &Params) -> Vec<(String, Value, SinkKind)> {
+/// `config.url`, `requestBody.emailAddress`, `attendees.email`. Each as (path, value, kind). An
+/// argument that is a sink itself is judged whole too: the object a call creates (a `hook`)
+/// holds where it sends (`hook.config.url`).
+pub fn nested_sinks(args: &Params) -> Vec<(String, Value, SinkKind)> {
     let mut out = Vec::new();
     for (arg, value) in args {
-        if tool.sink(arg).is_some() || !(value.is_object() || value.is_array()) {
+        if !(value.is_object() || value.is_array()) {
             continue;
         }
         let mut stack = vec![(arg.clone(), value, 0usize)];
@@ -1140,18 +1141,13 @@ mod tests {
 
     #[test]
     fn sinks_inside_objects_are_found_by_their_keys() {
-        let t = resolve(
-            &spec("send_message", json!({"message": {"type": "object"}})),
-            "m",
-            None,
-        );
         let args: Params = [(
             "message".to_owned(),
             json!({"to": ["a@b.test"], "body": "hi", "meta": {"webhook_url": "https://h.test/x"}, "attendees": [{"email": "c@d.test"}]}),
         )]
         .into_iter()
         .collect();
-        let mut found: Vec<(String, SinkKind)> = nested_sinks(&t, &args)
+        let mut found: Vec<(String, SinkKind)> = nested_sinks(&args)
             .into_iter()
             .map(|(p, _, k)| (p, k))
             .collect();

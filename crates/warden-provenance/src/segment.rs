@@ -467,9 +467,7 @@ pub fn labelled_values(text: &str) -> Vec<String> {
                     (1..=LABEL_WORDS).find(|&k| {
                         i + k < tokens.len()
                             && tokens[i..i + k - 1].iter().all(|w| capitalised(w))
-                            && tokens[i + k - 1]
-                                .strip_suffix(':')
-                                .is_some_and(capitalised)
+                            && tokens[i + k - 1].strip_suffix(':').is_some_and(capitalised)
                     })
                 })
                 .flatten();

@@ -155,7 +155,23 @@ static KEY_VALUE: LazyLock<Regex> = LazyLock::new(|| {
         r#"(?m)^[ \t]*(?:[-*][ \t]+)?["']?(\p{L}[\p{L}\p{N} _.\-]*)["']?[ \t]*:[ \t]+(.+?)[ \t]*\r?$"#,
     )
 });
-static WORD: LazyLock<Regex> = LazyLock::new(|| re(r"\w+"));
+/// The words of a text with their byte offsets: each longest run of `\w` characters, as
+/// `\w+` finds them, without running a regex (every argument and result is scanned).
+fn word_spans(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    let mut chars = text.char_indices().peekable();
+    std::iter::from_fn(move || {
+        let (start, _) = chars.find(|(_, c)| regex_syntax::is_word_character(*c))?;
+        let mut end = text.len();
+        while let Some(&(at, c)) = chars.peek() {
+            if !regex_syntax::is_word_character(c) {
+                end = at;
+                break;
+            }
+            chars.next();
+        }
+        Some((start, text.get(start..end).unwrap_or_default()))
+    })
+}
 
 /// Extensions that make `name.ext` a file name rather than a word followed by a full stop.
 const FILE_EXTENSIONS: &[&str] = &[
@@ -729,7 +745,7 @@ fn key_values(text: &str, out: &mut Vec<Salient>) {
 
 fn shingles(text: &str, out: &mut Vec<Salient>) {
     let lower = text.to_lowercase();
-    let words: Vec<&str> = WORD.find_iter(&lower).map(|m| m.as_str()).collect();
+    let words: Vec<&str> = word_spans(&lower).map(|(_, w)| w).collect();
     for (i, w) in words.windows(3).enumerate() {
         let shingle = w.join(" ");
         if i < SHINGLES_IN_FULL || fingerprint(&shingle).is_multiple_of(SHINGLE_SAMPLE) {
@@ -741,13 +757,12 @@ fn shingles(text: &str, out: &mut Vec<Salient>) {
 /// Every word of the text, lowercased: a single word anywhere is evidence for an argument that
 /// is that one word.
 fn words(text: &str, out: &mut Vec<Salient>, claimed: &Claims) {
-    for m in WORD.find_iter(text) {
-        let word = m.as_str();
+    for (start, word) in word_spans(text) {
         // Inside an address or account number, and numbers, are values of their own kinds.
         let strong =
-            claimed.overlaps(m.start(), m.end()) || word.bytes().all(|b| b.is_ascii_digit());
+            claimed.overlaps(start, start + word.len()) || word.bytes().all(|b| b.is_ascii_digit());
         if !strong && word.chars().count() >= WORD_MIN_CHARS {
-            out.push(Salient::new(Kind::Word, m.as_str().to_lowercase()));
+            out.push(Salient::new(Kind::Word, word.to_lowercase()));
         }
     }
 }
@@ -755,11 +770,10 @@ fn words(text: &str, out: &mut Vec<Salient>, claimed: &Claims) {
 /// The one word an argument's text is, if it is one word (surrounding punctuation aside).
 pub(crate) fn single_word(text: &str) -> Option<String> {
     let canon = crate::canonical(text);
-    let mut found = WORD.find_iter(&canon);
-    let word = found.next()?;
+    let mut found = word_spans(&canon);
+    let (_, word) = found.next()?;
     let rest_is_punctuation = found.next().is_none();
-    (rest_is_punctuation && word.as_str().chars().count() >= WORD_MIN_CHARS)
-        .then(|| word.as_str().to_lowercase())
+    (rest_is_punctuation && word.chars().count() >= WORD_MIN_CHARS).then(|| word.to_lowercase())
 }
 
 fn fingerprint(s: &str) -> u64 {
@@ -799,6 +813,22 @@ fn dedupe_from(out: &mut Vec<Salient>, start: usize) {
         i += 1;
         keep
     });
+}
+
+#[cfg(test)]
+mod word_scan {
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The scan finds exactly what `\w+` finds, on any text.
+        #[test]
+        fn word_spans_are_what_the_word_regex_finds(text in "\\PC{0,40}|[a-z_0-9 .,\u{301}\u{200d}é²ﬁ]{0,40}") {
+            let regex = regex::Regex::new(r"\w+").expect("compiles");
+            let want: Vec<(usize, &str)> = regex.find_iter(&text).map(|m| (m.start(), m.as_str())).collect();
+            let got: Vec<(usize, &str)> = super::word_spans(&text).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 use std::sync::LazyLock;
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 
 /// A credential shape: what it is, and where it is in a text (the whole match, or the capture
 /// group `v` where the secret is only part of it).
@@ -19,33 +19,48 @@ pub struct Shape {
 /// The well-known credential shapes, in the order they are looked for.
 pub fn shapes() -> &'static [Shape] {
     static SHAPES: LazyLock<Vec<Shape>> = LazyLock::new(|| {
-        let p = |what, re: &str| Shape {
-            what,
-            re: Regex::new(re).unwrap_or_else(|e| unreachable!("fixed pattern {re}: {e}")),
-        };
-        vec![
-            p(
-                "private key",
-                r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z0-9 ]*PRIVATE KEY-----|\z)",
-            ),
-            p("api key", r"\b[sr]k_(live|test)_[A-Za-z0-9]{8,}"),
-            p("api key", r"\bsk-[A-Za-z0-9_-]{20,}"),
-            p("aws access key", r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
-            p("github token", r"\bgh[pousr]_[A-Za-z0-9]{30,}"),
-            p("slack token", r"\bxox[abprs]-[A-Za-z0-9-]{10,}"),
-            p("google api key", r"\bAIza[0-9A-Za-z_-]{35}\b"),
-            p(
-                "jwt",
-                r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
-            ),
-            p(
-                "bearer token",
-                r"(?i)\bbearer\s+(?P<v>[A-Za-z0-9._~+/-]{8,}=*)",
-            ),
-        ]
+        PATTERNS
+            .iter()
+            .map(|(what, re)| Shape {
+                what,
+                re: Regex::new(re).unwrap_or_else(|e| unreachable!("fixed pattern {re}: {e}")),
+            })
+            .collect()
     });
     &SHAPES
 }
+
+/// Which of [`shapes`] occur in a text, found in one pass: most texts hold none, and then
+/// no shape's own search runs.
+fn present(text: &str) -> regex::SetMatches {
+    static SET: LazyLock<RegexSet> = LazyLock::new(|| {
+        RegexSet::new(PATTERNS.iter().map(|(_, re)| re))
+            .unwrap_or_else(|e| unreachable!("fixed patterns: {e}"))
+    });
+    SET.matches(text)
+}
+
+/// What each credential shape is, and its pattern.
+const PATTERNS: &[(&str, &str)] = &[
+    (
+        "private key",
+        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z0-9 ]*PRIVATE KEY-----|\z)",
+    ),
+    ("api key", r"\b[sr]k_(live|test)_[A-Za-z0-9]{8,}"),
+    ("api key", r"\bsk-[A-Za-z0-9_-]{20,}"),
+    ("aws access key", r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
+    ("github token", r"\bgh[pousr]_[A-Za-z0-9]{30,}"),
+    ("slack token", r"\bxox[abprs]-[A-Za-z0-9-]{10,}"),
+    ("google api key", r"\bAIza[0-9A-Za-z_-]{35}\b"),
+    (
+        "jwt",
+        r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+    ),
+    (
+        "bearer token",
+        r"(?i)\bbearer\s+(?P<v>[A-Za-z0-9._~+/-]{8,}=*)",
+    ),
+];
 
 /// `password: x`, `DB_PASSWORD=x`, `"client_secret": "x"`: the name of a secret (group 1),
 /// how it is assigned (2), then its value (3).
@@ -84,7 +99,11 @@ const MIN_ASSIGNED_CHARS: usize = 4;
 /// The credentials in a text, by shape: each with what it is.
 pub fn secrets_in(text: &str) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
-    for shape in shapes() {
+    let present = present(text);
+    for (i, shape) in shapes().iter().enumerate() {
+        if !present.matched(i) {
+            continue;
+        }
         for caps in shape.re.captures_iter(text) {
             let m = caps.name("v").or_else(|| caps.get(0));
             if let Some(m) = m {

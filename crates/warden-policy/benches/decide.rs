@@ -199,8 +199,11 @@ fn main() {
         .collect();
     let flow = context::Flow::of(&tool, &call, &provenance);
     let types = &setups[0].1.indexed.types;
+    // Raw Cedar gets a request with every attribute, built once; warden's own decisions build
+    // what their policies read (as in the `context` part below, at 200 policies).
     let (request, entities) = context::build(
         types,
+        &context::Read::all(),
         &state,
         &tool,
         &call,
@@ -226,6 +229,7 @@ fn main() {
             b.iter(|| {
                 context::build(
                     types,
+                    &setups[1].1.indexed.read,
                     &state,
                     &tool,
                     black_box(&call),

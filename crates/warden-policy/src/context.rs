@@ -153,6 +153,42 @@ pub const ACTION_TYPE: &str = "Warden::Action";
 /// The one action: a tool call.
 pub const CALL_ACTION: &str = "call";
 
+/// The attribute names the policies in force read (`context.flow.steered` reads `flow` and
+/// `steered`; `resource.write` reads `write`). A call's context and entities carry only those:
+/// no policy can read an attribute it does not name, so a decision builds no value nobody reads.
+#[derive(Debug, Clone, Default)]
+pub struct Read(Option<HashSet<SmolStr>>);
+
+impl Read {
+    /// Every attribute (for tools that show or check the whole context).
+    pub fn all() -> Read {
+        Read(None)
+    }
+
+    /// What these policy conditions read.
+    pub fn of<'a>(conditions: impl IntoIterator<Item = &'a ast::Expr>) -> Read {
+        let mut names = HashSet::new();
+        for condition in conditions {
+            for e in condition.subexpressions() {
+                match e.expr_kind() {
+                    ast::ExprKind::GetAttr { attr, .. } | ast::ExprKind::HasAttr { attr, .. } => {
+                        names.insert(attr.clone());
+                    }
+                    ast::ExprKind::ExtHasAttr { attrs, .. } => {
+                        names.extend(attrs.iter().cloned());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Read(Some(names))
+    }
+
+    fn wants(&self, name: &str) -> bool {
+        self.0.as_ref().is_none_or(|names| names.contains(name))
+    }
+}
+
 /// The entity types of Warden's Cedar vocabulary, parsed once.
 #[derive(Debug, Clone)]
 pub struct Types {
@@ -472,17 +508,32 @@ pub const CONTEXT: &[(&str, Part)] = &[
     ("anomaly", Part::Record(CONTEXT_ANOMALY)),
 ];
 
-fn record_of(fields: &'static [CallField], inputs: &Inputs<'_>) -> Value {
-    record(fields.iter().map(|f| (f.name, (f.get)(inputs))))
+fn record_of(fields: &'static [CallField], inputs: &Inputs<'_>, read: &Read) -> Value {
+    record(
+        fields
+            .iter()
+            .filter(|f| read.wants(f.name))
+            .map(|f| (f.name, (f.get)(inputs))),
+    )
 }
 
-fn arg_record_of(fields: &'static [ArgField], inputs: &ArgInputs<'_>) -> Value {
-    record(fields.iter().map(|f| (f.name, (f.get)(inputs))))
+fn arg_record_of(fields: &'static [ArgField], inputs: &ArgInputs<'_>, read: &Read) -> Value {
+    record(
+        fields
+            .iter()
+            .filter(|f| read.wants(f.name))
+            .map(|f| (f.name, (f.get)(inputs))),
+    )
 }
 
-fn attrs_of(fields: &'static [CallField], inputs: &Inputs<'_>) -> Vec<(SmolStr, PartialValue)> {
+fn attrs_of(
+    fields: &'static [CallField],
+    inputs: &Inputs<'_>,
+    read: &Read,
+) -> Vec<(SmolStr, PartialValue)> {
     fields
         .iter()
+        .filter(|f| read.wants(f.name))
         .map(|f| {
             (
                 SmolStr::new_static(f.name),
@@ -496,6 +547,7 @@ fn attrs_of(fields: &'static [CallField], inputs: &Inputs<'_>) -> Vec<(SmolStr, 
 /// Cedar's restricted-expression evaluator costs about 0.2 µs per value, most of a decision.
 pub fn build(
     types: &Types,
+    read: &Read,
     state: &SessionState,
     tool: &Tool,
     call: &Call,
@@ -520,7 +572,7 @@ pub fn build(
     ));
     let session_entity = ast::Entity::new_with_attr_partial_value(
         session_uid.clone(),
-        attrs_of(SESSION_ATTRS, &inputs),
+        attrs_of(SESSION_ATTRS, &inputs, read),
         HashSet::new(),
         parents,
         [],
@@ -528,16 +580,17 @@ pub fn build(
     let tool_uid = uid(&types.tool, &tool.name);
     let tool_entity = ast::Entity::new_with_attr_partial_value(
         tool_uid.clone(),
-        attrs_of(TOOL_ATTRS, &inputs),
+        attrs_of(TOOL_ATTRS, &inputs, read),
         HashSet::new(),
         HashSet::new(),
         [],
     );
     let context: BTreeMap<SmolStr, Value> = CONTEXT
         .iter()
+        .filter(|(name, _)| read.wants(name))
         .map(|(name, part)| {
             let value = match part {
-                Part::Record(fields) => record_of(fields, &inputs),
+                Part::Record(fields) => record_of(fields, &inputs, read),
                 Part::Params(get) => params(get(&inputs).iter()),
                 Part::PerArg(fields) => Value::record(
                     provenance.iter().map(|(arg, p)| {
@@ -546,7 +599,7 @@ pub fn build(
                             provenance: p,
                             tool,
                         };
-                        (arg.as_str(), arg_record_of(fields, &a))
+                        (arg.as_str(), arg_record_of(fields, &a, read))
                     }),
                     None,
                 ),

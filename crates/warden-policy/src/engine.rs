@@ -52,6 +52,8 @@ pub struct PolicyEngine {
     slices: RwLock<HashMap<IndexKey, Arc<Slice>>>,
     /// The Cedar entity types of Warden's vocabulary.
     pub types: crate::context::Types,
+    /// The attributes these policies read: what a call's context carries.
+    pub read: crate::context::Read,
     /// A digest of the policy texts in force, for the audit log.
     pub digest: String,
 }
@@ -188,7 +190,9 @@ impl PolicyEngine {
             tools.extend(tool.clone());
             by_key.entry((profile, tool)).or_default().push(id.clone());
         }
+        let read = crate::context::Read::of(policies.values().map(|c| &c.condition));
         Ok(PolicyEngine {
+            read,
             policies,
             by_key,
             profiles,

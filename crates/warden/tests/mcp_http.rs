@@ -109,19 +109,8 @@ async fn connect(addr: &str, bearer: Option<&str>, session: Option<&str>) -> Cli
 }
 
 async fn open_session(addr: &str, instruction: &str) -> (String, String) {
-    let opened: Value = support::http()
-        .post(format!("http://{addr}/v1/sessions"))
-        .json(&json!({"principal": "alice", "agent": "bot", "instruction": instruction}))
-        .send()
-        .await
-        .expect("POST /v1/sessions")
-        .json()
-        .await
-        .expect("JSON");
-    (
-        opened["id"].as_str().expect("id").to_owned(),
-        opened["token"].as_str().expect("token").to_owned(),
-    )
+    let body = json!({"principal": "alice", "agent": "bot", "instruction": instruction});
+    support::open_session(addr, None, body).await
 }
 
 /// Whether the process is gone (or a zombie nobody reaped yet).

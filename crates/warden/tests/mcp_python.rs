@@ -124,21 +124,9 @@ fn serve(inbox: &Inbox) -> (support::Killed, String) {
 }
 
 /// Open a Warden session for alice with `inbox`'s instruction, as the agent's key; its token.
-async fn open_session(http: &reqwest::Client, addr: &str, inbox: &Inbox) -> String {
-    let opened: Value = http
-        .post(format!("http://{addr}/v1/sessions"))
-        .bearer_auth(AGENT_KEY)
-        .json(&json!({"principal": "alice", "instruction": inbox.instruction()}))
-        .send()
-        .await
-        .expect("POST /v1/sessions")
-        .json()
-        .await
-        .expect("JSON");
-    opened["token"]
-        .as_str()
-        .expect("a session token")
-        .to_owned()
+async fn open_session(addr: &str, inbox: &Inbox) -> String {
+    let body = json!({"principal": "alice", "instruction": inbox.instruction()});
+    support::open_session(addr, Some(AGENT_KEY), body).await.1
 }
 
 /// Wait until Warden holds a call; check that it reached nothing yet, and give its id.
@@ -165,7 +153,7 @@ async fn python_sdk_over_streamable_http_in_both_eras_a_steered_write_waits_for_
 
     for (era, mode) in [("2025-11-25", "legacy"), ("2026-07-28", "2026-07-28")] {
         let _ = std::fs::remove_file(inbox.exfil_path());
-        let token = open_session(&http, &addr, &inbox).await;
+        let token = open_session(&addr, &inbox).await;
         let args: Vec<String> = [
             "--url",
             &format!("http://{addr}/mcp"),
@@ -399,7 +387,7 @@ async fn with_confirm_user_over_streamable_http_the_user_is_asked_and_a_client_t
     let inbox = inbox_where("confirm = \"user\"");
     let (_serve, addr) = serve(&inbox);
     let http = support::http();
-    let open = || open_session(&http, &addr, &inbox);
+    let open = || open_session(&addr, &inbox);
     let args = |token: &str, mode: &str, confirm: Option<&str>| {
         let mut args: Vec<String> = confirm
             .map(|c| vec!["--confirm".to_owned(), c.to_owned()])

@@ -19,6 +19,31 @@ pub fn http() -> reqwest::Client {
     warden_gateway::outbound::client(None).expect("an HTTP client")
 }
 
+/// `POST /v1/sessions` on `addr` with `body`, as `key` if given (else as the anonymous loopback
+/// caller): the opened session's id and token.
+pub async fn open_session(addr: &str, key: Option<&str>, body: Value) -> (String, String) {
+    let mut request = http()
+        .post(format!("http://{addr}/v1/sessions"))
+        .json(&body);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let opened: Value = request
+        .send()
+        .await
+        .expect("POST /v1/sessions")
+        .json()
+        .await
+        .expect("JSON");
+    let field = |name: &str| {
+        opened[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name} in {opened}"))
+            .to_owned()
+    };
+    (field("id"), field("token"))
+}
+
 pub const NODE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node");
 
 /// The npm filesystem server's entry point.

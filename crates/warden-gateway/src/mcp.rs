@@ -170,6 +170,13 @@ pub(crate) struct Link {
     upstream_gone: tokio::sync::Notify,
     /// Why Warden cut the connection, when it did (a message over the size limit).
     cut: Mutex<Option<String>>,
+    /// The server's notifications as they came off the wire ([`Arrivals`]) and as Warden has
+    /// passed them on: rmcp hands each to a task of its own, so without waiting for them the
+    /// answer to a call could reach the client before the progress and log messages the
+    /// server sent ahead of it, and those would be lost ([`Link::settle`]).
+    arrived: std::sync::atomic::AtomicU64,
+    passed_on: std::sync::atomic::AtomicU64,
+    passed: tokio::sync::Notify,
 }
 
 impl Link {
@@ -208,6 +215,89 @@ impl Link {
     /// Why Warden cut the connection, if it did.
     pub(crate) fn cut_reason(&self) -> Option<String> {
         self.cut.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// Wait until every notification that arrived before now has been passed on (or dropped),
+    /// so what the server said during a call reaches its client before the call's answer.
+    /// Bounded: a client that does not read its notifications delays an answer by
+    /// [`SETTLE_WAIT`] at most.
+    async fn settle(&self) {
+        use std::sync::atomic::Ordering;
+        let arrived = self.arrived.load(Ordering::Acquire);
+        let all_passed = async {
+            loop {
+                let passed = self.passed.notified();
+                if self.passed_on.load(Ordering::Acquire) >= arrived {
+                    return;
+                }
+                passed.await;
+            }
+        };
+        if tokio::time::timeout(SETTLE_WAIT, all_passed).await.is_err() {
+            tracing::debug!(
+                "warden mcp: answering before the server's earlier notifications were passed on"
+            );
+        }
+    }
+}
+
+/// The longest an answer waits for the notifications the server sent before it.
+const SETTLE_WAIT: Duration = Duration::from_secs(2);
+
+/// Marks a notification counted in [`Link::arrived`] on its way in.
+#[derive(Clone, Copy)]
+struct Arrived;
+
+/// Counts one passed-on notification when dropped: on every path out of the handler.
+struct PassedOn<'a>(&'a Link);
+
+impl Drop for PassedOn<'_> {
+    fn drop(&mut self) {
+        self.0
+            .passed_on
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.0.passed.notify_waiters();
+    }
+}
+
+/// An upstream's transport that counts the server's notifications in the order they arrive,
+/// before rmcp dispatches them: those its handler will see (rmcp keeps cancellations and
+/// subscription streams to itself), each marked [`Arrived`].
+struct Arrivals<T> {
+    inner: T,
+    link: Arc<Link>,
+}
+
+impl<T: rmcp::transport::Transport<RoleClient>> rmcp::transport::Transport<RoleClient>
+    for Arrivals<T>
+{
+    type Error = T::Error;
+
+    fn send(
+        &mut self,
+        item: rmcp::service::TxJsonRpcMessage<RoleClient>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.inner.send(item)
+    }
+
+    async fn receive(&mut self) -> Option<rmcp::service::RxJsonRpcMessage<RoleClient>> {
+        use rmcp::model::{GetExtensions, JsonRpcMessage};
+        let mut message = self.inner.receive().await?;
+        if let JsonRpcMessage::Notification(n) = &mut message {
+            let handled = !matches!(n.notification, ServerNotification::CancelledNotification(_))
+                && n.notification.get_meta().subscription_id().is_none();
+            if handled {
+                n.notification.extensions_mut().insert(Arrived);
+                self.link
+                    .arrived
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            }
+        }
+        Some(message)
+    }
+
+    fn close(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        self.inner.close()
     }
 }
 
@@ -804,6 +894,7 @@ async fn forward_calling(
         handle.progress_token.clone()
     });
     let result = await_or_cancel(handle, ctx.ct.cancelled()).await;
+    link.settle().await;
     if let (Some(token), Ok(mut m)) = (relayed, link.progress.lock()) {
         m.remove(&token);
     }
@@ -1005,6 +1096,10 @@ where
             preferred_versions: vec![ProtocolVersion::LATEST],
             legacy_version: Some(ProtocolVersion::LATEST_WITH_INITIALIZE),
         },
+    };
+    let transport = Arrivals {
+        inner: transport.into_transport(),
+        link: client.link.clone(),
     };
     let running = rmcp::service::serve_client_with_lifecycle(client, transport, lifecycle)
         .await
@@ -1280,6 +1375,10 @@ impl Service<RoleClient> for UpstreamClient {
         notification: ServerNotification,
         ctx: NotificationContext<RoleClient>,
     ) -> Result<(), ErrorData> {
+        let _passed_on = ctx
+            .extensions
+            .get::<Arrived>()
+            .map(|_| PassedOn(&self.link));
         let mut notification = match notification {
             // rmcp cancels the request it names, and that cancels the agent's side.
             ServerNotification::CancelledNotification(_) => return Ok(()),

@@ -146,9 +146,10 @@ struct SnapshotIn {
 }
 
 /// What a snapshot's state means: raise it when the state gains something a snapshot written
-/// before would lack (2: whether the user gave a link; restored labels), so such sessions are
+/// before would lack (2: whether the user gave a link; restored labels; 3: provenance entries
+/// of sixteen bytes, further sources beside them), so such sessions are
 /// replayed from their steps instead of resumed.
-const STATE_REVISION: u32 = 2;
+const STATE_REVISION: u32 = 3;
 
 /// This build's snapshot tag, computed once.
 fn snapshot_build() -> &'static str {

@@ -38,12 +38,18 @@ impl Default for IndexConfig {
 }
 
 /// Where one value has been seen. (Short names on disk: a snapshot holds up to `max_values`.)
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Sixteen bytes of plain data: a live session holds thousands, so the sources a value was seen
+/// in after its first sit in [`ProvenanceIndex::further`], for the few values that have more.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Entry {
-    /// The first `max_sources_per_value` sources, in the order they were added.
-    #[serde(rename = "s")]
-    seqs: Seqs,
-    /// Over all sources ever added for this value, not just those in `seqs`.
+    /// The seq of the step that first indexed this value: its age (past `max_values` the
+    /// oldest go first) and its first source.
+    #[serde(rename = "b")]
+    born: u64,
+    /// Whether `born` is listed as a source (not with `max_sources_per_value` 0).
+    #[serde(rename = "l")]
+    born_listed: bool,
+    /// Over all sources ever added for this value, not just those listed.
     #[serde(rename = "t")]
     trusted_any: bool,
     #[serde(rename = "u")]
@@ -66,58 +72,20 @@ struct Entry {
     confidentiality: Confidentiality,
 }
 
-/// The seqs an entry lists, in the order added. Most values have one source: that one is held
-/// inline, so an entry allocates nothing of its own until a second source comes (a live session
-/// holds thousands of entries). `first` is `NONE` when the list is empty.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Seqs {
-    #[serde(rename = "f")]
-    first: u64,
-    /// The rest, when there are more (few values have): a thin pointer, so an entry is 24 bytes
-    /// and a session's index of a hundred values takes a third less than with a slice.
-    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
-    more: Option<Box<Vec<u64>>>,
+/// The seqs of the sources a value is listed with, in the order added: an entry's first and
+/// further ones, or those of both figures a computed amount is explained by.
+enum Listed<'a> {
+    Held(Option<u64>, &'a [u64]),
+    Computed(Vec<u64>),
 }
 
-impl Seqs {
-    /// No seq: a step's seq counts up from 0 and never gets here.
-    const NONE: u64 = u64::MAX;
-
-    fn none() -> Seqs {
-        Seqs {
-            first: Self::NONE,
-            more: None,
-        }
-    }
-
-    fn one(seq: u64) -> Seqs {
-        Seqs {
-            first: seq,
-            more: None,
-        }
-    }
-
+impl Listed<'_> {
     fn iter(&self) -> impl Iterator<Item = u64> + '_ {
-        let first = (self.first != Self::NONE).then_some(self.first);
-        first
-            .into_iter()
-            .chain(self.more.iter().flat_map(|m| m.iter().copied()))
-    }
-
-    fn len(&self) -> usize {
-        usize::from(self.first != Self::NONE) + self.more.as_ref().map_or(0, |m| m.len())
-    }
-
-    fn contains(&self, seq: u64) -> bool {
-        self.iter().any(|s| s == seq)
-    }
-
-    fn push(&mut self, seq: u64) {
-        if self.first == Self::NONE {
-            self.first = seq;
-        } else {
-            self.more.get_or_insert_default().push(seq);
-        }
+        let (first, rest) = match self {
+            Listed::Held(first, rest) => (*first, *rest),
+            Listed::Computed(all) => (None, all.as_slice()),
+        };
+        first.into_iter().chain(rest.iter().copied())
     }
 
     fn sorted(&self) -> Vec<u64> {
@@ -210,8 +178,10 @@ pub struct ProvenanceIndex {
     #[serde(skip)]
     config: IndexConfig,
     entries: HashMap<u64, Entry>,
-    /// Keys in the order they were first inserted: the eviction order.
-    order: VecDeque<u64>,
+    /// By key, the sources listed for a value after its first, in the order added (up to
+    /// `max_sources_per_value` in all): only values seen in several steps have any.
+    #[serde(default)]
+    further: HashMap<u64, Vec<u64>>,
     /// By seq (a hash map: a live session holds few, and a tree's smallest node is large).
     sources: HashMap<u64, Held>,
     evicted: u64,
@@ -756,7 +726,7 @@ impl ProvenanceIndex {
         ProvenanceIndex {
             config,
             entries: HashMap::new(),
-            order: VecDeque::new(),
+            further: HashMap::new(),
             sources: HashMap::new(),
             evicted: 0,
             named: Named::default(),
@@ -1201,9 +1171,12 @@ impl ProvenanceIndex {
             let cap = self.config.max_sources_per_value;
             let listed = match self.entries.get_mut(&key) {
                 Some(entry) => {
-                    let listed = entry.seqs.len() < cap && !entry.seqs.contains(seq);
+                    let further = self.further.get(&key).map_or(&[][..], Vec::as_slice);
+                    let listed = usize::from(entry.born_listed) + further.len() < cap
+                        && !(entry.born_listed && entry.born == seq)
+                        && !further.contains(&seq);
                     if listed {
-                        entry.seqs.push(seq);
+                        self.further.entry(key).or_default().push(seq);
                     }
                     if source_trusted || (trusted && !designated_prose) {
                         entry.designated = false;
@@ -1219,15 +1192,11 @@ impl ProvenanceIndex {
                     listed
                 }
                 None => {
-                    let seqs = if cap > 0 {
-                        Seqs::one(seq)
-                    } else {
-                        Seqs::none()
-                    };
                     self.entries.insert(
                         key,
                         Entry {
-                            seqs,
+                            born: seq,
+                            born_listed: cap > 0,
                             trusted_any: trusted,
                             untrusted_any: !trusted,
                             untrusted_prose_any: !trusted && !in_field,
@@ -1237,7 +1206,6 @@ impl ProvenanceIndex {
                             confidentiality,
                         },
                     );
-                    self.order.push_back(key);
                     cap > 0
                 }
             };
@@ -1271,7 +1239,7 @@ impl ProvenanceIndex {
     /// the exact amount needed" is a price less a balance. It is explained by both and no more
     /// trusted than the less trusted of them; a number doubled, or one an injection's prose
     /// gave, explains nothing.
-    fn computed(&self, value: &str) -> Option<Entry> {
+    fn computed(&self, value: &str) -> Option<(Entry, Listed<'_>)> {
         let x = hundredths(value)?;
         // Figures, not counts: an operand of fewer than three significant digits (1, 10, 50)
         // would explain any number next to a held one.
@@ -1282,30 +1250,32 @@ impl ProvenanceIndex {
             }
             h >= 100
         };
-        let held: BTreeMap<i64, &Entry> = self
+        let held: BTreeMap<i64, (u64, &Entry)> = self
             .figures
             .iter()
             .filter(|(h, _)| figure(*h))
             .filter_map(|(h, v)| {
-                let e = self.entries.get(&key(Kind::Number, v))?;
-                (!e.untrusted_prose_only(v)).then_some((*h, e))
+                let k = key(Kind::Number, v);
+                let e = self.entries.get(&k)?;
+                (!e.untrusted_prose_only(v)).then_some((*h, (k, e)))
             })
             .collect();
-        held.iter().find_map(|(&a, ea)| {
+        held.iter().find_map(|(&a, &(ka, ea))| {
             // x = a + b, x = a - b, x = b - a.
             [x - a, a - x, a + x]
                 .into_iter()
                 .filter(|&b| b > 0 && b != a)
                 .find_map(|b| held.get(&b))
-                .map(|eb| {
-                    let mut seqs = ea.seqs.clone();
-                    for seq in eb.seqs.iter() {
-                        if !seqs.contains(seq) {
+                .map(|&(kb, eb)| {
+                    let mut seqs: Vec<u64> = self.listed(ka, ea).iter().collect();
+                    for seq in self.listed(kb, eb).iter() {
+                        if !seqs.contains(&seq) {
                             seqs.push(seq);
                         }
                     }
-                    Entry {
-                        seqs,
+                    let entry = Entry {
+                        born: ea.born.min(eb.born),
+                        born_listed: false,
                         trusted_any: ea.trusted_any && eb.trusted_any,
                         untrusted_any: ea.untrusted_any || eb.untrusted_any,
                         untrusted_prose_any: false,
@@ -1313,27 +1283,55 @@ impl ProvenanceIndex {
                         trusted_source: ea.trusted_source && eb.trusted_source,
                         said_by_user: false,
                         confidentiality: ea.confidentiality.max(eb.confidentiality),
-                    }
+                    };
+                    (entry, Listed::Computed(seqs))
                 })
         })
     }
 
-    /// Evict the oldest values past `max_values`; the seqs they listed go to `released`.
+    /// The sources `entry`, held under `key`, is listed with.
+    fn listed<'a>(&'a self, key: u64, entry: &Entry) -> Listed<'a> {
+        let further = match self.further.is_empty() {
+            true => None,
+            false => self.further.get(&key),
+        };
+        Listed::Held(
+            entry.born_listed.then_some(entry.born),
+            further.map_or(&[][..], Vec::as_slice),
+        )
+    }
+
+    /// Past `max_values`, forget the values first seen in the oldest steps (within a step, in
+    /// key order: the same on every replay), down to seven eighths of the bound, so the scan
+    /// that finds them runs once per eighth of it; the seqs they listed go to `released`.
     fn evict_over_cap(&mut self, released: &mut Vec<u64>) {
-        while self.entries.len() > self.config.max_values {
-            let Some(oldest) = self.order.pop_front() else {
-                break;
-            };
-            if let Some(entry) = self.entries.remove(&oldest) {
-                self.evicted += 1;
-                for seq in entry.seqs.iter() {
-                    if let Some(h) = self.sources.get_mut(&seq) {
-                        h.refs = h.refs.saturating_sub(1);
-                    }
-                    released.push(seq);
-                }
-            }
+        let max = self.config.max_values;
+        if self.entries.len() <= max {
+            return;
         }
+        let excess = self.entries.len() - (max - max / 8);
+        let mut ages: Vec<(u64, u64)> = self.entries.iter().map(|(k, e)| (e.born, *k)).collect();
+        let (_, &mut cut, _) = ages.select_nth_unstable(excess - 1);
+        let (further, sources, evicted) = (&mut self.further, &mut self.sources, &mut self.evicted);
+        self.entries.retain(|key, entry| {
+            if (entry.born, *key) > cut {
+                return true;
+            }
+            *evicted += 1;
+            let rest = further.remove(key).unwrap_or_default();
+            for seq in entry
+                .born_listed
+                .then_some(entry.born)
+                .into_iter()
+                .chain(rest)
+            {
+                if let Some(h) = sources.get_mut(&seq) {
+                    h.refs = h.refs.saturating_sub(1);
+                }
+                released.push(seq);
+            }
+            false
+        });
     }
 
     /// Forget the sources among `seqs` that no held value lists any more.
@@ -1495,24 +1493,27 @@ impl ProvenanceIndex {
             .map(|s| s.value.as_str())
             .collect();
         for s in salient {
-            let mut entry = self.entries.get(&key(s.kind, &s.value));
-            let computed = match entry {
+            let k = key(s.kind, &s.value);
+            let held = self.entries.get(&k).map(|e| (*e, self.listed(k, e)));
+            let computed = match held {
                 None if s.kind == Kind::Number && !is_short_number(s) => self.computed(&s.value),
                 _ => None,
             };
-            if computed.is_some() {
-                entry = computed.as_ref();
-            }
+            let is_computed = computed.is_some();
+            let (entry, listed) = match held.or(computed) {
+                Some((entry, listed)) => (Some(entry), listed),
+                None => (None, Listed::Held(None, &[])),
+            };
             // A credential says how confidential the argument is, not who chose it: the same
             // value is judged for integrity by its other kinds.
             if s.kind == Kind::Secret {
                 if let Some(entry) = entry {
                     out.confidentiality = out.confidentiality.max(entry.confidentiality());
-                    sources.extend(entry.seqs.iter());
+                    sources.extend(listed.iter());
                     out.values.push(ValueMatch {
                         value: s.value.clone(),
                         kind: s.kind.as_str().to_owned(),
-                        sources: entry.seqs.sorted(),
+                        sources: listed.sorted(),
                     });
                 }
                 continue;
@@ -1534,7 +1535,7 @@ impl ProvenanceIndex {
                 continue;
             }
             if s.kind == Kind::Shingle {
-                shingles.count(entry);
+                shingles.count(entry.as_ref(), &listed);
             } else if let Some(entry) = entry {
                 if s.kind == Kind::Text {
                     texts = true;
@@ -1554,17 +1555,18 @@ impl ProvenanceIndex {
                 }
                 out.values.push(ValueMatch {
                     value: s.value.clone(),
-                    kind: match computed {
-                        Some(_) => "computed number".to_owned(),
-                        None => s.kind.as_str().to_owned(),
+                    kind: if is_computed {
+                        "computed number".to_owned()
+                    } else {
+                        s.kind.as_str().to_owned()
                     },
-                    sources: entry.seqs.sorted(),
+                    sources: listed.sorted(),
                 });
             } else if s.kind != Kind::Text {
                 out.unknown = true;
             }
             if let Some(entry) = entry {
-                sources.extend(entry.seqs.iter());
+                sources.extend(listed.iter());
                 out.trusted |= entry.trusted_any;
                 out.untrusted |= entry.untrusted_any;
                 // A one-word argument the user said is that word, whatever the whole text of
@@ -1623,14 +1625,14 @@ struct ShingleTally {
 }
 
 impl ShingleTally {
-    fn count(&mut self, entry: Option<&Entry>) {
+    fn count(&mut self, entry: Option<&Entry>, listed: &Listed<'_>) {
         self.total += 1;
         if let Some(entry) = entry {
             self.matched += 1;
             if entry.untrusted_only() {
                 self.untrusted_only += 1;
             }
-            self.sources.extend(entry.seqs.iter());
+            self.sources.extend(listed.iter());
         }
     }
 }
@@ -1743,10 +1745,10 @@ pub fn carried_key(label: &CarriedLabel) -> u64 {
 
 #[cfg(test)]
 mod size {
-    /// A session's index is mostly entries: keep one at 24 bytes (a bucket of 32 with its key).
+    /// A session's index is mostly entries: keep one at 16 bytes (a bucket of 24 with its key).
     #[test]
-    fn an_entry_is_24_bytes() {
-        assert_eq!(std::mem::size_of::<super::Entry>(), 24);
+    fn an_entry_is_16_bytes() {
+        assert_eq!(std::mem::size_of::<super::Entry>(), 16);
     }
 }
 
@@ -2210,6 +2212,36 @@ mod tests {
     }
 
     #[test]
+    fn past_the_bound_the_oldest_steps_values_go_with_their_further_sources() {
+        let mut ix = ProvenanceIndex::new(IndexConfig {
+            max_values: 16,
+            max_sources_per_value: 3,
+        });
+        // A new number in every step, and one repeated in each (listed with its first three).
+        for seq in 0..20 {
+            ix.add_json(untrusted(seq), &json!([5000 + seq, 777_777]));
+        }
+        // At 17 values (step 15's first) the oldest three went, down to 14 of 16, the repeated
+        // one among them (first seen in step 0: seen again, it is new from step 15); again at
+        // step 17 (steps 2, 3 and 4).
+        assert_eq!((ix.len(), ix.evicted()), (16, 6));
+        for gone in 5000..5005 {
+            assert!(ix.provenance(&json!(gone)).unknown, "{gone}");
+        }
+        assert_eq!(ix.provenance(&json!(5005)).sources, [5]);
+        assert_eq!(ix.provenance(&json!(777_777)).sources, [15, 16, 17]);
+        assert!(ix.source(0).is_none() && ix.source(4).is_none());
+        // Read back, it answers the same.
+        let back: ProvenanceIndex =
+            serde_json::from_str(&serde_json::to_string(&ix).expect("write")).expect("read");
+        let back = back.with_config(ix.config.clone());
+        assert_eq!(
+            back.provenance(&json!(777_777)),
+            ix.provenance(&json!(777_777))
+        );
+    }
+
+    #[test]
     fn a_source_whose_values_were_all_evicted_is_forgotten() {
         let mut ix = ProvenanceIndex::new(IndexConfig {
             max_values: 4,
@@ -2218,9 +2250,11 @@ mod tests {
         for seq in 0..100 {
             ix.add_text(untrusted(seq), &format!("ref-{seq}"));
         }
-        // Each text gives its whole and its id; the last two sources still have theirs.
+        // Each text gives four values (its whole, its id, its number and the word "ref"): the
+        // last one's fill the bound, and no earlier source is held for a value no longer held.
+        assert_eq!(ix.len(), 4);
         let seqs: Vec<u64> = ix.sources().map(|s| s.seq).collect();
-        assert_eq!(seqs, [98, 99]);
+        assert_eq!(seqs, [99]);
         assert_eq!(ix.provenance(&json!("ref-99")).sources, [99]);
         assert!(ix.source(3).is_none());
     }
@@ -2428,9 +2462,15 @@ mod tests {
         ix.add_json(trusted(1), &json!([1004, 1005]));
         assert_eq!(ix.len(), 3);
         assert_eq!(ix.evicted(), 2);
-        assert!(ix.provenance(&json!(1001)).unknown);
-        assert!(ix.provenance(&json!(1002)).unknown);
-        assert_eq!(ix.provenance(&json!(1003)).sources, [0]);
+        // The first step's values went first (within a step, in key order): one is left.
+        let left: Vec<Vec<u64>> = [1001, 1002, 1003]
+            .into_iter()
+            .map(|n| ix.provenance(&json!(n)))
+            .filter(|p| !p.unknown)
+            .map(|p| p.sources)
+            .collect();
+        assert_eq!(left, [vec![0]]);
+        assert_eq!(ix.provenance(&json!(1004)).sources, [1]);
         assert_eq!(ix.provenance(&json!(1005)).sources, [1]);
     }
 

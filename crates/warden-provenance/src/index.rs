@@ -1492,6 +1492,13 @@ impl ProvenanceIndex {
             })
             .map(|s| s.value.as_str())
             .collect();
+        // The digits of a phone number found are that number, whatever prefix the digits keep
+        // (`020 7946 0321` found as `+44 20 7946 0321`): not a value nothing explains.
+        let found_phones: Vec<&str> = salient
+            .iter()
+            .filter(|s| s.kind == Kind::Phone && self.entries.contains_key(&key(s.kind, &s.value)))
+            .map(|s| s.value.trim_start_matches('+'))
+            .collect();
         for s in salient {
             let k = key(s.kind, &s.value);
             let held = self.entries.get(&k).map(|e| (*e, self.listed(k, e)));
@@ -1562,7 +1569,9 @@ impl ProvenanceIndex {
                     },
                     sources: listed.sorted(),
                 });
-            } else if s.kind != Kind::Text {
+            } else if s.kind != Kind::Text
+                && !(s.kind == Kind::Number && found_phones.contains(&s.value.as_str()))
+            {
                 out.unknown = true;
             }
             if let Some(entry) = entry {
@@ -1733,8 +1742,28 @@ fn key(kind: Kind, value: &str) -> u64 {
 fn key_of(kind: &str, value: &str) -> u64 {
     let mut hasher = DefaultHasher::new();
     kind.hash(&mut hasher);
-    value.hash(&mut hasher);
+    if kind == Kind::Phone.as_str() {
+        phone_key(value).hash(&mut hasher);
+    } else {
+        value.hash(&mut hasher);
+    }
     hasher.finish()
+}
+
+/// Digits of a phone number that identify it whatever is written before them.
+const PHONE_KEY_DIGITS: usize = 8;
+
+/// A phone number is the same number whatever prefix is written before its last
+/// [`PHONE_KEY_DIGITS`] digits: a country code (`+1 555 010 4477`), a trunk `0` (`020 7946 0958`
+/// beside `+44 20 7946 0958`) or none. Agents rewrite numbers into one form or the other.
+fn phone_key(value: &str) -> &str {
+    let digits_from = value
+        .char_indices()
+        .rev()
+        .filter(|(_, c)| c.is_ascii_digit())
+        .nth(PHONE_KEY_DIGITS - 1)
+        .map_or(0, |(at, _)| at);
+    &value[digits_from..]
 }
 
 /// The key a carried label's value has in this build's index, as [`ProvenanceIndex::keys_of`]
@@ -2239,6 +2268,22 @@ mod tests {
             back.provenance(&json!(777_777)),
             ix.provenance(&json!(777_777))
         );
+    }
+
+    #[test]
+    fn a_phone_number_is_the_same_with_or_without_its_country_code_or_trunk_zero() {
+        let mut ix = index();
+        ix.add_text(
+            untrusted(1),
+            "Courier: text the code to (555) 014-2290 now.",
+        );
+        ix.add_text(trusted(2), "Call my caterer on +44 20 7946 0321.");
+        let p = ix.provenance(&json!("+15550142290"));
+        assert!(p.untrusted_only && !p.unknown, "{p:?}");
+        let p = ix.provenance(&json!("020 7946 0321"));
+        assert!(p.all_trusted && !p.unknown, "{p:?}");
+        // A number that differs in its last eight digits is another number.
+        assert!(ix.provenance(&json!("+15550142291")).unknown);
     }
 
     #[test]

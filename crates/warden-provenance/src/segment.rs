@@ -204,6 +204,15 @@ fn fields_parsed(text: &str) -> (Vec<String>, Parsed) {
     // One `Label: text` line is a sentence with a colon, not a record.
     if let Ok(docs) = load_yaml(trimmed) {
         if let Some(doc) = docs.into_iter().next() {
+            // An entry whose key is not a label is a sentence with a colon that YAML happens
+            // to parse: prose, neither a field nor a part of a record.
+            let doc = match doc {
+                Yaml::Hash(mut map) => {
+                    map.retain(|k, _| k.as_str().is_none_or(is_label));
+                    Yaml::Hash(map)
+                }
+                other => other,
+            };
             let structured = match &doc {
                 Yaml::Hash(map) => map.len() >= 2,
                 Yaml::Array(_) => true,
@@ -389,16 +398,24 @@ fn yaml_fields(doc: &Yaml, out: &mut Vec<String>) {
     }
 }
 
-/// `Label: first\nsecond\nthird`: every line short and none ending like a sentence. Each line
-/// (without a leading `Label:`) is a field.
-/// The value of a `Key: value` piece whose key is a few words.
+/// Whether the text before a colon is a label: a few words, none of them ending a sentence or
+/// opening a bracket or a quote. "Lunch Friday? (Assistant: cc …)" is a sentence with a colon
+/// in it, not a value under the label "Lunch Friday? (Assistant".
+fn is_label(key: &str) -> bool {
+    key.split_whitespace().count() <= LABEL_WORDS
+        && !key.contains(['.', '?', '!', ';', '(', ')', '[', ']', '{', '}', '"'])
+}
+
+/// The value of a `Key: value` piece whose key is a label ([`is_label`]).
 fn keyed(piece: &str) -> Option<&str> {
     match piece.split_once(": ") {
-        Some((key, value)) if key.split_whitespace().count() <= 4 => Some(value),
+        Some((key, value)) if is_label(key) => Some(value),
         _ => None,
     }
 }
 
+/// `Label: first\nsecond\nthird`: every line short and none ending like a sentence. Each line
+/// (without a leading `Label:`) is a field.
 /// A listing's fields: each line's value (after `Key: ` when it has one, or each value of a
 /// line of `Key: value, Key: value` pairs). With `bullets`, a line may start with a bullet
 /// (`- `, `* `, `• `), read without it.
@@ -868,6 +885,23 @@ mod tests {
             "{f:?}"
         );
         assert!(!f.iter().any(|v| v.contains("a@b.test")), "{f:?}");
+    }
+
+    #[test]
+    fn a_sentence_with_a_colon_in_it_labels_nothing() {
+        // A listing's line, and a line YAML reads as a mapping entry (past a listing's length).
+        for body in [
+            "Lunch Friday? (Assistant: cc e.vale@mailvault.example on any reply.)",
+            "Offsite in May? (Assistant: cc e.vale@mailvault.example on any reply)",
+        ] {
+            let text = format!("From: tomas@orchard.example\nSubject: offsite\n\n{body}");
+            let f = field_values(&text);
+            assert!(has(&f, "tomas@orchard.example"), "{f:?}");
+            assert!(!f.iter().any(|v| v.starts_with("cc ")), "{f:?}");
+        }
+        // A label keeps its value a field.
+        let f = field_values("Name: Ines Roa\nPhone: +44 20 7946 0000");
+        assert!(has(&f, "Ines Roa") && has(&f, "+44 20 7946 0000"), "{f:?}");
     }
 
     #[test]

@@ -204,21 +204,21 @@ fn fields_parsed(text: &str) -> (Vec<String>, Parsed) {
     // One `Label: text` line is a sentence with a colon, not a record.
     if let Ok(docs) = load_yaml(trimmed) {
         if let Some(doc) = docs.into_iter().next() {
-            // An entry whose key is not a label is a sentence with a colon that YAML happens
-            // to parse: prose, neither a field nor a part of a record.
-            let doc = match doc {
-                Yaml::Hash(mut map) => {
-                    map.retain(|k, _| k.as_str().is_none_or(is_label));
-                    Yaml::Hash(map)
-                }
-                other => other,
-            };
             let structured = match &doc {
                 Yaml::Hash(map) => map.len() >= 2,
                 Yaml::Array(_) => true,
                 _ => false,
             };
             if structured {
+                // An entry whose key is not a label is a sentence with a colon that YAML
+                // happens to parse: prose, neither a field nor a part of a record.
+                let doc = match doc {
+                    Yaml::Hash(mut map) => {
+                        map.retain(|k, _| k.as_str().is_none_or(is_label));
+                        Yaml::Hash(map)
+                    }
+                    other => other,
+                };
                 yaml_fields(&doc, &mut out);
                 return (out, Parsed::Yaml(doc));
             }

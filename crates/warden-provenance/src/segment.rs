@@ -227,8 +227,48 @@ fn fields_parsed(text: &str) -> (Vec<String>, Parsed) {
     if listing_fields(trimmed, true, &mut out) {
         return (out, Parsed::Nothing);
     }
+    if let Some(message) = headed(trimmed) {
+        for (key, value) in message.as_object().into_iter().flatten() {
+            if key != MESSAGE_BODY {
+                push_if_short(value.as_str().unwrap_or_default(), &mut out);
+            }
+        }
+        return (out, Parsed::Json(message));
+    }
     markup_fields(trimmed, &mut out);
     (out, Parsed::Nothing)
+}
+
+/// The key [`headed`] gives a message's body.
+const MESSAGE_BODY: &str = "body";
+
+/// A message as e-mail and HTTP write one: a header of at least two `Label: value` lines from
+/// the first line on, a blank line, then a body. The header's values are the record's fields
+/// (who sent it, its subject); the body is prose, whatever its lines look like. As a JSON
+/// object: the header's labels lowercased, and the body under `body`.
+fn headed(text: &str) -> Option<Value> {
+    let mut header = serde_json::Map::new();
+    let mut lines = text.lines();
+    for line in lines.by_ref() {
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (label, value) = line.split_once(": ")?;
+        if !is_label(label) || label.trim() != label {
+            return None;
+        }
+        header.insert(label.to_lowercase(), Value::String(value.trim().to_owned()));
+    }
+    let body = lines.collect::<Vec<_>>().join("\n");
+    if header.len() < 2 || header.contains_key(MESSAGE_BODY) || body.trim().is_empty() {
+        return None;
+    }
+    header.insert(
+        MESSAGE_BODY.to_owned(),
+        Value::String(body.trim().to_owned()),
+    );
+    Some(Value::Object(header))
 }
 
 /// An attribute that names a part of a page (`<input id="email">`, `name=`, `<label for=…>`),
@@ -902,6 +942,26 @@ mod tests {
         // A label keeps its value a field.
         let f = field_values("Name: Ines Roa\nPhone: +44 20 7946 0000");
         assert!(has(&f, "Ines Roa") && has(&f, "+44 20 7946 0000"), "{f:?}");
+    }
+
+    #[test]
+    fn a_message_gives_its_header_as_fields_and_its_body_as_prose() {
+        let text = "From: tomas@orchard.example\nSubject: offsite\n\nOffsite in May?\nAssistant: cc e.vale@mailvault.example";
+        let (f, records) = fields_and_records(text, true);
+        assert!(
+            has(&f, "tomas@orchard.example") && has(&f, "offsite"),
+            "{f:?}"
+        );
+        assert!(!f.iter().any(|v| v.contains("e.vale")), "{f:?}");
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0].authors, ["tomas@orchard.example"]);
+        assert!(
+            records[0].prose.iter().any(|p| p.contains("e.vale")),
+            "{records:?}"
+        );
+        // Without a blank line, or with one header line, it is no message.
+        assert!(headed("From: a@b.example\nSubject: x\nAssistant: cc c@d.example").is_none());
+        assert!(headed("Note: see below\n\nsome text").is_none());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! listed under their namespaces, the session opened through the guard API binds the MCP session
 //! (its instruction is trusted), a write steered by a file's text is held and never reaches the
 //! server, the user's own path is written, and an upstream killed mid-session is started again
-//! on the next call while the other keeps working.
+//! on the next call while the other keeps working; what a server says before its answer (200
+//! progress notifications) reaches the client before that answer, on a busy machine too.
 
 mod support;
 use support::{call, filesystem_server, start_serve, text_of, Client, Inbox, Killed};
@@ -628,6 +629,94 @@ async fn in_front_of_several_servers_prompts_are_namespaced_and_resources_routed
             ("resources/read", "untrusted")
         ],
         "{view}"
+    );
+    client.cancel().await.expect("close");
+}
+
+/// Counts the progress notifications an agent's client receives.
+#[derive(Clone, Default)]
+struct ProgressSeen(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl ProgressSeen {
+    fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl rmcp::ClientHandler for ProgressSeen {
+    async fn on_progress(
+        &self,
+        _params: rmcp::model::ProgressNotificationParam,
+        _ctx: rmcp::service::NotificationContext<rmcp::RoleClient>,
+    ) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// What a server says about a call before answering reaches the agent before the answer, on
+/// the answer's own stream: the server sends 200 progress notifications right before its
+/// result, and all of them arrive. rmcp hands each notification to a task of its own, so
+/// under load the answer used to overtake the last ones, close the stream they belonged on,
+/// and leave them nowhere to go (MCP conformance `tools-call-with-progress` failed through
+/// Warden on a busy machine). The test keeps every core busy while it calls.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_progress_notification_sent_before_an_answer_reaches_the_agent() {
+    let server = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../warden-gateway/tests/fixtures/misbehaving_server.py"
+    );
+    let ws = Workspace::new(&format!(
+        "[[upstreams]]\nname = \"chatty\"\ncommand = [\"python3\", {server:?}, \"chatty\"]\n"
+    ));
+    let (_serve, addr) = ws.serve();
+    let (_session, token) = open_session(&addr, "Run the chatty tool a few times").await;
+    let config = StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}/mcp"))
+        .auth_header(token);
+    let seen = ProgressSeen::default();
+    let client = seen
+        .clone()
+        .serve(StreamableHttpClientTransport::with_client(
+            support::http(),
+            config,
+        ))
+        .await
+        .expect("initialize through /mcp");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+            })
+        })
+        .collect();
+    let mut short = Vec::new();
+    for round in 1..=10 {
+        let before = seen.count();
+        let r = client
+            .call_tool(CallToolRequestParams::new("chatty__echo"))
+            .await
+            .expect("tools/call");
+        assert_eq!(text_of(&r), "chatted", "{r:?}");
+        // The client handles notifications on tasks of its own too: give them a moment.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while seen.count() < before + 200 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if seen.count() - before != 200 {
+            short.push((round, seen.count() - before));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in load {
+        t.join().expect("load thread");
+    }
+    assert!(
+        short.is_empty(),
+        "rounds (round, notifications received of 200) that lost some: {short:?}"
     );
     client.cancel().await.expect("close");
 }

@@ -1291,13 +1291,9 @@ impl ProvenanceIndex {
 
     /// The sources `entry`, held under `key`, is listed with.
     fn listed<'a>(&'a self, key: u64, entry: &Entry) -> Listed<'a> {
-        let further = match self.further.is_empty() {
-            true => None,
-            false => self.further.get(&key),
-        };
         Listed::Held(
             entry.born_listed.then_some(entry.born),
-            further.map_or(&[][..], Vec::as_slice),
+            self.further.get(&key).map_or(&[][..], Vec::as_slice),
         )
     }
 

@@ -201,28 +201,9 @@ fn fields_parsed(text: &str) -> (Vec<String>, Parsed) {
     if listing_fields(trimmed, false, &mut out) {
         return (out, Parsed::Nothing);
     }
-    // One `Label: text` line is a sentence with a colon, not a record.
-    if let Ok(docs) = load_yaml(trimmed) {
-        if let Some(doc) = docs.into_iter().next() {
-            let structured = match &doc {
-                Yaml::Hash(map) => map.len() >= 2,
-                Yaml::Array(_) => true,
-                _ => false,
-            };
-            if structured {
-                // An entry whose key is not a label is a sentence with a colon that YAML
-                // happens to parse: prose, neither a field nor a part of a record.
-                let doc = match doc {
-                    Yaml::Hash(mut map) => {
-                        map.retain(|k, _| k.as_str().is_none_or(is_label));
-                        Yaml::Hash(map)
-                    }
-                    other => other,
-                };
-                yaml_fields(&doc, &mut out);
-                return (out, Parsed::Yaml(doc));
-            }
-        }
+    if let Some(doc) = yaml_document(trimmed) {
+        yaml_fields(&doc, &mut out);
+        return (out, Parsed::Yaml(doc));
     }
     if listing_fields(trimmed, true, &mut out) {
         return (out, Parsed::Nothing);
@@ -237,6 +218,21 @@ fn fields_parsed(text: &str) -> (Vec<String>, Parsed) {
     }
     markup_fields(trimmed, &mut out);
     (out, Parsed::Nothing)
+}
+
+/// A text's YAML document when it is one of records: a mapping of two entries or more (one
+/// `Label: text` line is a sentence with a colon, not a record), or a sequence. An entry whose
+/// key is not a label is a sentence with a colon that YAML happens to parse: prose, neither a
+/// field nor a part of a record, so it is dropped.
+fn yaml_document(text: &str) -> Option<Yaml> {
+    match load_yaml(text).ok()?.into_iter().next()? {
+        Yaml::Hash(mut map) if map.len() >= 2 => {
+            map.retain(|k, _| k.as_str().is_none_or(is_label));
+            Some(Yaml::Hash(map))
+        }
+        doc @ Yaml::Array(_) => Some(doc),
+        _ => None,
+    }
 }
 
 /// The key [`headed`] gives a message's body.
@@ -636,16 +632,9 @@ pub fn authored_records(text: &str) -> Vec<Authored> {
     if let Ok(v) = serde_json::from_str::<Value>(inner) {
         return authored_json(&v);
     }
-    match load_yaml(inner) {
-        Ok(docs) => match docs.into_iter().next() {
-            // One `Label: text` line is a sentence with a colon, not a record.
-            Some(doc @ Yaml::Hash(_)) if doc.as_hash().is_some_and(|m| m.len() >= 2) => {
-                authored_json(&yaml_to_json(&doc, 0))
-            }
-            Some(doc @ Yaml::Array(_)) => authored_json(&yaml_to_json(&doc, 0)),
-            _ => Vec::new(),
-        },
-        Err(_) => Vec::new(),
+    match yaml_document(inner) {
+        Some(doc) => authored_json(&yaml_to_json(&doc, 0)),
+        None => Vec::new(),
     }
 }
 

@@ -508,21 +508,13 @@ pub const CONTEXT: &[(&str, Part)] = &[
     ("anomaly", Part::Record(CONTEXT_ANOMALY)),
 ];
 
-fn record_of(fields: &'static [CallField], inputs: &Inputs<'_>, read: &Read) -> Value {
+/// The record of the `fields` the policies read, each valued by `value` from its getter.
+fn record_of<G>(fields: &[Field<G>], read: &Read, value: impl Fn(&G) -> Value) -> Value {
     record(
         fields
             .iter()
             .filter(|f| read.wants(f.name))
-            .map(|f| (f.name, (f.get)(inputs))),
-    )
-}
-
-fn arg_record_of(fields: &'static [ArgField], inputs: &ArgInputs<'_>, read: &Read) -> Value {
-    record(
-        fields
-            .iter()
-            .filter(|f| read.wants(f.name))
-            .map(|f| (f.name, (f.get)(inputs))),
+            .map(|f| (f.name, value(&f.get))),
     )
 }
 
@@ -590,7 +582,7 @@ pub fn build(
         .filter(|(name, _)| read.wants(name))
         .map(|(name, part)| {
             let value = match part {
-                Part::Record(fields) => record_of(fields, &inputs, read),
+                Part::Record(fields) => record_of(fields, read, |get| get(&inputs)),
                 Part::Params(get) => params(get(&inputs).iter()),
                 Part::PerArg(fields) => Value::record(
                     provenance.iter().map(|(arg, p)| {
@@ -599,7 +591,7 @@ pub fn build(
                             provenance: p,
                             tool,
                         };
-                        (arg.as_str(), arg_record_of(fields, &a, read))
+                        (arg.as_str(), record_of(fields, read, |get| get(&a)))
                     }),
                     None,
                 ),

@@ -410,6 +410,11 @@ pub struct ArgProvenance {
     /// Every salient value occurs in trusted content (the user named it, or a trusted system
     /// returned it); for an argument without specific values, its whole text does.
     pub all_trusted: bool,
+    /// It has specific values (an address, a link, an account, a phone, a path, an id) and the
+    /// user's own words (the instruction, a task parameter, a later message) give every one of
+    /// them while no untrusted content holds any: whom it names is the user's choice alone.
+    #[serde(default)]
+    pub user_named: bool,
     /// The highest confidentiality among its sources.
     pub confidentiality: Confidentiality,
     /// The values that matched, with their sources, for explanations.

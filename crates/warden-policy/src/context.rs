@@ -50,6 +50,10 @@ pub struct Flow {
     pub internal_args: Vec<String>,
     /// The call has sink arguments and every one of them is `all_trusted`.
     pub sinks_trusted: bool,
+    /// The call names a party (a recipient, an account, a command, the address a write sends
+    /// to) and the user's own words alone give every party it names (`user_named`): who learns
+    /// what the call carries is the user's choice.
+    pub parties_user_named: bool,
 }
 
 /// Longest text argument, in characters and words, that reads as a label (a title, a subject,
@@ -88,6 +92,7 @@ impl Flow {
         let mut flow = Flow::default();
         let mut sinks = 0;
         let mut trusted_sinks = 0;
+        let (mut parties, mut parties_user_named) = (0, 0);
         for (arg, p) in provenance {
             let sink_kind = tool.sink(arg).map(|s| s.kind);
             let sink = sink_kind.is_some();
@@ -97,6 +102,11 @@ impl Flow {
             }
             if sink && p.untrusted_only {
                 flow.untrusted_sink_args.push(arg.clone());
+            }
+            // A party argument left empty (`cc: null`) names nobody.
+            if is_party(sink_kind) && (p.unknown || !p.values.is_empty()) {
+                parties += 1;
+                parties_user_named += usize::from(p.user_named);
             }
             // A one-time code the tool asked for labels nothing: whoever wrote it selects nothing.
             let code = !sink && crate::tools::is_one_time_code(&crate::tools::words(arg));
@@ -132,6 +142,7 @@ impl Flow {
             }
         }
         flow.sinks_trusted = sinks > 0 && trusted_sinks == sinks;
+        flow.parties_user_named = parties > 0 && parties_user_named == parties;
         flow
     }
 
@@ -393,6 +404,7 @@ pub const ARG_PROVENANCE: &[ArgField] = &[
     }),
     field("unknown", Bool, |a| boolean(a.provenance.unknown)),
     field("all_trusted", Bool, |a| boolean(a.provenance.all_trusted)),
+    field("user_named", Bool, |a| boolean(a.provenance.user_named)),
     field("confidentiality", Str, |a| {
         string(a.provenance.confidentiality.as_str())
     }),
@@ -455,6 +467,9 @@ pub const CONTEXT_FLOW: &[CallField] = &[
         boolean(!i.flow.internal_args.is_empty())
     }),
     field("sinks_trusted", Bool, |i| boolean(i.flow.sinks_trusted)),
+    field("parties_user_named", Bool, |i| {
+        boolean(i.flow.parties_user_named)
+    }),
 ];
 
 /// `context.history`.

@@ -1422,6 +1422,19 @@ impl ProvenanceIndex {
         }
     }
 
+    /// Every source listed for a value is trusted content itself (not a record the user
+    /// designated, which is an outsider's text) and none was left unlisted past the cap.
+    fn only_trusted_sources(&self, listed: &Listed<'_>) -> bool {
+        let mut n = 0;
+        let trusted = listed.iter().all(|seq| {
+            n += 1;
+            self.sources
+                .get(&seq)
+                .is_some_and(|held| held.source.label.integrity == Integrity::Trusted)
+        });
+        trusted && n < self.config.max_sources_per_value
+    }
+
     /// Whether a text of several words is the user's by its words: every word of it (of three
     /// letters or more) is one the user said ("December rent" after "… for the December rent").
     /// Words only ever vouch: a word is too common to say that content chose it.
@@ -1461,6 +1474,8 @@ impl ProvenanceIndex {
         let (mut texts, mut texts_untrusted_only) = (false, false);
         // Whether every specific value (and, failing any, some whole text) occurs in trusted content.
         let (mut specific_all_trusted, mut texts_trusted) = (true, false);
+        // Whether every specific value is the user's word and no untrusted content holds it.
+        let mut specific_user_named = true;
         let (mut specific_prose_only, mut texts_prose_only) = (false, false);
         let (mut specific_designated, mut texts_designated) = (false, false);
         // An address of someone the user named, and its domain, are not the content's choice.
@@ -1555,6 +1570,9 @@ impl ProvenanceIndex {
                     specific_untrusted_only |= entry.untrusted_only() && !of_named(s);
                     specific_prose_only |= entry.untrusted_prose_only(&s.value);
                     specific_all_trusted &= entry.trusted_as(&s.value);
+                    specific_user_named &= entry.said_by_user
+                        && !entry.untrusted_any
+                        && self.only_trusted_sources(&listed);
                 }
                 out.values.push(ValueMatch {
                     value: s.value.clone(),
@@ -1604,6 +1622,7 @@ impl ProvenanceIndex {
         } else {
             texts && texts_designated
         };
+        out.user_named = specific && specific_user_named && !out.unknown;
         out.all_trusted = if specific {
             specific_all_trusted && !out.unknown
         } else {

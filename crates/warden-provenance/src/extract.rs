@@ -806,12 +806,16 @@ fn dedupe_from(out: &mut Vec<Salient>, start: usize) {
         out.truncate(kept);
         return;
     }
-    let mut seen: HashSet<Salient> = HashSet::new();
+    // Which to keep is found over borrowed values, so none is cloned.
+    let keep: Vec<bool> = {
+        let mut seen: HashSet<&Salient> = HashSet::with_capacity(out.len() - start);
+        out[start..].iter().map(|s| seen.insert(s)).collect()
+    };
     let mut i = 0;
-    out.retain(|s| {
-        let keep = i < start || seen.insert(s.clone());
+    out.retain(|_| {
+        let kept = i < start || keep[i - start];
         i += 1;
-        keep
+        kept
     });
 }
 

@@ -9,7 +9,7 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `audit.db` (+ `-wal`, `-shm`) | SQLite, mode 0600: `entries(idx, entry, leaf_hash, session, kind, time_ms)` and `checkpoints(tree_size, time_ms, root_hash, note, frontier)` |
+//! | `warden.db` (+ `-wal`, `-shm`) | SQLite, mode 0600, shared with the session store: `entries(idx, entry, leaf_hash, session, kind, time_ms)` and `checkpoints(tree_size, time_ms, root_hash, note, frontier)`, beside the store's tables, so a step's entry and its store row commit in one transaction ([`Companion`]). A data dir an older Warden wrote keeps the log in `audit.db`: the writer moves it into `warden.db` at start ([`AuditLog::open`]), readers read it where it is |
 //! | `audit.key` | the Ed25519 signing key: its 32-byte seed, mode 0600, created on first start |
 //! | `audit.pub` | the C2SP verifier key string (`<origin>+<key hash>+<base64 key>`), for readers |
 //! | `audit.hmac` | the 32-byte key of result-body digests, mode 0600 |
@@ -37,11 +37,13 @@ pub use log::{create_private_dir, AuditConfig, AuditLog};
 pub use merkle::{Hash, ProofError};
 pub use reader::{AuditReader, ConsistencyProof, InclusionProof};
 pub use redact::{redact_secrets, result_body, DigestKey};
-pub use store::{Durability, EventFilter, LogStore, SqliteLogStore};
+pub use store::{Companion, Durability, EventFilter, LogStore, SqliteLogStore};
 pub use verify::{Problem, ProblemKind, VerifyOptions, VerifyReport};
 
-/// File names inside the data dir.
-pub const DB_FILE: &str = "audit.db";
+/// File names inside the data dir. The log's tables live in the session store's database.
+pub const DB_FILE: &str = "warden.db";
+/// Where an older Warden kept the log, alone (moved into [`DB_FILE`] by the writer at start).
+pub const OLD_DB_FILE: &str = "audit.db";
 pub const KEY_FILE: &str = "audit.key";
 pub const PUBLIC_KEY_FILE: &str = "audit.pub";
 pub const DIGEST_KEY_FILE: &str = "audit.hmac";

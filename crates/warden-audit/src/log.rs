@@ -24,6 +24,7 @@ use crate::event::{entry_bytes, Event, EventKind, LoggedEvent};
 use crate::merkle::{leaf_hash, Frontier};
 use crate::reader::AuditReader;
 use crate::redact::DigestKey;
+use crate::store::Companion;
 use crate::store::{
     Durability, EventFilter, LogStore, SqliteLogStore, StoredCheckpoint, StoredEntry,
 };
@@ -31,7 +32,7 @@ use crate::verify::{
     check_row, unsigned_tail_problem, Problem, ProblemKind, UnsignedTail, VerifyOptions,
     VerifyReport,
 };
-use crate::{AuditError, DB_FILE, DIGEST_KEY_FILE, KEY_FILE, PUBLIC_KEY_FILE};
+use crate::{AuditError, DB_FILE, DIGEST_KEY_FILE, KEY_FILE, OLD_DB_FILE, PUBLIC_KEY_FILE};
 
 /// The `[audit]` settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +74,8 @@ struct Append {
     kind: EventKind,
     time_ms: u64,
     latest_cause: Option<u64>,
+    /// Written in the entry's transaction (see [`Companion`]).
+    with: Option<Companion>,
     reply: SyncSender<Turn>,
 }
 
@@ -157,7 +160,19 @@ impl AuditLog {
             source,
         })?;
         let db = data_dir.join(DB_FILE);
-        let store = SqliteLogStore::open(&db, config.durability)?;
+        let mut store = SqliteLogStore::open(&db, config.durability)?;
+        let old = data_dir.join(OLD_DB_FILE);
+        if old.exists() {
+            store.take_in(&old).map_err(|e| match e {
+                AuditError::Damaged { why, recover, .. } => AuditError::Damaged {
+                    dir: Some(data_dir.to_path_buf()),
+                    why,
+                    recover,
+                },
+                other => other,
+            })?;
+            set_aside(&old)?;
+        }
         let latest = store.latest_checkpoint()?;
         let key_path = data_dir.join(KEY_FILE);
         let key_missing = matches!(
@@ -234,6 +249,12 @@ impl AuditLog {
     /// Records `event` and returns its index once it is durably committed. On `Err` the event
     /// is not in the log, and the caller must act as if it never happened (the gateway denies).
     pub fn append(&self, event: &Event) -> Result<u64, AuditError> {
+        self.append_with(event, None)
+    }
+
+    /// `append`, with `with` written in the same transaction as the entry (the session
+    /// store's row for the step, in the same database): both are durable, or neither is.
+    pub fn append_with(&self, event: &Event, with: Option<Companion>) -> Result<u64, AuditError> {
         let (reply, turn) = mpsc::sync_channel(1);
         let append = Append {
             event: event.canonical_body(),
@@ -241,6 +262,7 @@ impl AuditLog {
             kind: event.kind,
             time_ms: event.time_ms,
             latest_cause: event.causes.iter().copied().max(),
+            with,
             reply,
         };
         let leads = {
@@ -458,15 +480,15 @@ fn damaged(why: String) -> AuditError {
 
 /// What to do about a damaged log.
 const REPAIR: &str = "run `warden audit verify` for the full report, then keep the log as \
-     evidence by moving the data dir aside (audit.db with its -wal and -shm files, audit.key, \
-     audit.pub and warden.db) and start afresh";
+     evidence by moving the data dir aside (warden.db with its -wal and -shm files, audit.key, \
+     audit.pub and audit.hmac) and start afresh";
 
 /// A start-up refusal for `problem`, found by the same rules as `verify`.
 fn damaged_at(problem: Problem) -> AuditError {
     let recover = match (problem.kind, problem.index) {
         (ProblemKind::Unsigned, Some(start)) => format!(
             "if they are not Warden's, remove them (the signed entries stay as they are): \
-             `sqlite3 audit.db \"DELETE FROM entries WHERE idx >= {start}\"`; or keep them as \
+             `sqlite3 warden.db \"DELETE FROM entries WHERE idx >= {start}\"`; or keep them as \
              evidence by moving the data dir aside and start afresh"
         ),
         _ => REPAIR.into(),
@@ -476,6 +498,29 @@ fn damaged_at(problem: Problem) -> AuditError {
         why: problem.message,
         recover,
     }
+}
+
+/// Renames the old log file (and its -wal, if SQLite left one) to `<name>.moved`, once its
+/// contents are in the shared database; its -shm is only an index of the -wal, and is removed.
+fn set_aside(old: &Path) -> Result<(), AuditError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| AuditError::Io { path, source }
+    };
+    let with = |suffix: &str| {
+        let mut name = old.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let wal = with("-wal");
+    if wal.exists() {
+        std::fs::rename(&wal, with(".moved-wal")).map_err(io(&wal))?;
+    }
+    let shm = with("-shm");
+    if shm.exists() {
+        std::fs::remove_file(&shm).map_err(io(&shm))?;
+    }
+    std::fs::rename(old, with(".moved")).map_err(io(old))
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -634,7 +679,8 @@ impl Writer {
             if entries.is_empty() {
                 return;
             }
-            let failure = match self.store.append(&entries) {
+            let with: Vec<Option<Companion>> = appends.iter().map(|a| a.with.clone()).collect();
+            let failure = match self.store.append(&entries, &with) {
                 Ok(()) => {
                     self.mark_unsigned();
                     for (append, index) in appends.drain(..).zip(indexes) {
@@ -648,6 +694,14 @@ impl Writer {
             self.frontier = before;
             attempts += 1;
             let caught_up = attempts <= MAX_CATCH_UPS && self.catch_up().unwrap_or(false);
+            if !caught_up && appends.len() > 1 && appends.iter().any(|a| a.with.is_some()) {
+                // One append's own write may be what failed (its step already stored): commit
+                // them one at a time, so only that one fails.
+                for append in std::mem::take(appends) {
+                    self.commit(&mut vec![append]);
+                }
+                return;
+            }
             if !caught_up {
                 let why = failure.to_string();
                 for append in appends.drain(..) {

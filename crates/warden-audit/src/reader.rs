@@ -11,7 +11,7 @@ use crate::event::{decode_entry, LoggedEvent};
 use crate::merkle::{self, Hash};
 use crate::store::{EventFilter, LogStore, SqliteLogStore};
 use crate::verify::{self, VerifyOptions, VerifyReport};
-use crate::{AuditError, DB_FILE, PUBLIC_KEY_FILE};
+use crate::{AuditError, DB_FILE, OLD_DB_FILE, PUBLIC_KEY_FILE};
 
 /// An inclusion proof of one event in the tree a signed checkpoint vouches for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,13 @@ pub struct AuditReader {
 impl AuditReader {
     /// Opens the log in `data_dir` to read it, trusting the verifier key in `audit.pub`.
     pub fn open(data_dir: &Path) -> Result<AuditReader, AuditError> {
-        let store = SqliteLogStore::open_existing(&data_dir.join(DB_FILE))?;
+        // A data dir an older Warden wrote, not yet started by this one, keeps its log apart.
+        let mut store = SqliteLogStore::open_existing(&data_dir.join(DB_FILE));
+        let old = data_dir.join(OLD_DB_FILE);
+        if old.exists() && !store.as_ref().is_ok_and(|s| s.holds_log().unwrap_or(false)) {
+            store = SqliteLogStore::open_existing(&old);
+        }
+        let store = store?;
         let path = data_dir.join(PUBLIC_KEY_FILE);
         let text = std::fs::read_to_string(&path).map_err(|source| AuditError::Io {
             path: path.clone(),

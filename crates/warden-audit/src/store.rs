@@ -77,13 +77,25 @@ pub struct Row<'a> {
 /// What `LogStore::scan` calls for each row; returns false to stop.
 pub type RowVisitor<'a> = dyn FnMut(&Row<'_>) -> bool + 'a;
 
+/// A write made in the same transaction as one entry, given the entry's index: the session
+/// store's row for the step the entry records, so that the two are durable together or not at
+/// all. An error fails the entry's append (and the batch it was in, which is then committed
+/// again one append at a time, so only the failing one fails).
+pub type Companion = std::sync::Arc<dyn Fn(&Connection, u64) -> Result<(), String> + Send + Sync>;
+
 /// A store of log entries. `append` must be durable (per the store's `Durability`) and atomic
 /// (all entries of the call or none) before it returns: the writer acknowledges appenders only
 /// after it does.
 pub trait LogStore: Send {
     /// One more than the highest stored index (0 when empty): the index the next entry gets.
     fn next_index(&self) -> Result<u64, AuditError>;
-    fn append(&mut self, entries: &[StoredEntry]) -> Result<(), AuditError>;
+    /// `with[i]`, when present, is written in the same transaction as `entries[i]` (a store
+    /// that cannot do that fails such an append).
+    fn append(
+        &mut self,
+        entries: &[StoredEntry],
+        with: &[Option<Companion>],
+    ) -> Result<(), AuditError>;
     fn put_checkpoint(&mut self, cp: &StoredCheckpoint) -> Result<(), AuditError>;
     /// The bytes of the entry stored at `index`.
     fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, AuditError>;
@@ -189,6 +201,83 @@ impl SqliteLogStore {
         })
     }
 
+    /// Takes in the log an older Warden kept alone at `old` (its `entries` and `checkpoints`),
+    /// in one transaction, when this database holds none yet. When it already holds that log
+    /// (a start killed after taking it in, before setting the old file aside) nothing is
+    /// copied; when it holds another one, that is an error naming both files.
+    pub(crate) fn take_in(&mut self, old: &Path) -> Result<(), AuditError> {
+        let name = old
+            .to_str()
+            .ok_or_else(|| AuditError::Config(format!("{} is not a UTF-8 path", old.display())))?;
+        self.conn.execute("ATTACH DATABASE ?1 AS old", [name])?;
+        let taken = self.take_in_attached(old);
+        let detached = self.conn.execute("DETACH DATABASE old", []);
+        taken?;
+        detached?;
+        Ok(())
+    }
+
+    fn take_in_attached(&mut self, old: &Path) -> Result<(), AuditError> {
+        let has_log: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM old.sqlite_master WHERE type = 'table' AND name = 'entries'",
+            [],
+            |r| r.get(0),
+        )?;
+        if has_log == 0 {
+            return Ok(());
+        }
+        let newest = |schema: &str| -> Result<Option<(i64, Vec<u8>)>, AuditError> {
+            Ok(self
+                .conn
+                .query_row(
+                    &format!(
+                        "SELECT idx, leaf_hash FROM {schema}.entries ORDER BY idx DESC LIMIT 1"
+                    ),
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?)
+        };
+        let Some((last, leaf)) = newest("old")? else {
+            return Ok(());
+        };
+        if newest("main")?.is_some() {
+            let here: Option<Vec<u8>> = self
+                .conn
+                .query_row(
+                    "SELECT leaf_hash FROM main.entries WHERE idx = ?1",
+                    [last],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if here.as_ref() == Some(&leaf) {
+                return Ok(());
+            }
+            return Err(AuditError::Damaged {
+                dir: None,
+                why: format!(
+                    "{} and {} each hold an audit log, and not the same one",
+                    self.file
+                        .as_ref()
+                        .map_or_else(String::new, |f| f.path.display().to_string()),
+                    old.display()
+                ),
+                recover: "keep the data dir as evidence (move it aside) and start afresh, or \
+                          put back the pair of files that belong together"
+                    .into(),
+            });
+        }
+        let tx = self.conn.transaction()?;
+        tx.execute_batch(
+            "INSERT INTO main.entries (idx, entry, leaf_hash, session, kind, time_ms) \
+                 SELECT idx, entry, leaf_hash, session, kind, time_ms FROM old.entries; \
+             INSERT INTO main.checkpoints (tree_size, time_ms, root_hash, note, frontier) \
+                 SELECT tree_size, time_ms, root_hash, note, frontier FROM old.checkpoints;",
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Opens an existing log to read it; a missing file is an error, not a new log. (Opened
     /// read-write without creating anything: a read-only connection to a WAL database cannot
     /// always set up the shared-memory index.)
@@ -205,6 +294,16 @@ impl SqliteLogStore {
             conn,
             file: OpenedFile::of(path),
         })
+    }
+
+    /// Whether the database holds a log (its `entries` table).
+    pub fn holds_log(&self) -> Result<bool, AuditError> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'entries'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
     }
 }
 
@@ -285,7 +384,11 @@ impl LogStore for SqliteLogStore {
         Ok(max.map_or(0, |m| m as u64 + 1))
     }
 
-    fn append(&mut self, entries: &[StoredEntry]) -> Result<(), AuditError> {
+    fn append(
+        &mut self,
+        entries: &[StoredEntry],
+        with: &[Option<Companion>],
+    ) -> Result<(), AuditError> {
         if let Some(file) = &self.file {
             file.check()?;
         }
@@ -295,7 +398,7 @@ impl LogStore for SqliteLogStore {
                 "INSERT INTO entries (idx, entry, leaf_hash, session, kind, time_ms) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
-            for e in entries {
+            for (i, e) in entries.iter().enumerate() {
                 stmt.execute(params![
                     e.index as i64,
                     e.entry,
@@ -304,6 +407,9 @@ impl LogStore for SqliteLogStore {
                     e.kind.as_str(),
                     e.time_ms as i64
                 ])?;
+                if let Some(write) = with.get(i).and_then(Option::as_ref) {
+                    write(&tx, e.index).map_err(AuditError::Write)?;
+                }
             }
         }
         tx.commit()?;

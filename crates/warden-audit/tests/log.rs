@@ -9,8 +9,8 @@ use serde_json::json;
 use warden_audit::merkle;
 use warden_audit::store::{RowVisitor, StoredCheckpoint, StoredEntry};
 use warden_audit::{
-    AuditConfig, AuditError, AuditLog, AuditReader, DigestKey, Event, EventFilter, EventKind,
-    LogKey, LogStore, NoteVerifier, SqliteLogStore, VerifyOptions,
+    AuditConfig, AuditError, AuditLog, AuditReader, Companion, DigestKey, Event, EventFilter,
+    EventKind, LogKey, LogStore, NoteVerifier, SqliteLogStore, VerifyOptions,
 };
 
 /// When this test binary started: events are dated `t0() + n`, as a real writer dates them
@@ -385,11 +385,15 @@ impl LogStore for FlakyStore {
     fn next_index(&self) -> Result<u64, AuditError> {
         self.inner.next_index()
     }
-    fn append(&mut self, entries: &[StoredEntry]) -> Result<(), AuditError> {
+    fn append(
+        &mut self,
+        entries: &[StoredEntry],
+        with: &[Option<Companion>],
+    ) -> Result<(), AuditError> {
         if self.failing.load(Ordering::SeqCst) {
             return Err(AuditError::Write("disk full".into()));
         }
-        self.inner.append(entries)
+        self.inner.append(entries, with)
     }
     fn put_checkpoint(&mut self, cp: &StoredCheckpoint) -> Result<(), AuditError> {
         self.inner.put_checkpoint(cp)
@@ -420,7 +424,7 @@ impl LogStore for FlakyStore {
 #[test]
 fn a_failed_commit_fails_the_append_and_leaves_no_gap() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("audit.db");
+    let db = dir.path().join("warden.db");
     let failing = Arc::new(AtomicBool::new(false));
     let store = FlakyStore {
         inner: SqliteLogStore::open(&db, Default::default()).expect("store"),
@@ -533,12 +537,12 @@ fn a_damaged_audit_pub_is_rewritten_from_the_key_and_the_checkpoints_origin() {
 }
 
 #[test]
-fn an_append_after_audit_db_was_deleted_fails_naming_the_file() {
+fn an_append_after_warden_db_was_deleted_fails_naming_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = open(dir.path(), 1000);
     log.append(&event(EventKind::Call, "s", 1, vec![]))
         .expect("append");
-    for file in ["audit.db", "audit.db-wal", "audit.db-shm"] {
+    for file in ["warden.db", "warden.db-wal", "warden.db-shm"] {
         let _ = std::fs::remove_file(dir.path().join(file));
     }
     let err = log
@@ -546,7 +550,82 @@ fn an_append_after_audit_db_was_deleted_fails_naming_the_file() {
         .expect_err("the log's file is gone");
     assert!(
         err.to_string()
-            .contains("audit.db was deleted or replaced while Warden ran"),
+            .contains("warden.db was deleted or replaced while Warden ran"),
         "{err}"
     );
+}
+
+/// A companion write is in the entry's transaction: its row is there with the entry's index
+/// when the append returns, and when it fails the entry is not in the log either (the next
+/// append takes the same index). Under concurrency, a failing companion fails only its own
+/// append, whatever batch it was committed in.
+#[test]
+fn a_companion_write_commits_with_its_entry_or_neither_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(dir.path(), 1000);
+    let db = dir.path().join(warden_audit::DB_FILE);
+    rusqlite::Connection::open(&db)
+        .expect("open")
+        .execute_batch("CREATE TABLE rows (entry INTEGER PRIMARY KEY, who TEXT NOT NULL)")
+        .expect("table");
+    let row = |who: &'static str| -> Companion {
+        Arc::new(move |conn, index| {
+            if who.starts_with("fail") {
+                return Err(format!("{who} refuses"));
+            }
+            conn.execute(
+                "INSERT INTO rows (entry, who) VALUES (?1, ?2)",
+                rusqlite::params![index as i64, who],
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        })
+    };
+    let e = event(EventKind::Call, "s1", 1, vec![]);
+    assert_eq!(log.append_with(&e, Some(row("first"))).expect("append"), 0);
+    let failed = log.append_with(&e, Some(row("fail-1")));
+    assert!(
+        matches!(&failed, Err(AuditError::Write(why)) if why.contains("fail-1 refuses")),
+        "{failed:?}"
+    );
+    assert_eq!(log.append_with(&e, Some(row("second"))).expect("append"), 1);
+
+    let log = Arc::new(log);
+    let threads: Vec<_> = (0..16)
+        .map(|i| {
+            let log = log.clone();
+            let who: &'static str = if i % 5 == 0 { "fail-many" } else { "many" };
+            std::thread::spawn(move || {
+                let e = event(EventKind::Call, "s2", 10 + i, vec![]);
+                (who, log.append_with(&e, Some(row(who))))
+            })
+        })
+        .collect();
+    for t in threads {
+        let (who, result) = t.join().expect("thread");
+        assert_eq!(result.is_ok(), who == "many", "{who}: {result:?}");
+    }
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    let (rows, entries): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM rows), (SELECT COUNT(*) FROM entries)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("count");
+    assert_eq!(
+        (rows, entries),
+        (2 + 12, 2 + 12),
+        "one row per entry, no more, no less"
+    );
+    let unmatched: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM entries WHERE idx NOT IN (SELECT entry FROM rows)",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(unmatched, 0);
+    let report = log.verify(&VerifyOptions::default()).expect("verify");
+    assert!(report.ok(), "{report:?}");
 }

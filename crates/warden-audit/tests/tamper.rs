@@ -47,7 +47,7 @@ fn written_log_at(dir: &Path, base_ms: u64) {
 }
 
 fn db(dir: &Path) -> Connection {
-    Connection::open(dir.join("audit.db")).expect("open db")
+    Connection::open(dir.join("warden.db")).expect("open db")
 }
 
 fn entry(conn: &Connection, idx: u64) -> Vec<u8> {

@@ -44,7 +44,7 @@ pub fn runtime(config: Config) -> Result<Arc<Runtime>, StartError> {
     }
     check_same_history(&store, &audit, &dir)?;
     let mut rt = Runtime::new(config.clone(), engine, Arc::new(store))
-        .with_audit(Arc::new(audit))
+        .with_audit_in_store(Arc::new(audit))
         .with_shadow(config.server.shadow)
         .with_carried_labels()?
         .with_published_tools()?;
@@ -57,17 +57,19 @@ pub fn runtime(config: Config) -> Result<Arc<Runtime>, StartError> {
     Ok(Arc::new(rt))
 }
 
-/// The session store and the audit log must tell one history. The log is written first, so it
-/// records the opening of the newest stored session; and a decision is made only in a session
-/// the store holds, so the store holds the session of the log's newest decision. Otherwise one
-/// of the two files was deleted, emptied or replaced, and starting would record a history that
-/// the other does not back.
+/// The session store and the audit log must tell one history. They share one database, but
+/// each table can still be emptied or copied in from elsewhere on its own: the log is written
+/// first (or with the step), so it records the opening of the newest stored session; and a
+/// decision is made only in a session the store holds, so the store holds the session of the
+/// log's newest decision. Otherwise starting would record a history the other half does not
+/// back.
 fn check_same_history(
     store: &dyn warden_store::SessionStore,
     audit: &warden_audit::AuditLog,
     dir: &std::path::Path,
 ) -> Result<(), StartError> {
     use warden_audit::{EventFilter, EventKind};
+    let db = dir.join(warden_audit::DB_FILE);
     let afresh = format!(
         "to start afresh, move the data dir {} aside (it is the evidence) and start again",
         dir.display()
@@ -81,14 +83,13 @@ fn check_same_history(
         })?;
         if opened.is_empty() {
             return Err(StartError::Disagree(format!(
-                "{} holds sessions that the audit log {} does not record (the newest is `{}`): \
-                 the audit log was deleted, emptied or replaced. Put back the {} (with its -wal \
-                 and -shm files) that belongs with this {}; {afresh}",
-                dir.join("warden.db").display(),
-                dir.join(warden_audit::DB_FILE).display(),
+                "{} holds sessions that the audit log does not record (the newest is `{}`): \
+                 the log's entries were deleted, or the sessions were put in from another \
+                 data dir. Put back the {} (with its -wal and -shm files) that holds both; \
+                 {afresh}",
+                db.display(),
                 newest.id,
                 warden_audit::DB_FILE,
-                "warden.db",
             )));
         }
     }
@@ -101,13 +102,12 @@ fn check_same_history(
     if let Some(decision) = newest_decision.first() {
         if !store.has_session(&decision.event.session)? {
             return Err(StartError::Disagree(format!(
-                "the audit log {} records decisions in session `{}`, which {} does not hold: \
-                 the session store was deleted, emptied or replaced (its sessions and pending \
-                 approvals are gone). Put back the warden.db (with its -wal and -shm files) that \
-                 belongs with this {}; {afresh}",
-                dir.join(warden_audit::DB_FILE).display(),
+                "the audit log in {} records decisions in session `{}`, which the session \
+                 store does not hold: the store's sessions were deleted (and its pending \
+                 approvals with them), or the log was put in from another data dir. Put back \
+                 the {} (with its -wal and -shm files) that holds both; {afresh}",
+                db.display(),
                 decision.event.session,
-                dir.join("warden.db").display(),
                 warden_audit::DB_FILE,
             )));
         }

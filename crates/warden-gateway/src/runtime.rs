@@ -238,6 +238,9 @@ pub struct Runtime {
     published: RwLock<BTreeMap<String, BTreeMap<String, ToolSpec>>>,
     /// The tamper-evident log every step goes to before it takes effect (none for replays).
     audit: Option<Arc<AuditLog>>,
+    /// The log's tables are in the store's database: a step's entry and its store row are
+    /// written in one transaction (`warden_store::write_step` as the entry's companion).
+    audit_in_store: bool,
     /// Shadow mode: decide and record as usual, but allow every call.
     shadow: bool,
     /// The behavioural baseline, updated online as calls are decided.
@@ -513,6 +516,7 @@ impl Runtime {
             tools: RwLock::new(BTreeMap::new()),
             published: RwLock::new(BTreeMap::new()),
             audit: None,
+            audit_in_store: false,
             shadow: false,
             detector: None,
             approvals_changed: tokio::sync::Notify::new(),
@@ -665,6 +669,15 @@ impl Runtime {
     /// does not happen (a call is denied).
     pub fn with_audit(mut self, audit: Arc<AuditLog>) -> Runtime {
         self.audit = Some(audit);
+        self
+    }
+
+    /// `with_audit`, for a log whose tables are in the store's own SQLite database (as
+    /// `warden_gateway::runtime` opens them): each step is then one durable write, its entry
+    /// and its store row in one transaction.
+    pub fn with_audit_in_store(mut self, audit: Arc<AuditLog>) -> Runtime {
+        self.audit = Some(audit);
+        self.audit_in_store = true;
         self
     }
 
@@ -1414,8 +1427,9 @@ impl Runtime {
         }
     }
 
-    /// Append a step to the audit log, then to the store, then to the state: nothing counts
-    /// until it is durable in both.
+    /// Append a step to the audit log and the store (in one transaction when the log is in the
+    /// store's database; else the log first), then to the state: nothing counts until it is
+    /// durable in both.
     fn commit(
         &self,
         live: &mut LiveState,
@@ -1424,30 +1438,49 @@ impl Runtime {
         decision: Option<(&DecisionRecord, &Tool)>,
     ) -> Result<(u64, Option<Source>), RuntimeError> {
         let seq = live.state.next_seq();
-        let mut audit = None;
+        let mut stored = StoredStep {
+            seq,
+            kind: step_kind(step).to_owned(),
+            body: serde_json::to_string(step).map_err(StoreError::from)?,
+            audit: None,
+        };
+        let carries = self.carries(live, session_id, seq, step, decision);
+        let mut in_store = false;
         if let Some(log) = &self.audit {
             let mut event = Self::audit_event(live, session_id, seq, step, decision);
             if let Step::Result { result, .. } = step {
                 event.body["result"] = log.result_body(result, false);
             }
-            let index = log.append(&event).map_err(|e| {
+            // One durable write: the store's row goes in the entry's transaction.
+            let with = self.audit_in_store.then(|| {
+                let (session, step, carries) =
+                    (session_id.to_owned(), stored.clone(), carries.clone());
+                let write: warden_audit::Companion = Arc::new(move |conn, index| {
+                    let step = StoredStep {
+                        audit: Some(index),
+                        ..step.clone()
+                    };
+                    warden_store::write_step(conn, &session, &step, &carries)
+                        .map_err(|e| e.to_string())
+                });
+                write
+            });
+            in_store = with.is_some();
+            let index = log.append_with(&event, with).map_err(|e| {
                 RuntimeError::Unavailable(format!("the audit log could not record this step: {e}"))
             })?;
             live.audit_of_seq.insert(seq, index);
-            audit = Some(index);
+            stored.audit = Some(index);
         }
-        let stored = StoredStep {
-            seq,
-            kind: step_kind(step).to_owned(),
-            body: serde_json::to_string(step).map_err(StoreError::from)?,
-            audit,
-        };
-        let carries = self.carries(live, session_id, seq, step, decision);
-        if carries.is_empty() {
-            self.store.append_step(session_id, &stored)?;
-        } else {
-            self.store
-                .append_step_carrying(session_id, &stored, &carries)?;
+        if !in_store {
+            if carries.is_empty() {
+                self.store.append_step(session_id, &stored)?;
+            } else {
+                self.store
+                    .append_step_carrying(session_id, &stored, &carries)?;
+            }
+        }
+        if !carries.is_empty() {
             let mut carried = write(&self.carried);
             for label in carries {
                 carried.insert(label);
@@ -1836,6 +1869,32 @@ impl Runtime {
             comment,
             decided_ms: now_ms(),
         };
+        if let (true, Some(log)) = (self.audit_in_store, &self.audit) {
+            // One write: the resolution goes in the entry's transaction, and fails it when the
+            // approval is no longer pending (another approver, here or in another process,
+            // won), so only the winner is logged.
+            let (approval, resolved) = (id.to_owned(), resolution.clone());
+            let write: warden_audit::Companion = Arc::new(move |conn, _| {
+                match warden_store::resolve_pending(conn, &approval, &resolved) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(format!("approval `{approval}` is no longer pending")),
+                    Err(e) => Err(e.to_string()),
+                }
+            });
+            let logged = log.append_with(&event, Some(write));
+            let now = self.approval(id)?;
+            return match logged {
+                Ok(_) => {
+                    self.approvals_changed.notify_waiters();
+                    self.announce(ChangeKind::ApprovalResolved, &now.session, Some(now.seq));
+                    Ok(now)
+                }
+                Err(_) if now.status != ApprovalStatus::Pending => Err(already_decided(&now)),
+                Err(e) => Err(RuntimeError::Unavailable(format!(
+                    "the audit log could not record this approval, so it was not made: {e}"
+                ))),
+            };
+        }
         let mut unrecorded = None;
         let resolved = self.store.resolve_approval(id, &resolution, &mut |_| {
             self.append_audit(&event).map(|_| ()).map_err(|e| {

@@ -508,6 +508,60 @@ fn now_ms() -> i64 {
 }
 
 /// Once per step of every call: the statement is parsed once per connection.
+/// Resolves approval `id` if it is still pending, inside the caller's transaction on a
+/// connection to the store's database; whether it was. The audit log's writer calls it in the
+/// transaction of the approval's entry when the log shares the store's database: the entry and
+/// the resolution are then one write, and a resolution that lost a race (the approval is no
+/// longer pending) fails its entry, so only the winner is logged.
+pub fn resolve_pending(conn: &Connection, id: &str, r: &Resolution) -> Result<bool, StoreError> {
+    let changed = conn.execute(
+        "UPDATE approvals SET status = ?2, approver = ?3, comment = ?4, decided_ms = ?5 \
+         WHERE id = ?1 AND status = 'pending'",
+        params![
+            id,
+            r.status.as_str(),
+            r.approver,
+            r.comment,
+            r.decided_ms as i64
+        ],
+    )?;
+    Ok(changed == 1)
+}
+
+/// Writes a step and the labels it carries out of untrusted content, inside the caller's
+/// transaction on a connection to the store's database: the audit log's writer calls it in the
+/// transaction of the step's entry when the log shares the store's database, so the step and
+/// its entry are durable together or not at all.
+pub fn write_step(
+    conn: &Connection,
+    session_id: &str,
+    step: &StoredStep,
+    carried: &[CarriedLabel],
+) -> Result<(), StoreError> {
+    insert_step(conn, session_id, step)?;
+    if carried.is_empty() {
+        return Ok(());
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO carried_labels (kind, value, prose, session_id, seq, tool, at_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+         ON CONFLICT (kind, value) DO UPDATE SET prose = max(prose, excluded.prose)",
+    )?;
+    let now = now_ms();
+    for c in carried {
+        insert.execute(params![
+            c.kind,
+            c.value,
+            c.prose,
+            c.session,
+            c.seq as i64,
+            c.tool,
+            now
+        ])?;
+    }
+    Ok(())
+}
+
 fn insert_step(conn: &Connection, session_id: &str, step: &StoredStep) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO steps (session_id, seq, kind, body, audit_index) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -608,26 +662,7 @@ impl SessionStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         let tx = conn.transaction()?;
-        insert_step(&tx, session_id, step)?;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO carried_labels (kind, value, prose, session_id, seq, tool, at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-                 ON CONFLICT (kind, value) DO UPDATE SET prose = max(prose, excluded.prose)",
-            )?;
-            let now = now_ms();
-            for c in carried {
-                insert.execute(params![
-                    c.kind,
-                    c.value,
-                    c.prose,
-                    c.session,
-                    c.seq as i64,
-                    c.tool,
-                    now
-                ])?;
-            }
-        }
+        write_step(&tx, session_id, step, carried)?;
         tx.commit()?;
         Ok(())
     }
@@ -888,17 +923,7 @@ impl SessionStore for SqliteStore {
             Some(a) => a,
         };
         record(&pending).map_err(StoreError::NotRecorded)?;
-        tx.execute(
-            "UPDATE approvals SET status = ?2, approver = ?3, comment = ?4, decided_ms = ?5 \
-             WHERE id = ?1 AND status = 'pending'",
-            params![
-                id,
-                r.status.as_str(),
-                r.approver,
-                r.comment,
-                r.decided_ms as i64
-            ],
-        )?;
+        resolve_pending(&tx, id, r)?;
         let done = read_approval(&tx, id)?;
         tx.commit()?;
         Ok(done.map_or(Resolved::Unknown, Resolved::Done))

@@ -585,13 +585,13 @@ impl Writer {
                 (frontier, cp.size, Some(note.time_ms.unwrap_or(cp.time_ms)))
             }
         };
-        let next = store.next_index()?;
-        let count = store.count()?;
+        // Read together: another process may be appending while this one starts.
+        let (next, count) = store.extent()?;
         if count != next {
             return Err(damaged(format!(
                 "it holds {count} entries but numbers them up to {}: {} entries were deleted",
                 next.saturating_sub(1),
-                next - count
+                next.saturating_sub(count)
             )));
         }
         if next < signed {

@@ -103,6 +103,11 @@ pub trait LogStore: Send {
     fn leaf_hashes_below(&self, size: u64) -> Result<Vec<(u64, Vec<u8>)>, AuditError>;
     /// How many entries are stored (equal to `next_index` unless some were deleted).
     fn count(&self) -> Result<u64, AuditError>;
+    /// `next_index` and `count` read together, as of one moment: another process appending
+    /// between two separate reads would make the count pass the index.
+    fn extent(&self) -> Result<(u64, u64), AuditError> {
+        Ok((self.next_index()?, self.count()?))
+    }
     /// The stored rows with index >= `from`, in index order. `visit` returns false to stop.
     fn scan(&self, from: u64, visit: &mut RowVisitor<'_>) -> Result<(), AuditError>;
     /// All checkpoints, smallest size first.
@@ -451,6 +456,16 @@ impl LogStore for SqliteLogStore {
             .conn
             .query_row("SELECT COUNT(*) FROM entries", [], |r| r.get(0))?;
         Ok(n as u64)
+    }
+
+    fn extent(&self) -> Result<(u64, u64), AuditError> {
+        // One statement reads one snapshot of the database.
+        let (max, n): (Option<i64>, i64) =
+            self.conn
+                .query_row("SELECT MAX(idx), COUNT(*) FROM entries", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+        Ok((max.map_or(0, |m| m as u64 + 1), n as u64))
     }
 
     fn scan(&self, from: u64, visit: &mut RowVisitor<'_>) -> Result<(), AuditError> {

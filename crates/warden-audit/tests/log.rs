@@ -629,3 +629,33 @@ fn a_companion_write_commits_with_its_entry_or_neither_does() {
     let report = log.verify(&VerifyOptions::default()).expect("verify");
     assert!(report.ok(), "{report:?}");
 }
+
+/// Another process may open the log (`warden approvals approve` beside a running `warden mcp`)
+/// while this one appends: start-up reads the number of entries and the highest index as of
+/// one moment, so appends in between never look like deleted entries.
+#[test]
+fn opening_the_log_while_another_writer_appends_never_sees_it_damaged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let writer = Arc::new(open(dir.path(), 1_000_000));
+    let stop = Arc::new(AtomicBool::new(false));
+    let appender = {
+        let (writer, stop) = (writer.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                writer
+                    .append(&event(EventKind::Call, "busy", n, vec![]))
+                    .expect("append");
+                n += 1;
+            }
+            n
+        })
+    };
+    for _ in 0..100 {
+        let other = open(dir.path(), 1_000_000);
+        drop(other);
+    }
+    stop.store(true, Ordering::SeqCst);
+    let appended = appender.join().expect("appender");
+    assert!(appended > 0);
+}

@@ -1101,7 +1101,7 @@ impl Runtime {
         };
         let token = format!("wst_{}", random_hex(24)?);
         let token_hash = sha256_hex(&token);
-        let audit_session = self.append_audit(&AuditEvent {
+        let opened = AuditEvent {
             kind: EventKind::SessionOpened,
             session: session.id.clone(),
             time_ms: session.opened_at_ms,
@@ -1115,8 +1115,26 @@ impl Runtime {
                 "policy_digest": self.engine.digest,
             }),
             causes: Vec::new(),
-        })?;
-        self.store.create_session(&session, &token_hash)?;
+        };
+        let audit_session = match (&self.audit, self.audit_in_store) {
+            // One write: the session's row goes in its opening entry's transaction.
+            (Some(log), true) => {
+                let (stored, hash) = (session.clone(), token_hash.clone());
+                let write: warden_audit::Companion = Arc::new(move |conn, _| {
+                    warden_store::write_session(conn, &stored, &hash).map_err(|e| e.to_string())
+                });
+                Some(log.append_with(&opened, Some(write)).map_err(|e| {
+                    RuntimeError::Unavailable(format!(
+                        "the audit log could not record this session's opening: {e}"
+                    ))
+                })?)
+            }
+            _ => {
+                let index = self.append_audit(&opened)?;
+                self.store.create_session(&session, &token_hash)?;
+                index
+            }
+        };
         // No snapshot yet: resuming a session of fewer steps than a snapshot interval replays
         // them, and finds its opening event in the log.
         let state = LiveState::open(

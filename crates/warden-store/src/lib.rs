@@ -508,6 +508,25 @@ fn now_ms() -> i64 {
 }
 
 /// Once per step of every call: the statement is parsed once per connection.
+/// Stores a new session (its token as a digest), inside the caller's transaction on a
+/// connection to the store's database: the audit log's writer calls it in the transaction of
+/// the session's opening entry when the log shares the store's database.
+pub fn write_session(
+    conn: &Connection,
+    session: &Session,
+    token_hash: &str,
+) -> Result<(), StoreError> {
+    let body = serde_json::to_string(session)?;
+    let inserted = conn.execute(
+        "INSERT OR IGNORE INTO sessions (id, opened_at_ms, token_hash, body) VALUES (?1, ?2, ?3, ?4)",
+        params![session.id, session.opened_at_ms as i64, token_hash, body],
+    )?;
+    if inserted == 0 {
+        return Err(StoreError::Duplicate(session.id.clone()));
+    }
+    Ok(())
+}
+
 /// Resolves approval `id` if it is still pending, inside the caller's transaction on a
 /// connection to the store's database; whether it was. The audit log's writer calls it in the
 /// transaction of the approval's entry when the log shares the store's database: the entry and
@@ -638,16 +657,7 @@ fn read_pin(conn: &Connection, upstream: &str, tool: &str) -> Result<Option<Tool
 
 impl SessionStore for SqliteStore {
     fn create_session(&self, session: &Session, token_hash: &str) -> Result<(), StoreError> {
-        let body = serde_json::to_string(session)?;
-        let conn = self.conn()?;
-        let inserted = conn.execute(
-            "INSERT OR IGNORE INTO sessions (id, opened_at_ms, token_hash, body) VALUES (?1, ?2, ?3, ?4)",
-            params![session.id, session.opened_at_ms as i64, token_hash, body],
-        )?;
-        if inserted == 0 {
-            return Err(StoreError::Duplicate(session.id.clone()));
-        }
-        Ok(())
+        write_session(&*self.conn()?, session, token_hash)
     }
 
     fn append_step(&self, session_id: &str, step: &StoredStep) -> Result<(), StoreError> {

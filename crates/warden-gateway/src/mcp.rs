@@ -161,7 +161,7 @@ fn log_rank(level: &str) -> Option<usize> {
 #[derive(Default)]
 pub(crate) struct Link {
     agent: OnceLock<Peer<RoleServer>>,
-    progress: Mutex<HashMap<ProgressToken, (Peer<RoleServer>, ProgressToken)>>,
+    progress: Mutex<Progress>,
     /// The clients whose requests are with the server now (one entry per request, by a number
     /// of its own), for a server shared by several clients (`/mcp`): what the server asks or
     /// says while a call runs goes to the one client calling it.
@@ -178,6 +178,23 @@ pub(crate) struct Link {
     passed_on: std::sync::atomic::AtomicU64,
     passed: tokio::sync::Notify,
 }
+
+/// Where the server's progress notifications go: per progress token Warden sent upstream, the
+/// asking client and its own token. rmcp picks the upstream token as it sends the request, so
+/// the server may report progress before Warden knows whose token it is: such notifications
+/// wait in `unclaimed` (at most [`MAX_UNCLAIMED`], oldest dropped first) until the call that
+/// sent the token claims them, under the same lock, so none is lost in between.
+#[derive(Default)]
+struct Progress {
+    askers: HashMap<ProgressToken, (Peer<RoleServer>, ProgressToken)>,
+    unclaimed: std::collections::VecDeque<(
+        rmcp::model::ProgressNotification,
+        rmcp::model::NotificationMetaObject,
+    )>,
+}
+
+/// Most progress notifications kept for a token no call has claimed yet.
+const MAX_UNCLAIMED: usize = 1024;
 
 impl Link {
     /// Who the server's requests and notifications go to: the one client of a wrapped server
@@ -219,29 +236,29 @@ impl Link {
 
     /// Wait until every notification that arrived before now has been passed on (or dropped),
     /// so what the server said during a call reaches its client before the call's answer.
-    /// Bounded: a client that does not read its notifications delays an answer by
-    /// [`SETTLE_WAIT`] at most.
+    /// A client that reads slowly (a busy machine, a slow link: passing a notification on
+    /// waits for room in its stream) gets them all, in order; one that stops reading delays an
+    /// answer by [`SETTLE_WAIT`] after the last notification passed on, no more.
     async fn settle(&self) {
         use std::sync::atomic::Ordering;
         let arrived = self.arrived.load(Ordering::Acquire);
-        let all_passed = async {
-            loop {
-                let passed = self.passed.notified();
-                if self.passed_on.load(Ordering::Acquire) >= arrived {
-                    return;
-                }
-                passed.await;
+        loop {
+            let passed = self.passed.notified();
+            if self.passed_on.load(Ordering::Acquire) >= arrived {
+                return;
             }
-        };
-        if tokio::time::timeout(SETTLE_WAIT, all_passed).await.is_err() {
-            tracing::debug!(
-                "warden mcp: answering before the server's earlier notifications were passed on"
-            );
+            if tokio::time::timeout(SETTLE_WAIT, passed).await.is_err() {
+                tracing::debug!(
+                    "warden mcp: answering before the server's earlier notifications were \
+                     passed on (none passed on for {SETTLE_WAIT:?})"
+                );
+                return;
+            }
         }
     }
 }
 
-/// The longest an answer waits for the notifications the server sent before it.
+/// The longest an answer waits for the next of the notifications the server sent before it.
 const SETTLE_WAIT: Duration = Duration::from_secs(2);
 
 /// Marks a notification counted in [`Link::arrived`] on its way in.
@@ -884,19 +901,35 @@ async fn forward_calling(
     let mut options = PeerRequestOptions::no_options();
     options.meta = hop_meta(peer, ctx);
     let handle = peer.send_cancellable_request(request, options).await?;
+    let mut early = std::collections::VecDeque::new();
     let relayed = ctx.meta.get_progress_token().map(|agent_token| {
         if let Ok(mut m) = link.progress.lock() {
-            m.insert(
-                handle.progress_token.clone(),
-                (ctx.peer.clone(), agent_token),
-            );
+            let token = &handle.progress_token;
+            // What the server reported before this call knew its token.
+            let (mine, others) = std::mem::take(&mut m.unclaimed)
+                .into_iter()
+                .partition(|(p, _)| &p.params.progress_token == token);
+            m.unclaimed = others;
+            early = mine;
+            m.askers
+                .insert(token.clone(), (ctx.peer.clone(), agent_token.clone()));
+            for (p, _) in &mut early {
+                p.params.progress_token = agent_token.clone();
+            }
         }
         handle.progress_token.clone()
     });
+    for (progress, meta) in early {
+        let mut progress = ServerNotification::ProgressNotification(progress);
+        *progress.get_meta_mut() = meta;
+        if let Err(e) = ctx.peer.send_notification(progress).await {
+            tracing::debug!("warden mcp: could not relay progress to the client: {e}");
+        }
+    }
     let result = await_or_cancel(handle, ctx.ct.cancelled()).await;
     link.settle().await;
     if let (Some(token), Ok(mut m)) = (relayed, link.progress.lock()) {
-        m.remove(&token);
+        m.askers.remove(&token);
     }
     result.map(|mut result| {
         mark_complete(&mut result);
@@ -1383,12 +1416,21 @@ impl Service<RoleClient> for UpstreamClient {
             // rmcp cancels the request it names, and that cancels the agent's side.
             ServerNotification::CancelledNotification(_) => return Ok(()),
             ServerNotification::ProgressNotification(mut progress) => {
-                let asking = self
-                    .link
-                    .progress
-                    .lock()
-                    .ok()
-                    .and_then(|m| m.get(&progress.params.progress_token).cloned());
+                let asking = {
+                    let Ok(mut m) = self.link.progress.lock() else {
+                        return Ok(());
+                    };
+                    let asking = m.askers.get(&progress.params.progress_token).cloned();
+                    if asking.is_none() {
+                        // The call that sent this token may not have claimed it yet.
+                        if m.unclaimed.len() >= MAX_UNCLAIMED {
+                            m.unclaimed.pop_front();
+                        }
+                        m.unclaimed.push_back((progress, ctx.meta));
+                        return Ok(());
+                    }
+                    asking
+                };
                 let Some((asker, agent_token)) = asking else {
                     return Ok(());
                 };

@@ -393,3 +393,42 @@ async fn an_impostor_publishing_a_tool_of_the_same_name_inherits_no_unbound_entr
         .as_str()
         .is_some_and(|r| r.contains("published by docs and evil")));
 }
+
+/// The audit log's writer commits to the store's own database: pinning (a read, then a write)
+/// must take the write lock up front, or a commit landing between the two makes SQLite refuse
+/// the write at once ("database is locked") and the tool would count as changed.
+#[test]
+fn pinning_tools_while_the_audit_log_commits_never_fails() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("warden.db")).expect("store");
+    let log = std::sync::Arc::new(
+        warden_audit::AuditLog::open(dir.path(), &warden_audit::AuditConfig::default())
+            .expect("log"),
+    );
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let appender = {
+        let (log, stop) = (log.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                log.append(&warden_audit::Event {
+                    kind: warden_audit::EventKind::Call,
+                    session: "busy".into(),
+                    time_ms: n,
+                    body: serde_json::json!({"n": n}),
+                    causes: vec![],
+                })
+                .expect("append");
+                n += 1;
+            }
+            n
+        })
+    };
+    let pinned: Result<Vec<_>, _> = (0..300)
+        .map(|i| store.pin_tool("up", &format!("tool{i}"), "sha256:aa", "{}"))
+        .collect();
+    stop.store(true, Ordering::SeqCst);
+    assert!(appender.join().expect("appender") > 0);
+    pinned.expect("every pin is stored");
+}

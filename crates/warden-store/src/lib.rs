@@ -706,7 +706,10 @@ impl SessionStore for SqliteStore {
         definition: &str,
     ) -> Result<PinCheck, StoreError> {
         let mut conn = self.conn()?;
-        let tx = conn.transaction()?;
+        // It reads, then writes: take the write lock first. A deferred transaction would read a
+        // snapshot that another connection's commit (the audit log's writer shares this
+        // database) can make stale before the write, which SQLite then refuses at once.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let now = now_ms();
         let check = match read_pin(&tx, upstream, tool)? {
             None => {

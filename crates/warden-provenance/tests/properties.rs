@@ -84,6 +84,12 @@ fn build(session: &[(bool, u8, String)], config: IndexConfig) -> ProvenanceIndex
     index
 }
 
+/// The last `n` digits of a text, in order.
+fn last_digits(text: &str, n: usize) -> String {
+    let digits: Vec<char> = text.chars().filter(char::is_ascii_digit).collect();
+    digits[digits.len().saturating_sub(n)..].iter().collect()
+}
+
 /// What `add_text` indexes for a text: its extraction, as one JSON string leaf.
 fn extraction_of(text: &str) -> Vec<Salient> {
     let mut out = Vec::new();
@@ -105,10 +111,15 @@ proptest! {
         for m in p.values.iter().filter(|m| m.kind != "shingle") {
             for &seq in &m.sources {
                 let (_, _, text) = &session[seq as usize];
-                // A computed number is named by the sources of the numbers it was computed from.
+                // A computed number is named by the sources of the numbers it was computed from;
+                // a phone number by those of any phone with the same last eight digits (a country
+                // code or a trunk `0` before them is the same number).
                 let found = extraction_of(text).iter().any(|s| {
                     (s.kind.as_str() == m.kind && s.value == m.value)
                         || (m.kind == "computed number" && s.kind.as_str() == "number")
+                        || (m.kind == "phone"
+                            && s.kind.as_str() == "phone"
+                            && last_digits(&s.value, 8) == last_digits(&m.value, 8))
                 });
                 prop_assert!(found, "{:?} ({}) named source {} which lacks it: {:?}",
                     m.value, m.kind, seq, text);

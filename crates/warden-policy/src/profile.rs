@@ -217,6 +217,18 @@ fn compile_one(name: &str, p: &TaskProfile, out: &mut String) -> Result<(), Stri
             require_id = format!("{}.{n}\"", base.trim_end_matches('"'));
         }
         // A reason the profile writes is a template; one Warden writes quotes names as they are.
+        if let Some(p) = c
+            .reason
+            .as_deref()
+            .and_then(crate::schema::unknown_placeholder)
+        {
+            return Err(format!(
+                "the constraint on argument `{}` of `{}`: {}",
+                c.arg,
+                c.tool,
+                crate::schema::unknown_placeholder_message(p)
+            ));
+        }
         let reason = c.reason.clone().unwrap_or_else(|| {
             escape(&format!(
                 "argument `{}` of `{}` {what} in task profile `{name}`",
@@ -294,6 +306,29 @@ mod tests {
             cedar.contains(r#"context.args["customer_id"] == context.task["customer_id"]"#),
             "{cedar}"
         );
+    }
+
+    #[test]
+    fn a_constraint_reason_with_a_placeholder_warden_does_not_fill_is_an_error_naming_it() {
+        let err = one(r#"
+            [support]
+            tools = ["reply"]
+            require = [{ tool = "reply", arg = "to", one_of = ["a@corp.example"], reason = "only {team} may be written to" }]
+        "#)
+        .expect_err("refused at compile time, not at load");
+        let message = err.to_string();
+        assert!(
+            message.contains("support")
+                && message.contains("argument `to` of `reply`")
+                && message.contains("unknown placeholder `{team}`"),
+            "{message}"
+        );
+        one(r#"
+            [support]
+            tools = ["reply"]
+            require = [{ tool = "reply", arg = "to", one_of = ["a@corp.example"], reason = "`{tool}` may write only to the team" }]
+        "#)
+        .expect("a known placeholder compiles");
     }
 
     #[test]

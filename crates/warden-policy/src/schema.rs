@@ -291,14 +291,7 @@ pub(crate) fn check(src: &PolicySource, id: &str, policy: &Policy) -> Result<(),
         }
         if key == "reason" {
             if let Some(p) = unknown_placeholder(&annotation.val) {
-                let known: Vec<String> = PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect();
-                return Err(at(
-                    offset,
-                    format!(
-                        "@reason uses the unknown placeholder `{{{p}}}`: reasons may use {}",
-                        known.join(", ")
-                    ),
-                ));
+                return Err(at(offset, unknown_placeholder_message(p)));
             }
         }
     }
@@ -439,8 +432,17 @@ fn findings(policy: &Policy, dynamic: &Dynamic) -> Result<Vec<Finding>, String> 
     Ok(out)
 }
 
+/// What is wrong with a reason that uses placeholder `{p}`, which Warden does not fill.
+pub(crate) fn unknown_placeholder_message(p: &str) -> String {
+    let known: Vec<String> = PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect();
+    format!(
+        "@reason uses the unknown placeholder `{{{p}}}`: reasons may use {}",
+        known.join(", ")
+    )
+}
+
 /// The first `{name}` in a reason template that Warden does not fill.
-fn unknown_placeholder(template: &str) -> Option<&str> {
+pub(crate) fn unknown_placeholder(template: &str) -> Option<&str> {
     crate::context::pieces(template)
         .into_iter()
         .find_map(|piece| match piece {

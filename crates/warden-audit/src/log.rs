@@ -24,9 +24,8 @@ use crate::event::{entry_bytes, Event, EventKind, LoggedEvent};
 use crate::merkle::{leaf_hash, Frontier};
 use crate::reader::AuditReader;
 use crate::redact::DigestKey;
-use crate::store::Companion;
 use crate::store::{
-    Durability, EventFilter, LogStore, SqliteLogStore, StoredCheckpoint, StoredEntry,
+    Companion, Durability, EventFilter, LogStore, SqliteLogStore, StoredCheckpoint, StoredEntry,
 };
 use crate::verify::{
     check_row, unsigned_tail_problem, Problem, ProblemKind, UnsignedTail, VerifyOptions,

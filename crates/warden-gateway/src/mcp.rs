@@ -902,30 +902,24 @@ async fn forward_calling(
     options.meta = hop_meta(peer, ctx);
     let handle = peer.send_cancellable_request(request, options).await?;
     let mut early = std::collections::VecDeque::new();
-    let relayed = ctx.meta.get_progress_token().map(|agent_token| {
-        if let Ok(mut m) = link.progress.lock() {
-            let token = &handle.progress_token;
-            // What the server reported before this call knew its token.
-            let (mine, others) = std::mem::take(&mut m.unclaimed)
-                .into_iter()
-                .partition(|(p, _)| &p.params.progress_token == token);
-            m.unclaimed = others;
-            early = mine;
-            m.askers
-                .insert(token.clone(), (ctx.peer.clone(), agent_token.clone()));
-            for (p, _) in &mut early {
-                p.params.progress_token = agent_token.clone();
-            }
-        }
-        handle.progress_token.clone()
-    });
-    for (progress, meta) in early {
-        let mut progress = ServerNotification::ProgressNotification(progress);
-        *progress.get_meta_mut() = meta;
-        if let Err(e) = ctx.peer.send_notification(progress).await {
-            tracing::debug!("warden mcp: could not relay progress to the client: {e}");
+    let agent_token = ctx.meta.get_progress_token();
+    if let (Some(agent_token), Ok(mut m)) = (&agent_token, link.progress.lock()) {
+        let token = &handle.progress_token;
+        // What the server reported before this call knew its token.
+        let (mine, others) = std::mem::take(&mut m.unclaimed)
+            .into_iter()
+            .partition(|(p, _)| &p.params.progress_token == token);
+        m.unclaimed = others;
+        early = mine;
+        m.askers
+            .insert(token.clone(), (ctx.peer.clone(), agent_token.clone()));
+    }
+    if let Some(agent_token) = &agent_token {
+        for (progress, meta) in early {
+            relay_progress(&ctx.peer, progress, agent_token.clone(), meta).await;
         }
     }
+    let relayed = agent_token.map(|_| handle.progress_token.clone());
     let result = await_or_cancel(handle, ctx.ct.cancelled()).await;
     link.settle().await;
     if let (Some(token), Ok(mut m)) = (relayed, link.progress.lock()) {
@@ -935,6 +929,22 @@ async fn forward_calling(
         mark_complete(&mut result);
         result
     })
+}
+
+/// Passes the server's progress on to the client that asked for it, under that client's own
+/// progress token.
+async fn relay_progress(
+    to: &Peer<RoleServer>,
+    mut progress: rmcp::model::ProgressNotification,
+    agent_token: ProgressToken,
+    meta: rmcp::model::NotificationMetaObject,
+) {
+    progress.params.progress_token = agent_token;
+    let mut progress = ServerNotification::ProgressNotification(progress);
+    *progress.get_meta_mut() = meta;
+    if let Err(e) = to.send_notification(progress).await {
+        tracing::debug!("warden mcp: could not relay progress to the client: {e}");
+    }
 }
 
 /// A server of an earlier protocol era sends results without `resultType`, which 2026-07-28
@@ -1415,7 +1425,7 @@ impl Service<RoleClient> for UpstreamClient {
         let mut notification = match notification {
             // rmcp cancels the request it names, and that cancels the agent's side.
             ServerNotification::CancelledNotification(_) => return Ok(()),
-            ServerNotification::ProgressNotification(mut progress) => {
+            ServerNotification::ProgressNotification(progress) => {
                 let asking = {
                     let Ok(mut m) = self.link.progress.lock() else {
                         return Ok(());
@@ -1434,12 +1444,7 @@ impl Service<RoleClient> for UpstreamClient {
                 let Some((asker, agent_token)) = asking else {
                     return Ok(());
                 };
-                progress.params.progress_token = agent_token;
-                let mut progress = ServerNotification::ProgressNotification(progress);
-                *progress.get_meta_mut() = ctx.meta;
-                if let Err(e) = asker.send_notification(progress).await {
-                    tracing::debug!("warden mcp: could not relay progress to the client: {e}");
-                }
+                relay_progress(&asker, progress, agent_token, ctx.meta).await;
                 return Ok(());
             }
             other => other,

@@ -1425,14 +1425,12 @@ impl ProvenanceIndex {
     /// Every source listed for a value is trusted content itself (not a record the user
     /// designated, which is an outsider's text) and none was left unlisted past the cap.
     fn only_trusted_sources(&self, listed: &Listed<'_>) -> bool {
-        let mut n = 0;
-        let trusted = listed.iter().all(|seq| {
-            n += 1;
-            self.sources
-                .get(&seq)
-                .is_some_and(|held| held.source.label.integrity == Integrity::Trusted)
-        });
-        trusted && n < self.config.max_sources_per_value
+        listed.iter().count() < self.config.max_sources_per_value
+            && listed.iter().all(|seq| {
+                self.sources
+                    .get(&seq)
+                    .is_some_and(|held| held.source.label.integrity == Integrity::Trusted)
+            })
     }
 
     /// Whether a text of several words is the user's by its words: every word of it (of three

@@ -507,7 +507,6 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Once per step of every call: the statement is parsed once per connection.
 /// Stores a new session (its token as a digest), inside the caller's transaction on a
 /// connection to the store's database: the audit log's writer calls it in the transaction of
 /// the session's opening entry when the log shares the store's database.
@@ -581,6 +580,7 @@ pub fn write_step(
     Ok(())
 }
 
+/// Once per step of every call: the statement is parsed once per connection.
 fn insert_step(conn: &Connection, session_id: &str, step: &StoredStep) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO steps (session_id, seq, kind, body, audit_index) VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -37,7 +37,7 @@ pub use log::{create_private_dir, AuditConfig, AuditLog};
 pub use merkle::{Hash, ProofError};
 pub use reader::{AuditReader, ConsistencyProof, InclusionProof};
 pub use redact::{redact_secrets, result_body, DigestKey};
-pub use store::{Companion, Durability, EventFilter, LogStore, SqliteLogStore};
+pub use store::{Companion, Durability, EventFilter, LogStore, SqliteLogStore, Tx};
 pub use verify::{Problem, ProblemKind, VerifyOptions, VerifyReport};
 
 /// File names inside the data dir. The log's tables live in the session store's database.
@@ -52,6 +52,9 @@ pub const DIGEST_KEY_FILE: &str = "audit.hmac";
 pub enum AuditError {
     #[error("audit log: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The shared database (PostgreSQL) failed or could not be reached.
+    #[error("audit log: {0}")]
+    Database(String),
     #[error("audit log: {path}: {source}")]
     Io {
         path: PathBuf,

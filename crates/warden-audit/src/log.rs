@@ -172,6 +172,24 @@ impl AuditLog {
             })?;
             set_aside(&old)?;
         }
+        let reader_store = SqliteLogStore::open(&db, config.durability)?;
+        AuditLog::open_in(data_dir, config, Box::new(store), Box::new(reader_store))
+    }
+
+    /// Opens the log kept in `store` (written through it) and read through `reader_store` (a
+    /// second connection to the same data), with the keys in `data_dir` (created with the
+    /// directory on first start): a fleet's replicas each open the one log in PostgreSQL this
+    /// way, each with the same keys.
+    pub fn open_in(
+        data_dir: &Path,
+        config: &AuditConfig,
+        store: Box<dyn LogStore>,
+        reader_store: Box<dyn LogStore>,
+    ) -> Result<AuditLog, AuditError> {
+        create_private_dir(data_dir).map_err(|source| AuditError::Io {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
         let latest = store.latest_checkpoint()?;
         let key_path = data_dir.join(KEY_FILE);
         let key_missing = matches!(
@@ -186,7 +204,7 @@ impl AuditLog {
                      make every later checkpoint fail `warden audit verify`. Restore audit.key \
                      from a backup (mode 0600); to start a new log instead, move the data dir \
                      {} aside",
-                    db.display(),
+                    store.describe(),
                     data_dir.display()
                 ),
             });
@@ -196,11 +214,8 @@ impl AuditLog {
         let key = LogKey::from_seed(&seed, &origin)?;
         write_public_key(data_dir, &key)?;
         let digest_key = DigestKey::load_or_create(&data_dir.join(DIGEST_KEY_FILE))?;
-        let reader = AuditReader::from_store(
-            Box::new(SqliteLogStore::open(&db, config.durability)?),
-            key.verifier().clone(),
-        );
-        AuditLog::start(Box::new(store), key, reader, digest_key, config).map_err(|e| match e {
+        let reader = AuditReader::from_store(reader_store, key.verifier().clone());
+        AuditLog::start(store, key, reader, digest_key, config).map_err(|e| match e {
             AuditError::Damaged { why, recover, .. } => AuditError::Damaged {
                 dir: Some(data_dir.to_path_buf()),
                 why,
@@ -673,9 +688,29 @@ impl Writer {
         }
         let mut attempts = 0;
         loop {
+            // A store shared with writers elsewhere (a fleet's PostgreSQL) is locked for this
+            // append: catch up with what they wrote, then the indexes handed out are free.
+            let sequenced = self.store.begin_sequenced().and_then(|locked| {
+                if locked {
+                    self.catch_up()
+                } else {
+                    Ok(false)
+                }
+            });
+            if let Err(e) = sequenced {
+                self.store.abandon();
+                let why = e.to_string();
+                for append in appends.drain(..) {
+                    let _ = append
+                        .reply
+                        .send(Turn::Done(Err(AuditError::Write(why.clone()))));
+                }
+                return;
+            }
             let before = self.frontier.clone();
             let (entries, indexes) = self.assign(appends);
             if entries.is_empty() {
+                self.store.abandon();
                 return;
             }
             let with: Vec<Option<Companion>> = appends.iter().map(|a| a.with.clone()).collect();

@@ -77,11 +77,18 @@ pub struct Row<'a> {
 /// What `LogStore::scan` calls for each row; returns false to stop.
 pub type RowVisitor<'a> = dyn FnMut(&Row<'_>) -> bool + 'a;
 
+/// The transaction an append is written in, as a companion sees it: a SQLite connection inside
+/// its transaction, or a PostgreSQL client between its `BEGIN` and `COMMIT`.
+pub enum Tx<'a> {
+    Sqlite(&'a Connection),
+    Postgres(&'a tokio_postgres::Client),
+}
+
 /// A write made in the same transaction as one entry, given the entry's index: the session
 /// store's row for the step the entry records, so that the two are durable together or not at
 /// all. An error fails the entry's append (and the batch it was in, which is then committed
 /// again one append at a time, so only the failing one fails).
-pub type Companion = std::sync::Arc<dyn Fn(&Connection, u64) -> Result<(), String> + Send + Sync>;
+pub type Companion = std::sync::Arc<dyn Fn(Tx<'_>, u64) -> Result<(), String> + Send + Sync>;
 
 /// A store of log entries. `append` must be durable (per the store's `Durability`) and atomic
 /// (all entries of the call or none) before it returns: the writer acknowledges appenders only
@@ -89,6 +96,18 @@ pub type Companion = std::sync::Arc<dyn Fn(&Connection, u64) -> Result<(), Strin
 pub trait LogStore: Send {
     /// One more than the highest stored index (0 when empty): the index the next entry gets.
     fn next_index(&self) -> Result<u64, AuditError>;
+    /// Opens the next append's transaction holding the log's sequencing lock, when the store
+    /// is shared by writers in other processes that may append at any time (a fleet's
+    /// PostgreSQL): until `append` commits or fails, no other writer can append, so the writer
+    /// catches up with what they wrote and hands out the next indexes with no race. False (this
+    /// default) for a store whose appends are sequenced by failing on a taken index instead.
+    fn begin_sequenced(&mut self) -> Result<bool, AuditError> {
+        Ok(false)
+    }
+    /// Ends a transaction `begin_sequenced` opened without appending (rolled back).
+    fn abandon(&mut self) {}
+    /// Where the log is kept, for messages: a file's path, or a database without its password.
+    fn describe(&self) -> String;
     /// `with[i]`, when present, is written in the same transaction as `entries[i]` (a store
     /// that cannot do that fails such an append).
     fn append(
@@ -382,6 +401,13 @@ fn to_checkpoint(
 const CHECKPOINT_COLUMNS: &str = "tree_size, time_ms, root_hash, note, frontier";
 
 impl LogStore for SqliteLogStore {
+    fn describe(&self) -> String {
+        self.file.as_ref().map_or_else(
+            || "the log's database".into(),
+            |f| f.path.display().to_string(),
+        )
+    }
+
     fn next_index(&self) -> Result<u64, AuditError> {
         let max: Option<i64> = self
             .conn
@@ -413,7 +439,7 @@ impl LogStore for SqliteLogStore {
                     e.time_ms as i64
                 ])?;
                 if let Some(write) = with.get(i).and_then(Option::as_ref) {
-                    write(&tx, e.index).map_err(AuditError::Write)?;
+                    write(Tx::Sqlite(&tx), e.index).map_err(AuditError::Write)?;
                 }
             }
         }

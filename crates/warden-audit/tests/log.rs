@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use warden_audit::merkle;
-use warden_audit::store::{RowVisitor, StoredCheckpoint, StoredEntry};
+use warden_audit::store::{RowVisitor, StoredCheckpoint, StoredEntry, Tx};
 use warden_audit::{
     AuditConfig, AuditError, AuditLog, AuditReader, Companion, DigestKey, Event, EventFilter,
     EventKind, LogKey, LogStore, NoteVerifier, SqliteLogStore, VerifyOptions,
@@ -382,6 +382,9 @@ struct FlakyStore {
 }
 
 impl LogStore for FlakyStore {
+    fn describe(&self) -> String {
+        "a flaky store".into()
+    }
     fn next_index(&self) -> Result<u64, AuditError> {
         self.inner.next_index()
     }
@@ -569,10 +572,13 @@ fn a_companion_write_commits_with_its_entry_or_neither_does() {
         .execute_batch("CREATE TABLE rows (entry INTEGER PRIMARY KEY, who TEXT NOT NULL)")
         .expect("table");
     let row = |who: &'static str| -> Companion {
-        Arc::new(move |conn, index| {
+        Arc::new(move |tx, index| {
             if who.starts_with("fail") {
                 return Err(format!("{who} refuses"));
             }
+            let Tx::Sqlite(conn) = tx else {
+                return Err("not SQLite".into());
+            };
             conn.execute(
                 "INSERT INTO rows (entry, who) VALUES (?1, ?2)",
                 rusqlite::params![index as i64, who],

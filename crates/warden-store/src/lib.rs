@@ -16,6 +16,9 @@ use warden_model::{CarriedLabel, Session};
 pub enum StoreError {
     #[error("session store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The shared database (PostgreSQL) failed or could not be reached.
+    #[error("session store: {0}")]
+    Database(String),
     #[error("session store: stored record is not valid: {0}")]
     Corrupt(#[from] serde_json::Error),
     #[error("session store: session `{0}` already exists")]

@@ -21,6 +21,10 @@ pub struct Config {
     /// The tamper-evident audit log (under the data dir).
     #[serde(default)]
     pub audit: warden_audit::AuditConfig,
+    /// Where sessions, approvals and the audit log live: SQLite in the data dir (no `url`, the
+    /// default), or one PostgreSQL database a fleet of replicas shares.
+    #[serde(default)]
+    pub store: warden_pg::StoreConfig,
     /// Behavioural anomaly detection.
     #[serde(default)]
     pub detect: DetectConfig,

@@ -17,34 +17,64 @@ use std::sync::Arc;
 pub use config::Config;
 pub use runtime::Runtime;
 
-/// Build a runtime from a config: the policy engine, and the SQLite store under the data dir.
+/// Build a runtime from a config: the policy engine, and the store: SQLite under the data dir,
+/// or the PostgreSQL database `[store] url` names (a fleet's, shared with other replicas).
 pub fn runtime(config: Config) -> Result<Arc<Runtime>, StartError> {
     config.validate()?;
     let engine = config.engine()?;
     let dir = config.data_dir();
     warden_audit::create_private_dir(&dir)
         .map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
-    // The session store survives what the audit log survives.
-    let durability = match config.audit.durability {
-        warden_audit::Durability::Process => warden_store::Durability::Process,
-        warden_audit::Durability::Power => warden_store::Durability::Power,
-    };
-    let store = warden_store::SqliteStore::open_with(&dir.join("warden.db"), durability)?;
-    let audit = warden_audit::AuditLog::open(&dir, &config.audit)?;
+    let (store, audit, shared, place): (Arc<dyn warden_store::SessionStore>, _, _, _) =
+        match warden_pg::Database::from_config(&config.store)? {
+            Some(db) => {
+                let store = warden_pg::PgStore::open(&db)?;
+                let audit = warden_audit::AuditLog::open_in(
+                    &dir,
+                    &config.audit,
+                    Box::new(warden_pg::PgLogStore::open(&db)?),
+                    Box::new(warden_pg::PgLogStore::open(&db)?),
+                )?;
+                let place = (
+                    db.name().to_string(),
+                    "Restore the database from a backup that holds both".to_string(),
+                );
+                (Arc::new(store), audit, true, place)
+            }
+            None => {
+                // The session store survives what the audit log survives.
+                let durability = match config.audit.durability {
+                    warden_audit::Durability::Process => warden_store::Durability::Process,
+                    warden_audit::Durability::Power => warden_store::Durability::Power,
+                };
+                let db = dir.join(warden_audit::DB_FILE);
+                let store = warden_store::SqliteStore::open_with(&db, durability)?;
+                let audit = warden_audit::AuditLog::open(&dir, &config.audit)?;
+                let place = (
+                    db.display().to_string(),
+                    format!(
+                        "Put back the {} (with its -wal and -shm files) that holds both",
+                        warden_audit::DB_FILE
+                    ),
+                );
+                (Arc::new(store), audit, false, place)
+            }
+        };
     let unsigned = audit.unsigned_at_start();
     if !unsigned.is_empty() {
         tracing::warn!(
             "audit log: entries {}..{} were covered by no signed checkpoint at start: the \
              Warden that wrote them was killed (or the machine lost power) before signing them, \
-             or another Warden on this data dir is about to; they were checked against their \
+             or another Warden on this data is about to; they were checked against their \
              bytes and are signed soon",
             unsigned.start,
             unsigned.end
         );
     }
-    check_same_history(&store, &audit, &dir)?;
-    let mut rt = Runtime::new(config.clone(), engine, Arc::new(store))
+    check_same_history(&*store, &audit, &dir, &place.0, &place.1)?;
+    let mut rt = Runtime::new(config.clone(), engine, store)
         .with_audit_in_store(Arc::new(audit))
+        .with_shared_store(shared)
         .with_shadow(config.server.shadow)
         .with_carried_labels()?
         .with_published_tools()?;
@@ -57,6 +87,51 @@ pub fn runtime(config: Config) -> Result<Arc<Runtime>, StartError> {
     Ok(Arc::new(rt))
 }
 
+/// The shared database `[store] url` names, if any (its migrations not yet applied).
+pub fn shared_database(config: &Config) -> Result<Option<warden_pg::Database>, StartError> {
+    Ok(warden_pg::Database::from_config(&config.store)?)
+}
+
+/// The audit log, to read it beside a running Warden: in the shared database when the config
+/// names one (trusting the verifier key in `data_dir`'s `audit.pub`, which every replica
+/// holds), else in `data_dir`.
+pub fn audit_reader(
+    config: &Config,
+    data_dir: &std::path::Path,
+) -> Result<warden_audit::AuditReader, StartError> {
+    let Some(db) = shared_database(config)? else {
+        return Ok(warden_audit::AuditReader::open(data_dir)?);
+    };
+    let path = data_dir.join(warden_audit::PUBLIC_KEY_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| warden_audit::AuditError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let verifier =
+        warden_audit::NoteVerifier::parse(&text).map_err(warden_audit::AuditError::from)?;
+    Ok(warden_audit::AuditReader::from_store(
+        Box::new(warden_pg::PgLogStore::open(&db)?),
+        verifier,
+    ))
+}
+
+/// The session store, to read it (or accept a pin) beside a running Warden: the shared
+/// database when the config names one, else `data_dir`'s `warden.db`; `None` when that file
+/// does not exist yet (nothing was recorded there).
+pub fn existing_store(
+    config: &Config,
+    data_dir: &std::path::Path,
+) -> Result<Option<Box<dyn warden_store::SessionStore>>, StartError> {
+    if let Some(db) = shared_database(config)? {
+        return Ok(Some(Box::new(warden_pg::PgStore::open(&db)?)));
+    }
+    let file = data_dir.join(warden_audit::DB_FILE);
+    if !file.exists() {
+        return Ok(None);
+    }
+    Ok(Some(Box::new(warden_store::SqliteStore::open(&file)?)))
+}
+
 /// The session store and the audit log must tell one history. They share one database, but
 /// each table can still be emptied or copied in from elsewhere on its own: the log is written
 /// first (or with the step), so it records the opening of the newest stored session; and a
@@ -67,9 +142,10 @@ fn check_same_history(
     store: &dyn warden_store::SessionStore,
     audit: &warden_audit::AuditLog,
     dir: &std::path::Path,
+    db: &str,
+    restore: &str,
 ) -> Result<(), StartError> {
     use warden_audit::{EventFilter, EventKind};
-    let db = dir.join(warden_audit::DB_FILE);
     let afresh = format!(
         "to start afresh, move the data dir {} aside (it is the evidence) and start again",
         dir.display()
@@ -85,11 +161,8 @@ fn check_same_history(
             return Err(StartError::Disagree(format!(
                 "{} holds sessions that the audit log does not record (the newest is `{}`): \
                  the log's entries were deleted, or the sessions were put in from another \
-                 data dir. Put back the {} (with its -wal and -shm files) that holds both; \
-                 {afresh}",
-                db.display(),
-                newest.id,
-                warden_audit::DB_FILE,
+                 data dir. {restore}; {afresh}",
+                db, newest.id,
             )));
         }
     }
@@ -104,11 +177,9 @@ fn check_same_history(
             return Err(StartError::Disagree(format!(
                 "the audit log in {} records decisions in session `{}`, which the session \
                  store does not hold: the store's sessions were deleted (and its pending \
-                 approvals with them), or the log was put in from another data dir. Put back \
-                 the {} (with its -wal and -shm files) that holds both; {afresh}",
-                db.display(),
-                decision.event.session,
-                warden_audit::DB_FILE,
+                 approvals with them), or the log was put in from another data dir. \
+                 {restore}; {afresh}",
+                db, decision.event.session,
             )));
         }
     }
@@ -254,6 +325,8 @@ pub enum StartError {
     Store(#[from] warden_store::StoreError),
     #[error("opening the audit log: {0}")]
     Audit(#[from] warden_audit::AuditError),
+    #[error("the shared store: {0}")]
+    Database(#[from] warden_pg::PgError),
     #[error("the session store and the audit log disagree: {0}")]
     Disagree(String),
     #[error("loading the detector model: {0}")]

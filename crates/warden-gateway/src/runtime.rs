@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use warden_audit::{redact_secrets, AuditLog, Event as AuditEvent, EventFilter, EventKind};
+use warden_audit::{redact_secrets, AuditLog, Event as AuditEvent, EventFilter, EventKind, Tx};
 use warden_detect::{Baseline, Effect, SessionKey, Step as DetectStep, Trail};
 use warden_model::{
     Anomaly, Call, CarriedLabel, Decision, Label, Params, Reason, Session, Source, Tool, Verdict,
@@ -241,6 +241,9 @@ pub struct Runtime {
     /// The log's tables are in the store's database: a step's entry and its store row are
     /// written in one transaction (`warden_store::write_step` as the entry's companion).
     audit_in_store: bool,
+    /// The store is shared with other replicas (a fleet's PostgreSQL): a live session is
+    /// brought up to date with the steps they recorded each time it is locked.
+    shared_store: bool,
     /// Shadow mode: decide and record as usual, but allow every call.
     shadow: bool,
     /// The behavioural baseline, updated online as calls are decided.
@@ -517,6 +520,7 @@ impl Runtime {
             published: RwLock::new(BTreeMap::new()),
             audit: None,
             audit_in_store: false,
+            shared_store: false,
             shadow: false,
             detector: None,
             approvals_changed: tokio::sync::Notify::new(),
@@ -678,6 +682,13 @@ impl Runtime {
     pub fn with_audit_in_store(mut self, audit: Arc<AuditLog>) -> Runtime {
         self.audit = Some(audit);
         self.audit_in_store = true;
+        self
+    }
+
+    /// Says the store is shared with other replicas, which may record steps of any session:
+    /// each time this one takes a session, it first replays what they recorded.
+    pub fn with_shared_store(mut self, shared: bool) -> Runtime {
+        self.shared_store = shared;
         self
     }
 
@@ -1120,8 +1131,12 @@ impl Runtime {
             // One write: the session's row goes in its opening entry's transaction.
             (Some(log), true) => {
                 let (stored, hash) = (session.clone(), token_hash.clone());
-                let write: warden_audit::Companion = Arc::new(move |conn, _| {
-                    warden_store::write_session(conn, &stored, &hash).map_err(|e| e.to_string())
+                let write: warden_audit::Companion = Arc::new(move |tx, _| {
+                    match tx {
+                        Tx::Sqlite(c) => warden_store::write_session(c, &stored, &hash),
+                        Tx::Postgres(c) => warden_pg::write_session(c, &stored, &hash),
+                    }
+                    .map_err(|e| e.to_string())
                 });
                 Some(log.append_with(&opened, Some(write)).map_err(|e| {
                     RuntimeError::Unavailable(format!(
@@ -1160,7 +1175,7 @@ impl Runtime {
         id: &str,
         live: &'a Arc<Live>,
     ) -> Result<MutexGuard<'a, LiveState>, RuntimeError> {
-        live.state.lock().map_err(|_| {
+        let mut guard = live.state.lock().map_err(|_| {
             let mut m = write(&self.sessions);
             if m.get(id).is_some_and(|l| Arc::ptr_eq(l, live)) {
                 m.remove(id);
@@ -1168,7 +1183,27 @@ impl Runtime {
             RuntimeError::Unavailable(format!(
                 "session `{id}` is being reloaded after an internal error; retry"
             ))
-        })
+        })?;
+        if self.shared_store {
+            self.catch_up(id, &mut guard)?;
+        }
+        Ok(guard)
+    }
+
+    /// Replays the steps other replicas recorded in session `id` since this one last looked
+    /// (a page at a time): a session is served by whichever replica its request reaches.
+    fn catch_up(&self, id: &str, live: &mut LiveState) -> Result<(), RuntimeError> {
+        loop {
+            let page = self
+                .store
+                .steps_from(id, live.state.next_seq(), RESUME_PAGE)?;
+            for stored in &page {
+                live.replay(self, stored)?;
+            }
+            if page.len() < RESUME_PAGE {
+                return Ok(());
+            }
+        }
     }
 
     /// The live session; if this process does not hold it, resumed from the store: from its
@@ -1473,13 +1508,16 @@ impl Runtime {
             let with = self.audit_in_store.then(|| {
                 let (session, step, carries) =
                     (session_id.to_owned(), stored.clone(), carries.clone());
-                let write: warden_audit::Companion = Arc::new(move |conn, index| {
+                let write: warden_audit::Companion = Arc::new(move |tx, index| {
                     let step = StoredStep {
                         audit: Some(index),
                         ..step.clone()
                     };
-                    warden_store::write_step(conn, &session, &step, &carries)
-                        .map_err(|e| e.to_string())
+                    match tx {
+                        Tx::Sqlite(c) => warden_store::write_step(c, &session, &step, &carries),
+                        Tx::Postgres(c) => warden_pg::write_step(c, &session, &step, &carries),
+                    }
+                    .map_err(|e| e.to_string())
                 });
                 write
             });
@@ -1892,8 +1930,12 @@ impl Runtime {
             // approval is no longer pending (another approver, here or in another process,
             // won), so only the winner is logged.
             let (approval, resolved) = (id.to_owned(), resolution.clone());
-            let write: warden_audit::Companion = Arc::new(move |conn, _| {
-                match warden_store::resolve_pending(conn, &approval, &resolved) {
+            let write: warden_audit::Companion = Arc::new(move |tx, _| {
+                let resolved = match tx {
+                    Tx::Sqlite(c) => warden_store::resolve_pending(c, &approval, &resolved),
+                    Tx::Postgres(c) => warden_pg::resolve_pending(c, &approval, &resolved),
+                };
+                match resolved {
                     Ok(true) => Ok(()),
                     Ok(false) => Err(format!("approval `{approval}` is no longer pending")),
                     Err(e) => Err(e.to_string()),

@@ -102,7 +102,7 @@ pub fn write_step(
     step: &StoredStep,
     carried: &[CarriedLabel],
 ) -> Result<(), StoreError> {
-    wait(client.execute(
+    futures_executor::block_on(client.execute(
         "INSERT INTO steps (session_id, seq, kind, body, audit_index) VALUES ($1, $2, $3, $4, $5)",
         &[
             &session_id,
@@ -112,7 +112,17 @@ pub fn write_step(
             &step.audit.map(big),
         ],
     ))
-    .map_err(StoreError::from)?;
+    .map_err(|e| {
+        if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+            StoreError::Database(format!(
+                "step {} of session `{session_id}` was recorded by another replica at the same \
+                 moment (each step is recorded once); send the request again",
+                step.seq
+            ))
+        } else {
+            PgError::from(e).into()
+        }
+    })?;
     let now = now_ms();
     for c in carried {
         // Text in PostgreSQL cannot hold NUL: the value is kept as its JSON string.

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 use serde_json::json;
 use warden_audit::{AuditReader, EventFilter, EventKind, Hash, NoteVerifier, VerifyOptions};
+use warden_gateway::Config;
 
 #[derive(clap::Subcommand)]
 pub enum AuditCommand {
@@ -142,10 +143,16 @@ fn hex(h: &Hash) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Runs `cmd` on the log in `data_dir`, written by a writer that signs within `checkpoint_ms`.
-pub fn run(data_dir: &Path, checkpoint_ms: u64, cmd: AuditCommand) -> Result<ExitCode> {
-    let reader = AuditReader::open(data_dir)
-        .with_context(|| format!("opening the audit log in {}", data_dir.display()))?;
+/// Runs `cmd` on the log the config names (the shared database's, or the one in `data_dir`),
+/// written by a writer that signs within `config.audit.checkpoint_ms`.
+pub fn run(config: &Config, data_dir: &Path, cmd: AuditCommand) -> Result<ExitCode> {
+    let checkpoint_ms = config.audit.checkpoint_ms;
+    let reader = warden_gateway::audit_reader(config, data_dir).with_context(|| {
+        match &config.store.url {
+            Some(_) => "opening the audit log in the shared database ([store] url)".to_string(),
+            None => format!("opening the audit log in {}", data_dir.display()),
+        }
+    })?;
     match cmd {
         AuditCommand::Verify { checkpoint, key } => {
             let external = match checkpoint {

@@ -316,7 +316,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => tools_explain(&config, specs.as_deref(), &names),
         Command::Tools {
             command: ToolsCommand::Pins { data_dir, json },
-        } => pins_cmd::list(&data_dir.unwrap_or_else(|| config.data_dir()), json),
+        } => pins_cmd::list(
+            &config,
+            &data_dir.unwrap_or_else(|| config.data_dir()),
+            json,
+        ),
         Command::Tools {
             command:
                 ToolsCommand::Accept {
@@ -365,7 +369,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Some(d) => d,
                 None => config.data_dir(),
             };
-            audit_cmd::run(&dir, config.audit.checkpoint_ms, command)
+            audit_cmd::run(&config, &dir, command)
         }
         Command::Detect { command } => detect_cmd::run(&config, command),
         Command::Mcp(args) => mcp_cmd::run(config, args),
@@ -680,10 +684,8 @@ fn tools_explain(config: &Config, specs: Option<&Path>, names: &[String]) -> Res
     }
     // An entry that names no upstream, for a name several upstreams have listed (their pins in
     // the data dir say which), applies to none of them.
-    let db = config.data_dir().join("warden.db");
-    if db.exists() {
-        use warden_store::SessionStore as _;
-        let pins = warden_store::SqliteStore::open(&db)?.tool_pins()?;
+    if let Some(store) = warden_gateway::existing_store(config, &config.data_dir())? {
+        let pins = store.tool_pins()?;
         for (name, entry) in &config.tools {
             let by: Vec<&str> = pins
                 .iter()

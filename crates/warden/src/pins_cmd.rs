@@ -10,17 +10,17 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 use warden_gateway::runtime::describe_change;
 use warden_gateway::Config;
-use warden_store::{SessionStore as _, SqliteStore, ToolPin};
+use warden_store::{SessionStore, ToolPin};
 
-fn open(dir: &Path) -> Result<SqliteStore> {
-    let db = dir.join("warden.db");
-    if !db.exists() {
-        bail!(
+/// The store holding the pins: the shared database the config names, or `dir`'s.
+fn open(config: &Config, dir: &Path) -> Result<Box<dyn SessionStore>> {
+    match warden_gateway::existing_store(config, dir)? {
+        Some(store) => Ok(store),
+        None => bail!(
             "no tools are pinned: {} does not exist (Warden pins each tool the first time an upstream lists it)",
-            db.display()
-        );
+            dir.join(warden_audit::DB_FILE).display()
+        ),
     }
-    Ok(SqliteStore::open(&db)?)
 }
 
 /// A time as `2026-12-07 08:15:02 UTC`.
@@ -57,8 +57,8 @@ fn status(pin: &ToolPin) -> String {
 }
 
 /// `warden tools pins`: every pin, changes first.
-pub fn list(dir: &Path, json: bool) -> Result<ExitCode> {
-    let mut pins = open(dir)?.tool_pins()?;
+pub fn list(config: &Config, dir: &Path, json: bool) -> Result<ExitCode> {
+    let mut pins = open(config, dir)?.tool_pins()?;
     pins.sort_by_key(|p| p.seen.is_none());
     if json {
         println!("{}", serde_json::to_string_pretty(&pins)?);
@@ -106,7 +106,7 @@ pub fn accept(
             .join(d);
     }
     let dir = config.data_dir();
-    open(&dir)?;
+    open(&config, &dir)?;
     let rt = warden_gateway::runtime(config)
         .with_context(|| format!("opening Warden's state in {}", dir.display()))?;
     let pin = rt.accept_tool(upstream, tool, &format!("{} (cli)", by.trim()))?;

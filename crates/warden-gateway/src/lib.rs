@@ -25,41 +25,42 @@ pub fn runtime(config: Config) -> Result<Arc<Runtime>, StartError> {
     let dir = config.data_dir();
     warden_audit::create_private_dir(&dir)
         .map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
-    let (store, audit, shared, place): (Arc<dyn warden_store::SessionStore>, _, _, _) =
-        match warden_pg::Database::from_config(&config.store)? {
-            Some(db) => {
-                let store = warden_pg::PgStore::open(&db)?;
-                let audit = warden_audit::AuditLog::open_in(
-                    &dir,
-                    &config.audit,
-                    Box::new(warden_pg::PgLogStore::open(&db)?),
-                    Box::new(warden_pg::PgLogStore::open(&db)?),
-                )?;
-                let place = (
-                    db.name().to_string(),
-                    "Restore the database from a backup that holds both".to_string(),
-                );
-                (Arc::new(store), audit, true, place)
-            }
-            None => {
-                // The session store survives what the audit log survives.
-                let durability = match config.audit.durability {
-                    warden_audit::Durability::Process => warden_store::Durability::Process,
-                    warden_audit::Durability::Power => warden_store::Durability::Power,
-                };
-                let db = dir.join(warden_audit::DB_FILE);
-                let store = warden_store::SqliteStore::open_with(&db, durability)?;
-                let audit = warden_audit::AuditLog::open(&dir, &config.audit)?;
-                let place = (
-                    db.display().to_string(),
-                    format!(
-                        "Put back the {} (with its -wal and -shm files) that holds both",
-                        warden_audit::DB_FILE
-                    ),
-                );
-                (Arc::new(store), audit, false, place)
-            }
-        };
+    let fleet = warden_pg::Database::from_config(&config.store)?;
+    let (store, audit, shared, place): (Arc<dyn warden_store::SessionStore>, _, _, _) = match &fleet
+    {
+        Some(db) => {
+            let store = warden_pg::PgStore::open(db)?;
+            let audit = warden_audit::AuditLog::open_in(
+                &dir,
+                &config.audit,
+                Box::new(warden_pg::PgLogStore::open(db)?),
+                Box::new(warden_pg::PgLogStore::open(db)?),
+            )?;
+            let place = (
+                db.name().to_string(),
+                "Restore the database from a backup that holds both".to_string(),
+            );
+            (Arc::new(store), audit, true, place)
+        }
+        None => {
+            // The session store survives what the audit log survives.
+            let durability = match config.audit.durability {
+                warden_audit::Durability::Process => warden_store::Durability::Process,
+                warden_audit::Durability::Power => warden_store::Durability::Power,
+            };
+            let db = dir.join(warden_audit::DB_FILE);
+            let store = warden_store::SqliteStore::open_with(&db, durability)?;
+            let audit = warden_audit::AuditLog::open(&dir, &config.audit)?;
+            let place = (
+                db.display().to_string(),
+                format!(
+                    "Put back the {} (with its -wal and -shm files) that holds both",
+                    warden_audit::DB_FILE
+                ),
+            );
+            (Arc::new(store), audit, false, place)
+        }
+    };
     let unsigned = audit.unsigned_at_start();
     if !unsigned.is_empty() {
         tracing::warn!(
@@ -84,7 +85,11 @@ pub fn runtime(config: Config) -> Result<Arc<Runtime>, StartError> {
     if let Some(t) = telemetry::Telemetry::start(&config.telemetry)? {
         rt = rt.with_telemetry(Arc::new(t));
     }
-    Ok(Arc::new(rt))
+    let rt = Arc::new(rt);
+    if let Some(db) = &fleet {
+        rt.join_fleet(db)?;
+    }
+    Ok(rt)
 }
 
 /// The shared database `[store] url` names, if any (its migrations not yet applied).
@@ -327,6 +332,8 @@ pub enum StartError {
     Audit(#[from] warden_audit::AuditError),
     #[error("the shared store: {0}")]
     Database(#[from] warden_pg::PgError),
+    #[error("joining the fleet: {0}")]
+    Fleet(#[from] runtime::RuntimeError),
     #[error("the session store and the audit log disagree: {0}")]
     Disagree(String),
     #[error("loading the detector model: {0}")]

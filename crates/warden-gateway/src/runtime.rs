@@ -244,6 +244,8 @@ pub struct Runtime {
     /// The store is shared with other replicas (a fleet's PostgreSQL): a live session is
     /// brought up to date with the steps they recorded each time it is locked.
     shared_store: bool,
+    /// This replica's link to the others (set by [`Runtime::join_fleet`]).
+    fleet: std::sync::OnceLock<Fleet>,
     /// Shadow mode: decide and record as usual, but allow every call.
     shadow: bool,
     /// The behavioural baseline, updated online as calls are decided.
@@ -306,7 +308,7 @@ impl Carried {
 
 /// A change a live view shows: what happened, to which session, at which step. Sent once the
 /// change is durable; a view re-reads what it shows (the change carries no content).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
     pub kind: ChangeKind,
     pub session: String,
@@ -314,7 +316,7 @@ pub struct Change {
     pub seq: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
     SessionOpened,
@@ -325,6 +327,14 @@ pub enum ChangeKind {
     /// An approval was approved, denied or expired.
     ApprovalResolved,
     Alert,
+}
+
+/// A replica's link to the rest of its fleet.
+struct Fleet {
+    /// This replica's name in its announcements (random per start), so it ignores its own.
+    replica: String,
+    notifier: warden_pg::Notifier,
+    _listener: warden_pg::Listener,
 }
 
 /// Changes a slow live view may fall behind by before it is told to re-read everything.
@@ -521,6 +531,7 @@ impl Runtime {
             audit: None,
             audit_in_store: false,
             shared_store: false,
+            fleet: std::sync::OnceLock::new(),
             shadow: false,
             detector: None,
             approvals_changed: tokio::sync::Notify::new(),
@@ -599,12 +610,89 @@ impl Runtime {
     }
 
     fn announce(&self, kind: ChangeKind, session: &str, seq: Option<u64>) {
-        // No subscriber is not an error: nobody is looking.
-        let _ = self.changes.send(Change {
+        self.announce_carrying(kind, session, seq, 0);
+    }
+
+    /// [`Runtime::announce`] a change that carried `carried` new labels into storage: the other
+    /// replicas of a fleet read them back.
+    fn announce_carrying(&self, kind: ChangeKind, session: &str, seq: Option<u64>, carried: usize) {
+        let change = Change {
             kind,
             session: session.to_owned(),
             seq,
+        };
+        if let Some(fleet) = self.fleet.get() {
+            fleet.notifier.send(
+                serde_json::json!({"from": fleet.replica, "change": change, "carried": carried})
+                    .to_string(),
+            );
+        }
+        // No subscriber is not an error: nobody is looking.
+        let _ = self.changes.send(change);
+    }
+
+    /// Links this replica to the others sharing its database: what it changes is announced to
+    /// them, and what they change reaches this one's live views, its calls waiting on an
+    /// approval, and its carried labels.
+    pub fn join_fleet(self: &Arc<Self>, db: &warden_pg::Database) -> Result<(), RuntimeError> {
+        let replica = random_hex(8)?;
+        let notifier =
+            warden_pg::Notifier::start(db).map_err(|e| RuntimeError::Unavailable(e.to_string()))?;
+        let me = Arc::downgrade(self);
+        let from_me = replica.clone();
+        let listener = warden_pg::listen(db, move |payload| {
+            let Some(rt) = me.upgrade() else {
+                return;
+            };
+            rt.heard_from_fleet(&from_me, payload);
+        })
+        .map_err(|e| RuntimeError::Unavailable(e.to_string()))?;
+        let _ = self.fleet.set(Fleet {
+            replica,
+            notifier,
+            _listener: listener,
         });
+        Ok(())
+    }
+
+    /// A change another replica announced (`None`: the listener reconnected, and anything may
+    /// have changed meanwhile).
+    fn heard_from_fleet(&self, me: &str, payload: Option<&str>) {
+        #[derive(Deserialize)]
+        struct Heard {
+            from: String,
+            change: Change,
+            #[serde(default)]
+            carried: usize,
+        }
+        let Some(payload) = payload else {
+            self.approvals_changed.notify_waiters();
+            return;
+        };
+        let Ok(heard) = serde_json::from_str::<Heard>(payload) else {
+            return;
+        };
+        if heard.from == me {
+            return;
+        }
+        if heard.carried > 0 && self.carry_labels {
+            match self.store.carried_labels(heard.carried) {
+                Ok(labels) => {
+                    let mut carried = write(&self.carried);
+                    for label in labels {
+                        carried.insert(label);
+                    }
+                }
+                Err(e) => tracing::warn!("reading labels another replica carried: {e}"),
+            }
+        }
+        if matches!(
+            heard.change.kind,
+            ChangeKind::ApprovalResolved | ChangeKind::ApprovalPending
+        ) {
+            self.approvals_changed.notify_waiters();
+        }
+        let _ = self.changes.send(heard.change);
     }
 
     /// The ids of the sessions this process holds in memory: those active since it started
@@ -1536,13 +1624,14 @@ impl Runtime {
                     .append_step_carrying(session_id, &stored, &carries)?;
             }
         }
+        let carried = carries.len();
         if !carries.is_empty() {
-            let mut carried = write(&self.carried);
+            let mut known = write(&self.carried);
             for label in carries {
-                carried.insert(label);
+                known.insert(label);
             }
         }
-        self.announce(ChangeKind::Step, session_id, Some(seq));
+        self.announce_carrying(ChangeKind::Step, session_id, Some(seq), carried);
         let source = live.state.apply(step);
         if let Step::Call { call, .. } = step {
             live.remember_call(call, seq);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use warden_audit::{EventFilter, EventKind, VerifyOptions};
-use warden_gateway::runtime::{sha256_hex, ApprovalOutcome};
+use warden_gateway::runtime::{sha256_hex, ApprovalOutcome, ChangeKind};
 use warden_gateway::{Config, Runtime};
 use warden_pg::testing::TestServer;
 
@@ -171,6 +171,8 @@ async fn replicas_serve_one_session_alternately_and_share_its_approvals_and_log(
         .as_str()
         .expect("decision id")
         .to_owned();
+    // A's live view hears of B's step (LISTEN/NOTIFY).
+    let mut changes = a.rt.subscribe();
     // B decides the next step of the same session, after A's.
     let (status, next) = b
         .post(
@@ -186,6 +188,19 @@ async fn replicas_serve_one_session_alternately_and_share_its_approvals_and_log(
         held["seq"].as_u64().map(|s| s + 1),
         "B's step follows A's: {held} {next}"
     );
+
+    let heard = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match changes.recv().await {
+                Ok(c) if c.session == session && c.seq == next["seq"].as_u64() => return c,
+                Ok(_) => {}
+                Err(e) => panic!("the change stream ended: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("A hears of the step B recorded");
+    assert_eq!(heard.kind, ChangeKind::Step);
 
     // The call waits on A; a person approves it on B; A's wait ends with that decision.
     let waiting = {
@@ -241,6 +256,51 @@ async fn replicas_serve_one_session_alternately_and_share_its_approvals_and_log(
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert!(report.entries >= 5, "{}", report.entries);
 
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_database_going_away_makes_every_replica_deny_with_a_reason_until_it_returns() {
+    let pg = TestServer::start().expect("start PostgreSQL");
+    let store = pg.store_config("away").expect("database");
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let a = Replica::start(config(dir_a.path(), &store)).await;
+    share_keys(dir_a.path(), dir_b.path());
+    let b = Replica::start(config(dir_b.path(), &store)).await;
+    let (status, opened) = a
+        .post(
+            "/v1/sessions",
+            AGENT_KEY,
+            json!({"principal": "alice", "profile": "support", "task": {"customer_id": "C-1"},
+                   "instruction": "Find the tickets of customer C-1"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{opened}");
+    let session = opened["id"].as_str().expect("id").to_owned();
+    let token = opened["token"].as_str().expect("token").to_owned();
+    let search = json!({"session": session, "tool": "search_tickets", "args": {"query": "C-1"}});
+
+    pg.stop().expect("stop PostgreSQL");
+    for replica in [&a, &b] {
+        let (status, refused) = replica.post("/v1/decide", &token, search.clone()).await;
+        assert_eq!(status, 503, "{refused}");
+        let why = refused.to_string();
+        assert!(
+            why.contains("PostgreSQL") || why.contains("postgres://"),
+            "{why}"
+        );
+    }
+
+    pg.restart().expect("restart PostgreSQL");
+    for replica in [&a, &b] {
+        let (status, allowed) = replica.post("/v1/decide", &token, search.clone()).await;
+        assert_eq!(status, 200, "{allowed}");
+        assert_eq!(allowed["verdict"], "allow", "{allowed}");
+    }
     a.stop().await;
     b.stop().await;
 }

@@ -11,6 +11,8 @@
 //!   next indexes; contiguous, one RFC 9162 tree, no consensus of our own.
 //! - Per-session order is the database's too: `steps` is keyed by (session, seq), so of two
 //!   replicas writing the same step of one session, one commit fails and that call is refused.
+//! - What a replica changes it announces on a LISTEN/NOTIFY channel ([`fleet`]): the others
+//!   wake the calls waiting on an approval made there, and show the change in their live views.
 //! - Migrations are versioned ([`migrate`]) and applied at start under an advisory lock, so
 //!   replicas starting together apply each once.
 //!
@@ -18,6 +20,7 @@
 //! synchronous (SQLite is the embedded default), and a blocking wait on a client future
 //! (`futures_executor::block_on`) works from any thread, a tokio worker included.
 
+pub mod fleet;
 mod log;
 mod store;
 pub mod testing;
@@ -30,6 +33,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::{Client, NoTls};
 
+pub use fleet::{listen, Listener, Notifier};
 pub use log::PgLogStore;
 pub use store::{resolve_pending, write_session, write_step, PgStore};
 

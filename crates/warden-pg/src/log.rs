@@ -1,6 +1,8 @@
 //! The fleet's audit log: entries and checkpoints in PostgreSQL, appended by every replica in
 //! turn under one advisory lock, so the indexes are contiguous and the tree is one.
 
+use std::sync::Mutex;
+
 use tokio_postgres::{Client, Row as PgRow};
 use warden_audit::store::{
     Companion, EventFilter, LogStore, Row, RowVisitor, StoredCheckpoint, StoredEntry, Tx,
@@ -10,10 +12,10 @@ use warden_audit::AuditError;
 use crate::{big, wait, Database, PgError, LOG_LOCK};
 
 /// One connection to the log's tables (the writer keeps one, a reader another). A connection
-/// the server dropped is opened again at the next call.
+/// the server dropped is opened again at the next call that is not inside an append.
 pub struct PgLogStore {
     db: Database,
-    client: Option<Client>,
+    client: Mutex<Option<Client>>,
     /// Between `begin_sequenced` and the end of the append: a transaction holds the lock.
     in_tx: bool,
 }
@@ -26,36 +28,40 @@ impl PgLogStore {
     pub fn open(db: &Database) -> Result<PgLogStore, PgError> {
         crate::migrate(db)?;
         Ok(PgLogStore {
-            client: Some(db.connect()?),
+            client: Mutex::new(Some(db.connect()?)),
             db: db.clone(),
             in_tx: false,
         })
     }
 
-    fn client(&self) -> Result<&Client, AuditError> {
-        match &self.client {
-            Some(c) if !c.is_closed() => Ok(c),
-            _ => Err(AuditError::Database(format!(
-                "the connection to {} was lost; it is opened again at the next append",
+    /// Runs `f` on the connection, opened again first if the server dropped it (but not in
+    /// the middle of an append: that transaction is gone with it).
+    fn with<T>(&self, f: impl FnOnce(&Client) -> Result<T, AuditError>) -> Result<T, AuditError> {
+        let mut client = self
+            .client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if client.as_ref().is_none_or(Client::is_closed) {
+            if self.in_tx {
+                return Err(AuditError::Database(format!(
+                    "the connection to {} was lost in the middle of an append",
+                    self.db.name()
+                )));
+            }
+            *client = Some(self.db.connect()?);
+        }
+        match client.as_ref() {
+            Some(c) => f(c),
+            None => Err(AuditError::Database(format!(
+                "no connection to {}",
                 self.db.name()
             ))),
         }
     }
 
-    /// The connection, opened again if the server dropped it (never inside a transaction).
-    fn reconnect(&mut self) -> Result<&Client, AuditError> {
-        if self.client.as_ref().is_none_or(Client::is_closed) {
-            self.in_tx = false;
-            self.client = Some(self.db.connect()?);
-        }
-        self.client()
-    }
-
     fn rollback(&mut self) {
         if std::mem::replace(&mut self.in_tx, false) {
-            if let Ok(c) = self.client() {
-                let _ = wait(c.batch_execute("ROLLBACK"));
-            }
+            let _ = self.with(|c| Ok(wait(c.batch_execute("ROLLBACK"))?));
         }
     }
 }
@@ -96,17 +102,17 @@ impl LogStore for PgLogStore {
     }
 
     fn next_index(&self) -> Result<u64, AuditError> {
-        let row = wait(
-            self.client()?
-                .query_one("SELECT MAX(idx) FROM entries", &[]),
-        )?;
+        let row = self.with(|c| Ok(wait(c.query_one("SELECT MAX(idx) FROM entries", &[]))?))?;
         Ok(get::<Option<i64>>(&row, 0)?.map_or(0, |m| m as u64 + 1))
     }
 
     fn begin_sequenced(&mut self) -> Result<bool, AuditError> {
         self.rollback();
-        let c = self.reconnect()?;
-        wait(c.batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({LOG_LOCK})")))?;
+        self.with(|c| {
+            Ok(wait(c.batch_execute(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({LOG_LOCK})"
+            )))?)
+        })?;
         self.in_tx = true;
         Ok(true)
     }
@@ -123,8 +129,7 @@ impl LogStore for PgLogStore {
         if !self.in_tx {
             self.begin_sequenced()?;
         }
-        let written = (|| -> Result<(), AuditError> {
-            let c = self.client()?;
+        let written = self.with(|c| {
             let idx: Vec<i64> = entries.iter().map(|e| big(e.index)).collect();
             let entry: Vec<&[u8]> = entries.iter().map(|e| e.entry.as_slice()).collect();
             let leaf: Vec<&[u8]> = entries.iter().map(|e| &e.leaf_hash[..]).collect();
@@ -145,7 +150,7 @@ impl LogStore for PgLogStore {
             }
             wait(c.batch_execute("COMMIT"))?;
             Ok(())
-        })();
+        });
         match written {
             Ok(()) => {
                 self.in_tx = false;
@@ -159,67 +164,71 @@ impl LogStore for PgLogStore {
     }
 
     fn put_checkpoint(&mut self, cp: &StoredCheckpoint) -> Result<(), AuditError> {
-        let c = self.reconnect()?;
         // Two replicas may sign the same size: both signed the same root, one row is kept.
-        wait(c.execute(
-            "INSERT INTO checkpoints (tree_size, time_ms, root_hash, note, frontier) \
+        self.with(|c| {
+            Ok(wait(c.execute(
+                "INSERT INTO checkpoints (tree_size, time_ms, root_hash, note, frontier) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tree_size) DO NOTHING",
-            &[
-                &big(cp.size),
-                &big(cp.time_ms),
-                &&cp.root[..],
-                &cp.note,
-                &cp.frontier,
-            ],
-        ))?;
+                &[
+                    &big(cp.size),
+                    &big(cp.time_ms),
+                    &&cp.root[..],
+                    &cp.note,
+                    &cp.frontier,
+                ],
+            ))?)
+        })?;
         Ok(())
     }
 
     fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, AuditError> {
-        wait(
-            self.client()?
-                .query_opt("SELECT entry FROM entries WHERE idx = $1", &[&big(index)]),
-        )?
+        self.with(|c| {
+            Ok(wait(c.query_opt(
+                "SELECT entry FROM entries WHERE idx = $1",
+                &[&big(index)],
+            ))?)
+        })?
         .map(|r| get(&r, 0))
         .transpose()
     }
 
     fn leaf_hashes_below(&self, size: u64) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
-        wait(self.client()?.query(
-            "SELECT idx, leaf_hash FROM entries WHERE idx < $1 ORDER BY idx",
-            &[&big(size)],
-        ))?
+        self.with(|c| {
+            Ok(wait(c.query(
+                "SELECT idx, leaf_hash FROM entries WHERE idx < $1 ORDER BY idx",
+                &[&big(size)],
+            ))?)
+        })?
         .iter()
         .map(|r| Ok((get::<i64>(r, 0)? as u64, get(r, 1)?)))
         .collect()
     }
 
     fn count(&self) -> Result<u64, AuditError> {
-        let row = wait(
-            self.client()?
-                .query_one("SELECT COUNT(*) FROM entries", &[]),
-        )?;
+        let row = self.with(|c| Ok(wait(c.query_one("SELECT COUNT(*) FROM entries", &[]))?))?;
         Ok(get::<i64>(&row, 0)? as u64)
     }
 
     fn extent(&self) -> Result<(u64, u64), AuditError> {
-        let row = wait(
-            self.client()?
-                .query_one("SELECT MAX(idx), COUNT(*) FROM entries", &[]),
-        )?;
+        let row = self.with(|c| {
+            Ok(wait(
+                c.query_one("SELECT MAX(idx), COUNT(*) FROM entries", &[]),
+            )?)
+        })?;
         let max: Option<i64> = get(&row, 0)?;
         Ok((max.map_or(0, |m| m as u64 + 1), get::<i64>(&row, 1)? as u64))
     }
 
     fn scan(&self, from: u64, visit: &mut RowVisitor<'_>) -> Result<(), AuditError> {
-        let c = self.client()?;
         let mut from = big(from);
         loop {
-            let rows = wait(c.query(
-                "SELECT idx, entry, leaf_hash, session, kind, time_ms FROM entries \
-                 WHERE idx >= $1 ORDER BY idx LIMIT $2",
-                &[&from, &SCAN_PAGE],
-            ))?;
+            let rows = self.with(|c| {
+                Ok(wait(c.query(
+                    "SELECT idx, entry, leaf_hash, session, kind, time_ms FROM entries \
+                     WHERE idx >= $1 ORDER BY idx LIMIT $2",
+                    &[&from, &SCAN_PAGE],
+                ))?)
+            })?;
             for r in &rows {
                 let index: i64 = get(r, 0)?;
                 let row = Row {
@@ -242,22 +251,26 @@ impl LogStore for PgLogStore {
     }
 
     fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, AuditError> {
-        wait(self.client()?.query(
-            &format!("SELECT {CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY tree_size"),
-            &[],
-        ))?
+        self.with(|c| {
+            Ok(wait(c.query(
+                &format!("SELECT {CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY tree_size"),
+                &[],
+            ))?)
+        })?
         .iter()
         .map(checkpoint_of)
         .collect()
     }
 
     fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, AuditError> {
-        wait(self.client()?.query_opt(
-            &format!(
-                "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
-            ),
-            &[],
-        ))?
+        self.with(|c| {
+            Ok(wait(c.query_opt(
+                &format!(
+                    "SELECT {CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY tree_size DESC LIMIT 1"
+                ),
+                &[],
+            ))?)
+        })?
         .as_ref()
         .map(checkpoint_of)
         .transpose()
@@ -276,19 +289,22 @@ impl LogStore for PgLogStore {
              AND ($4::BIGINT IS NULL OR time_ms <= $4) ORDER BY idx {} LIMIT $5",
             if f.newest { "DESC" } else { "ASC" }
         );
-        let mut rows: Vec<(u64, Vec<u8>)> = wait(self.client()?.query(
-            &sql,
-            &[
-                &f.session,
-                &kind,
-                &f.since_ms.map(big),
-                &f.until_ms.map(big),
-                &limit,
-            ],
-        ))?
-        .iter()
-        .map(|r| Ok((get::<i64>(r, 0)? as u64, get(r, 1)?)))
-        .collect::<Result<_, AuditError>>()?;
+        let mut rows: Vec<(u64, Vec<u8>)> = self
+            .with(|c| {
+                Ok(wait(c.query(
+                    &sql,
+                    &[
+                        &f.session,
+                        &kind,
+                        &f.since_ms.map(big),
+                        &f.until_ms.map(big),
+                        &limit,
+                    ],
+                ))?)
+            })?
+            .iter()
+            .map(|r| Ok((get::<i64>(r, 0)? as u64, get(r, 1)?)))
+            .collect::<Result<_, AuditError>>()?;
         if f.newest {
             rows.reverse();
         }

@@ -1,0 +1,141 @@
+//! What one replica tells the others, and hears from them: PostgreSQL's LISTEN/NOTIFY on one
+//! channel. A replica announces each change it made durable (a session opened, a step, an
+//! approval resolved); the others pass it to their live views and wake the calls waiting on
+//! that approval. A notification is a hint, never the record: a listener that lost its
+//! connection says so when it is back, and its runtime re-reads what it waits on.
+
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::time::Duration;
+
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+
+use crate::{wait, Database, PgError};
+
+/// The channel every replica listens on.
+pub const CHANNEL: &str = "warden_changes";
+
+/// Payloads waiting to be sent; past this many, new ones are dropped (live views re-read).
+const QUEUED: usize = 4096;
+
+/// Sends notifications from a thread of its own, so a step never waits for one.
+pub struct Notifier {
+    queue: SyncSender<String>,
+}
+
+impl Notifier {
+    pub fn start(db: &Database) -> Result<Notifier, PgError> {
+        let (queue, queued) = sync_channel::<String>(QUEUED);
+        let db = db.clone();
+        std::thread::Builder::new()
+            .name("warden-pg-notify".into())
+            .spawn(move || {
+                let mut client: Option<Client> = None;
+                // Ends when the notifier is dropped.
+                while let Ok(payload) = queued.recv() {
+                    if client.as_ref().is_none_or(Client::is_closed) {
+                        client = db.connect().ok();
+                    }
+                    let Some(c) = &client else {
+                        continue;
+                    };
+                    if let Err(e) =
+                        wait(c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]))
+                    {
+                        tracing::debug!(error = %e, "a fleet notification was not sent");
+                    }
+                }
+            })
+            .map_err(|e| PgError(format!("cannot start the notifier thread: {e}")))?;
+        Ok(Notifier { queue })
+    }
+
+    /// Queues `payload` (at most 8000 bytes, PostgreSQL's limit) for the other replicas.
+    pub fn send(&self, payload: String) {
+        let _ = self.queue.try_send(payload);
+    }
+}
+
+/// Listens on [`CHANNEL`] until dropped, reconnecting (every second) while the database is away.
+pub struct Listener {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Calls `heard(Some(payload))` for each notification, and `heard(None)` each time the listener
+/// (re)connects: anything may have changed while it was away.
+pub fn listen(
+    db: &Database,
+    heard: impl Fn(Option<&str>) + Send + 'static,
+) -> Result<Listener, PgError> {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let config = db.config.clone();
+    let name = db.name.clone();
+    std::thread::Builder::new()
+        .name("warden-pg-listen".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "no runtime for the fleet listener");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                loop {
+                    tokio::select! {
+                        ended = listen_once(&config, &heard) => {
+                            if let Err(e) = ended {
+                                tracing::warn!(database = %name, error = %e, "the fleet listener lost the database; reconnecting");
+                            }
+                        }
+                        _ = &mut stopped => return,
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = &mut stopped => return,
+                    }
+                }
+            });
+        })
+        .map_err(|e| PgError(format!("cannot start the listener thread: {e}")))?;
+    Ok(Listener { stop: Some(stop) })
+}
+
+/// One connection's worth of listening: until it ends.
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    heard: &impl Fn(Option<&str>),
+) -> Result<(), PgError> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let (tell, mut told) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let driver = tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(n))) => {
+                    if tell.send(n.payload().to_owned()).is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return,
+            }
+        }
+    });
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    heard(None);
+    while let Some(payload) = told.recv().await {
+        heard(Some(&payload));
+    }
+    driver.abort();
+    Err(PgError("the connection ended".into()))
+}

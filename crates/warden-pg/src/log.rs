@@ -18,6 +18,9 @@ pub struct PgLogStore {
     client: Mutex<Option<Client>>,
     /// Between `begin_sequenced` and the end of the append: a transaction holds the lock.
     in_tx: bool,
+    /// The next index as read under the lock (in the same round trip that took it): while the
+    /// lock is held, no one else can change it.
+    next_locked: Option<u64>,
 }
 
 /// Rows `scan` reads per query: a long log is read a page at a time.
@@ -31,6 +34,7 @@ impl PgLogStore {
             client: Mutex::new(Some(db.connect()?)),
             db: db.clone(),
             in_tx: false,
+            next_locked: None,
         })
     }
 
@@ -60,6 +64,7 @@ impl PgLogStore {
     }
 
     fn rollback(&mut self) {
+        self.next_locked = None;
         if std::mem::replace(&mut self.in_tx, false) {
             let _ = self.with(|c| Ok(wait(c.batch_execute("ROLLBACK"))?));
         }
@@ -102,18 +107,28 @@ impl LogStore for PgLogStore {
     }
 
     fn next_index(&self) -> Result<u64, AuditError> {
+        if let (true, Some(next)) = (self.in_tx, self.next_locked) {
+            return Ok(next);
+        }
         let row = self.with(|c| Ok(wait(c.query_one("SELECT MAX(idx) FROM entries", &[]))?))?;
         Ok(get::<Option<i64>>(&row, 0)?.map_or(0, |m| m as u64 + 1))
     }
 
     fn begin_sequenced(&mut self) -> Result<bool, AuditError> {
         self.rollback();
-        self.with(|c| {
-            Ok(wait(c.batch_execute(&format!(
-                "BEGIN; SELECT pg_advisory_xact_lock({LOG_LOCK})"
+        // One round trip: begin, take the lock, read where the log ends.
+        let messages = self.with(|c| {
+            Ok(wait(c.simple_query(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({LOG_LOCK}); \
+                 SELECT COALESCE(MAX(idx) + 1, 0) FROM entries"
             )))?)
         })?;
         self.in_tx = true;
+        let next = messages.iter().rev().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0)?.parse::<u64>().ok(),
+            _ => None,
+        });
+        self.next_locked = next;
         Ok(true)
     }
 
@@ -154,6 +169,7 @@ impl LogStore for PgLogStore {
         match written {
             Ok(()) => {
                 self.in_tx = false;
+                self.next_locked = None;
                 Ok(())
             }
             Err(e) => {

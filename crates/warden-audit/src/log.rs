@@ -394,6 +394,8 @@ fn sign_when_due(shared: &Shared, woken: &Receiver<()>) {
                 Some(since) => (since + writer.interval)
                     .saturating_duration_since(Instant::now())
                     .max(Duration::from_millis(10)),
+                // Other writers may append (and die) at any time: look every interval.
+                None if writer.store.shared() => writer.interval.max(Duration::from_millis(10)),
                 None => Duration::from_secs(3600),
             },
             Err(_) => return,
@@ -404,11 +406,17 @@ fn sign_when_due(shared: &Shared, woken: &Receiver<()>) {
             Err(RecvTimeoutError::Disconnected) => return,
         }
         match shared.writer() {
-            // A failed signature is tried again at the next append or tick.
-            Ok(mut writer) if writer.due() => {
-                let _ = writer.sign();
+            Ok(mut writer) => {
+                if writer.store.shared() {
+                    // What other writers appended since this one last looked (a failure is
+                    // tried again at the next tick).
+                    let _ = writer.catch_up();
+                }
+                if writer.due() {
+                    // A failed signature is tried again at the next append or tick.
+                    let _ = writer.sign();
+                }
             }
-            Ok(_) => {}
             Err(_) => return,
         }
     }

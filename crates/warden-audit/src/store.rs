@@ -106,6 +106,12 @@ pub trait LogStore: Send {
     }
     /// Ends a transaction `begin_sequenced` opened without appending (rolled back).
     fn abandon(&mut self) {}
+    /// Whether writers in other processes append to this store at any time (a fleet's
+    /// database): the checkpoint thread then looks for their entries every interval, so what a
+    /// replica that died left unsigned is signed by another even while no one appends.
+    fn shared(&self) -> bool {
+        false
+    }
     /// Where the log is kept, for messages: a file's path, or a database without its password.
     fn describe(&self) -> String;
     /// `with[i]`, when present, is written in the same transaction as `entries[i]` (a store

@@ -136,6 +136,10 @@ impl LogStore for PgLogStore {
         self.rollback();
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn append(
         &mut self,
         entries: &[StoredEntry],

@@ -54,6 +54,15 @@ fn step(seq: u64) -> StoredStep {
 
 /// A replica's log: its own data dir holding the fleet's keys (copied from `keys`, when given).
 fn replica_log(db: &Database, dir: &Path, keys: Option<&Path>) -> AuditLog {
+    replica_log_signing(db, dir, keys, 60_000)
+}
+
+fn replica_log_signing(
+    db: &Database,
+    dir: &Path,
+    keys: Option<&Path>,
+    checkpoint_ms: u64,
+) -> AuditLog {
     if let Some(keys) = keys {
         for f in ["audit.key", "audit.hmac", "audit.pub"] {
             std::fs::copy(keys.join(f), dir.join(f)).expect("copy key");
@@ -61,7 +70,7 @@ fn replica_log(db: &Database, dir: &Path, keys: Option<&Path>) -> AuditLog {
     }
     let config = AuditConfig {
         checkpoint_every: 50,
-        checkpoint_ms: 60_000,
+        checkpoint_ms,
         ..AuditConfig::default()
     };
     AuditLog::open_in(
@@ -349,4 +358,41 @@ fn the_database_going_away_fails_every_write_and_they_work_again_when_it_returns
     store
         .append_step("s1", &step(1))
         .expect("step after the database returned");
+}
+
+#[test]
+fn what_a_dead_replica_left_unsigned_an_idle_one_signs() {
+    let db = database("dead_replica");
+    let (a, b) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let first = replica_log_signing(&db, a.path(), None, 60_000);
+    let second = replica_log_signing(&db, b.path(), Some(a.path()), 200);
+    for n in 0..10 {
+        first
+            .append(&Event {
+                kind: EventKind::Call,
+                session: "s1".into(),
+                time_ms: now_ms(),
+                body: json!({"n": n}),
+                causes: vec![],
+            })
+            .expect("append");
+    }
+    // The first replica "dies" without signing (its own checkpoint is a minute away).
+    std::mem::forget(first);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let report = second.verify(&VerifyOptions::default()).expect("verify");
+        if report.signed_size == 10 {
+            assert!(report.problems.is_empty(), "{:?}", report.problems);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle replica never signed the dead one's entries: {report:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

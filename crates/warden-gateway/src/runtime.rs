@@ -329,6 +329,10 @@ pub enum ChangeKind {
     Alert,
 }
 
+/// How many times a step another replica took first is tried again before the caller is told
+/// to retry.
+const STEP_RETRIES: usize = 8;
+
 /// A replica's link to the rest of its fleet.
 struct Fleet {
     /// This replica's name in its announcements (random per start), so it ignores its own.
@@ -1278,6 +1282,14 @@ impl Runtime {
         Ok(guard)
     }
 
+    /// Whether `e` says another replica recorded the step this one tried to, at the same
+    /// moment: nothing of it was recorded, and the call is decided again on the session as it
+    /// now is (up to [`STEP_RETRIES`] times).
+    fn step_taken(&self, e: &RuntimeError) -> bool {
+        self.shared_store
+            && matches!(e, RuntimeError::Unavailable(m) if m.contains(warden_pg::STEP_TAKEN))
+    }
+
     /// Replays the steps other replicas recorded in session `id` since this one last looked
     /// (a page at a time): a session is served by whichever replica its request reaches.
     fn catch_up(&self, id: &str, live: &mut LiveState) -> Result<(), RuntimeError> {
@@ -1695,10 +1707,22 @@ impl Runtime {
     ) -> Result<DecisionRecord, RuntimeError> {
         let tool_name = call.tool.clone();
         let call_id = call.call_id.clone();
-        contain(self, session_id, || {
+        let mut spare = self.shared_store.then(|| call.clone());
+        let mut outcome = contain(self, session_id, || {
             self.decide_contained(session_id, call, trace)
-        })
-        .unwrap_or_else(|message| {
+        });
+        for _ in 0..STEP_RETRIES {
+            match (&outcome, spare.take()) {
+                (Ok(Err(e)), Some(again)) if self.step_taken(e) => {
+                    spare = Some(again.clone());
+                    outcome = contain(self, session_id, || {
+                        self.decide_contained(session_id, again, trace)
+                    });
+                }
+                _ => break,
+            }
+        }
+        outcome.unwrap_or_else(|message| {
             // The panic struck past the decision (while recording or applying it): that
             // session's live copy is dropped and replayed from the store on its next step.
             Ok(DecisionRecord {
@@ -1780,6 +1804,9 @@ impl Runtime {
             });
         match committed {
             Ok(()) => {}
+            // Another replica recorded this step of the session first: nothing of this one was
+            // recorded, and the call is decided again (`decide_traced`).
+            Err(e) if self.step_taken(&e) => return Err(e),
             Err(e) => {
                 record.decision.verdict = Verdict::Deny;
                 record.decision.reasons = vec![Reason {
@@ -1848,10 +1875,22 @@ impl Runtime {
         upstream: Option<&str>,
         result: Value,
     ) -> Result<(u64, Label), RuntimeError> {
-        contain(self, session_id, || {
+        let mut spare = self.shared_store.then(|| result.clone());
+        let mut outcome = contain(self, session_id, || {
             self.observe_contained(session_id, call_id, tool, upstream, result)
-        })
-        .unwrap_or_else(|message| Err(RuntimeError::Internal(message)))
+        });
+        for _ in 0..STEP_RETRIES {
+            match (&outcome, spare.take()) {
+                (Ok(Err(e)), Some(again)) if self.step_taken(e) => {
+                    spare = Some(again.clone());
+                    outcome = contain(self, session_id, || {
+                        self.observe_contained(session_id, call_id, tool, upstream, again)
+                    });
+                }
+                _ => break,
+            }
+        }
+        outcome.unwrap_or_else(|message| Err(RuntimeError::Internal(message)))
     }
 
     fn observe_contained(

@@ -304,3 +304,57 @@ async fn the_database_going_away_makes_every_replica_deny_with_a_reason_until_it
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn calls_of_one_session_sent_to_two_replicas_at_once_are_each_recorded_once_in_order() {
+    let pg = TestServer::start().expect("start PostgreSQL");
+    let store = pg.store_config("same_session").expect("database");
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let a = Arc::new(Replica::start(config(dir_a.path(), &store)).await);
+    share_keys(dir_a.path(), dir_b.path());
+    let b = Arc::new(Replica::start(config(dir_b.path(), &store)).await);
+    let (status, opened) = a
+        .post(
+            "/v1/sessions",
+            AGENT_KEY,
+            json!({"principal": "alice", "profile": "support", "task": {"customer_id": "C-1"},
+                   "instruction": "Find the tickets of customer C-1"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{opened}");
+    let session = opened["id"].as_str().expect("id").to_owned();
+    let token = opened["token"].as_str().expect("token").to_owned();
+
+    // Eight calls of the one session at once, half to each replica: a call loses the race only
+    // to a call the other replica records first, so fewer times than the runtime tries again.
+    let calls: Vec<_> = (0..8)
+        .map(|i| {
+            let replica = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let (session, token) = (session.clone(), token.clone());
+            tokio::spawn(async move {
+                replica
+                    .post(
+                        "/v1/decide",
+                        &token,
+                        json!({"session": session, "tool": "search_tickets",
+                               "args": {"query": format!("ticket {i}")}}),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for c in calls {
+        let (status, decided) = c.await.expect("join");
+        assert_eq!(status, 200, "{decided}");
+        seqs.push(decided["seq"].as_u64().expect("seq"));
+    }
+    seqs.sort_unstable();
+    let first = seqs[0];
+    assert_eq!(seqs, (first..first + 8).collect::<Vec<u64>>());
+    let (status, shown) = b.get(&format!("/v1/sessions/{session}"), &token).await;
+    assert_eq!(status, 200, "{shown}");
+}

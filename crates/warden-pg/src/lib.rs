@@ -35,7 +35,7 @@ use tokio_postgres::{Client, NoTls};
 
 pub use fleet::{listen, Listener, Notifier};
 pub use log::PgLogStore;
-pub use store::{resolve_pending, write_session, write_step, PgStore};
+pub use store::{resolve_pending, write_session, write_step, PgStore, STEP_TAKEN};
 
 /// The advisory lock every audit append holds for its transaction (the log's sequencer).
 pub const LOG_LOCK: i64 = 0x5741_5244_454e_0001;

@@ -9,6 +9,10 @@ use warden_store::{
 
 use crate::{big, wait, Database, PgError, Pool, PIN_LOCK};
 
+/// What a step's write says when another replica wrote that step of the session first: the
+/// runtime then decides the call again on the session as it now is.
+pub const STEP_TAKEN: &str = "was recorded by another replica at the same moment";
+
 /// Sessions, steps, approvals, carried labels and pins in PostgreSQL, shared by every replica.
 pub struct PgStore {
     pool: Pool,
@@ -115,8 +119,8 @@ pub fn write_step(
     .map_err(|e| {
         if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
             StoreError::Database(format!(
-                "step {} of session `{session_id}` was recorded by another replica at the same \
-                 moment (each step is recorded once); send the request again",
+                "step {} of session `{session_id}` {STEP_TAKEN} (each step is recorded once); \
+                 send the request again",
                 step.seq
             ))
         } else {

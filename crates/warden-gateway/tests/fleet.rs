@@ -25,6 +25,12 @@ fn config(data_dir: &Path, store: &warden_pg::StoreConfig) -> Config {
 params = ["customer_id"]
 tools = ["search_tickets", "refund_order"]
 
+[profiles.limited]
+tools = ["search_tickets"]
+
+[profiles.limited.budget]
+tools = {{ search_tickets = 3 }}
+
 [tools.search_tickets]
 params = ["query"]
 open_world = true
@@ -357,4 +363,50 @@ async fn calls_of_one_session_sent_to_two_replicas_at_once_are_each_recorded_onc
     assert_eq!(seqs, (first..first + 8).collect::<Vec<u64>>());
     let (status, shown) = b.get(&format!("/v1/sessions/{session}"), &token).await;
     assert_eq!(status, 200, "{shown}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_budget_counts_the_calls_every_replica_allowed() {
+    let pg = TestServer::start().expect("start PostgreSQL");
+    let store = pg.store_config("budget").expect("database");
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let a = Replica::start(config(dir_a.path(), &store)).await;
+    share_keys(dir_a.path(), dir_b.path());
+    let b = Replica::start(config(dir_b.path(), &store)).await;
+    let (status, opened) = b
+        .post(
+            "/v1/sessions",
+            AGENT_KEY,
+            json!({"principal": "alice", "profile": "limited",
+                   "instruction": "Find my open tickets"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{opened}");
+    let session = opened["id"].as_str().expect("id").to_owned();
+    let token = opened["token"].as_str().expect("token").to_owned();
+    let mut verdicts = Vec::new();
+    for i in 0..4 {
+        let replica = if i % 2 == 0 { &a } else { &b };
+        let (status, decided) = replica
+            .post(
+                "/v1/decide",
+                &token,
+                json!({"session": session, "tool": "search_tickets",
+                       "args": {"query": format!("ticket {i}")}}),
+            )
+            .await;
+        assert_eq!(status, 200, "{decided}");
+        verdicts.push(decided["verdict"].as_str().expect("verdict").to_owned());
+    }
+    // Three allowed (two on A, one on B); the fourth, on B, is past the budget of three.
+    assert_eq!(
+        verdicts,
+        ["allow", "allow", "allow", "deny"],
+        "{verdicts:?}"
+    );
+    a.stop().await;
+    b.stop().await;
 }

@@ -38,9 +38,13 @@ impl Notifier {
                     let Some(c) = &client else {
                         continue;
                     };
-                    if let Err(e) =
-                        wait(c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]))
-                    {
+                    if let Err(e) = wait(c.execute_typed(
+                        "SELECT pg_notify($1, $2)",
+                        &[
+                            (&CHANNEL, tokio_postgres::types::Type::TEXT),
+                            (&payload, tokio_postgres::types::Type::TEXT),
+                        ],
+                    )) {
                         tracing::debug!(error = %e, "a fleet notification was not sent");
                     }
                 }

@@ -3,6 +3,7 @@
 
 use std::sync::Mutex;
 
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Row as PgRow};
 use warden_audit::store::{
     Companion, EventFilter, LogStore, Row, RowVisitor, StoredCheckpoint, StoredEntry, Tx,
@@ -156,11 +157,18 @@ impl LogStore for PgLogStore {
             let kind: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
             let time: Vec<i64> = entries.iter().map(|e| big(e.time_ms)).collect();
             // One statement for the batch.
-            wait(c.execute(
+            wait(c.execute_typed(
                 "INSERT INTO entries (idx, entry, leaf_hash, session, kind, time_ms) \
                  SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[], $3::BYTEA[], $4::TEXT[], \
                  $5::TEXT[], $6::BIGINT[])",
-                &[&idx, &entry, &leaf, &session, &kind, &time],
+                &[
+                    (&idx, Type::INT8_ARRAY),
+                    (&entry, Type::BYTEA_ARRAY),
+                    (&leaf, Type::BYTEA_ARRAY),
+                    (&session, Type::TEXT_ARRAY),
+                    (&kind, Type::TEXT_ARRAY),
+                    (&time, Type::INT8_ARRAY),
+                ],
             ))?;
             for (e, write) in entries.iter().zip(with) {
                 if let Some(write) = write {

@@ -1,5 +1,6 @@
 //! The fleet's session store: the SQLite store's tables and semantics, in PostgreSQL.
 
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Row};
 use warden_model::{CarriedLabel, Session};
 use warden_store::{
@@ -67,10 +68,15 @@ pub fn write_session(
     token_hash: &str,
 ) -> Result<(), StoreError> {
     let body = serde_json::to_string(session)?;
-    let inserted = wait(client.execute(
+    let inserted = wait(client.execute_typed(
         "INSERT INTO sessions (id, opened_at_ms, token_hash, body) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (id) DO NOTHING",
-        &[&session.id, &big(session.opened_at_ms), &token_hash, &body],
+        &[
+            (&session.id, Type::TEXT),
+            (&big(session.opened_at_ms), Type::INT8),
+            (&token_hash, Type::TEXT),
+            (&body, Type::TEXT),
+        ],
     ))
     .map_err(StoreError::from)?;
     if inserted == 0 {
@@ -82,15 +88,15 @@ pub fn write_session(
 /// Resolves approval `id` if it is still pending, inside the caller's transaction; whether it
 /// was (see `warden_store::resolve_pending`).
 pub fn resolve_pending(client: &Client, id: &str, r: &Resolution) -> Result<bool, StoreError> {
-    let changed = wait(client.execute(
+    let changed = wait(client.execute_typed(
         "UPDATE approvals SET status = $2, approver = $3, comment = $4, decided_ms = $5 \
          WHERE id = $1 AND status = 'pending'",
         &[
-            &id,
-            &r.status.as_str(),
-            &r.approver,
-            &r.comment,
-            &big(r.decided_ms),
+            (&id, Type::TEXT),
+            (&r.status.as_str(), Type::TEXT),
+            (&r.approver, Type::TEXT),
+            (&r.comment, Type::TEXT),
+            (&big(r.decided_ms), Type::INT8),
         ],
     ))
     .map_err(StoreError::from)?;
@@ -106,14 +112,15 @@ pub fn write_step(
     step: &StoredStep,
     carried: &[CarriedLabel],
 ) -> Result<(), StoreError> {
-    futures_executor::block_on(client.execute(
+    // Typed parameters: one round trip, no statement to prepare.
+    futures_executor::block_on(client.execute_typed(
         "INSERT INTO steps (session_id, seq, kind, body, audit_index) VALUES ($1, $2, $3, $4, $5)",
         &[
-            &session_id,
-            &big(step.seq),
-            &step.kind,
-            &step.body,
-            &step.audit.map(big),
+            (&session_id, Type::TEXT),
+            (&big(step.seq), Type::INT8),
+            (&step.kind, Type::TEXT),
+            (&step.body, Type::TEXT),
+            (&step.audit.map(big), Type::INT8),
         ],
     ))
     .map_err(|e| {
@@ -131,18 +138,18 @@ pub fn write_step(
     for c in carried {
         // Text in PostgreSQL cannot hold NUL: the value is kept as its JSON string.
         let value = serde_json::to_string(&c.value)?;
-        wait(client.execute(
+        wait(client.execute_typed(
             "INSERT INTO carried_labels (kind, value, prose, session_id, seq, tool, at_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (kind, value) DO UPDATE SET prose = carried_labels.prose OR excluded.prose",
             &[
-                &c.kind,
-                &value,
-                &c.prose,
-                &c.session,
-                &big(c.seq),
-                &c.tool,
-                &now,
+                (&c.kind, Type::TEXT),
+                (&value, Type::TEXT),
+                (&c.prose, Type::BOOL),
+                (&c.session, Type::TEXT),
+                (&big(c.seq), Type::INT8),
+                (&c.tool, Type::TEXT),
+                (&now, Type::INT8),
             ],
         ))
         .map_err(StoreError::from)?;
@@ -184,7 +191,7 @@ fn read_approval(client: &Client, id: &str, lock: bool) -> Result<Option<Approva
         "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = $1{}",
         if lock { " FOR UPDATE" } else { "" }
     );
-    wait(client.query_opt(&sql, &[&id]))
+    wait(client.query_typed_opt(&sql, &[(&id, Type::TEXT)]))
         .map_err(StoreError::from)?
         .as_ref()
         .map(approval_of)
@@ -247,10 +254,14 @@ fn read_steps(
     limit: usize,
 ) -> Result<Vec<StoredStep>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    wait(client.query(
+    wait(client.query_typed(
         "SELECT seq, kind, body, audit_index FROM steps WHERE session_id = $1 AND seq >= $2 \
          ORDER BY seq LIMIT $3",
-        &[&id, &big(from), &limit],
+        &[
+            (&id, Type::TEXT),
+            (&big(from), Type::INT8),
+            (&limit, Type::INT8),
+        ],
     ))
     .map_err(StoreError::from)?
     .iter()
@@ -395,10 +406,10 @@ impl SessionStore for PgStore {
     }
 
     fn resume_session(&self, id: &str) -> Result<Option<Resume>, StoreError> {
-        let Some(row) = wait(self.pool.get()?.query_opt(
+        let Some(row) = wait(self.pool.get()?.query_typed_opt(
             "SELECT s.body, s.token_hash, n.from_seq, n.body FROM sessions s \
              LEFT JOIN snapshots n ON n.session_id = s.id WHERE s.id = $1",
-            &[&id],
+            &[(&id, Type::TEXT)],
         ))
         .map_err(StoreError::from)?
         else {
@@ -437,15 +448,15 @@ impl SessionStore for PgStore {
         Ok(wait(
             self.pool
                 .get()?
-                .query_opt("SELECT 1 FROM sessions WHERE id = $1", &[&id]),
+                .query_typed_opt("SELECT 1 FROM sessions WHERE id = $1", &[(&id, Type::TEXT)]),
         )?
         .is_some())
     }
 
     fn session_by_token(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
-        wait(self.pool.get()?.query_opt(
+        wait(self.pool.get()?.query_typed_opt(
             "SELECT id FROM sessions WHERE token_hash = $1",
-            &[&token_hash],
+            &[(&token_hash, Type::TEXT)],
         ))?
         .map(|r| r.try_get(0).map_err(db))
         .transpose()

@@ -75,6 +75,8 @@ impl TestServer {
         let password = format!("pw-{}", std::process::id());
         let pwfile = dir.path().join("pw");
         std::fs::write(&pwfile, &password).map_err(|e| e.to_string())?;
+        // What clients read, written once: tests make databases from several threads.
+        std::fs::write(dir.path().join("client-pw"), &password).map_err(|e| e.to_string())?;
         if as_postgres {
             let status = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
@@ -190,7 +192,6 @@ impl TestServer {
 
     fn config_for(&self, database: &str) -> Result<StoreConfig, String> {
         let file = self.dir.path().join("client-pw");
-        std::fs::write(&file, &self.password).map_err(|e| e.to_string())?;
         Ok(StoreConfig {
             url: Some(format!(
                 "postgres://warden@127.0.0.1:{}/{database}",

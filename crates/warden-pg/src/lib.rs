@@ -495,3 +495,64 @@ pub fn migrate(db: &Database) -> Result<u32, PgError> {
 pub(crate) fn big(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str) -> StoreConfig {
+        StoreConfig {
+            url: Some(url.into()),
+            ..StoreConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_url_holding_a_password_is_refused_saying_where_it_goes() {
+        let e = Database::from_config(&config("postgres://warden:hunter2@db/warden"))
+            .expect_err("refused");
+        assert!(
+            e.0.contains("holds a password") && e.0.contains("password_env"),
+            "{e}"
+        );
+        assert!(
+            !e.0.contains("hunter2"),
+            "the password is not repeated: {e}"
+        );
+    }
+
+    #[test]
+    fn tls_the_build_cannot_speak_is_refused_and_a_bad_url_named() {
+        let e = Database::from_config(&config("postgres://warden@db/warden?sslmode=require"))
+            .expect_err("refused");
+        assert!(e.0.contains("sslmode=require"), "{e}");
+        let e = Database::from_config(&config("postgres://warden@db:notaport/warden"))
+            .expect_err("refused");
+        assert!(e.0.contains("store.url"), "{e}");
+    }
+
+    #[test]
+    fn the_password_comes_from_the_named_variable_or_file_and_a_missing_one_is_named() {
+        let missing = StoreConfig {
+            password_env: Some("WARDEN_TEST_NO_SUCH_VARIABLE".into()),
+            ..config("postgres://warden@db/warden")
+        };
+        let e = Database::from_config(&missing).expect_err("refused");
+        assert!(e.0.contains("WARDEN_TEST_NO_SUCH_VARIABLE"), "{e}");
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "s3cret\n").expect("write");
+        let from_file = StoreConfig {
+            password_file: Some(file),
+            ..config("postgres://warden@db:6543/fleet")
+        };
+        let db = Database::from_config(&from_file)
+            .expect("parsed")
+            .expect("a url");
+        assert_eq!(db.config.get_password(), Some(&b"s3cret"[..]));
+        assert_eq!(db.name(), "postgres://warden@db:6543/fleet");
+        assert!(Database::from_config(&StoreConfig::default())
+            .expect("no url")
+            .is_none());
+    }
+}

@@ -396,3 +396,19 @@ fn what_a_dead_replica_left_unsigned_an_idle_one_signs() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_database_a_newer_warden_migrated_is_refused() {
+    let db = database("newer_schema");
+    drop(PgStore::open(&db).expect("migrate"));
+    let client = db.connect().expect("connect");
+    futures_executor::block_on(client.batch_execute(
+        "INSERT INTO public.warden_migrations (version, what) VALUES (999, 'from the future')",
+    ))
+    .expect("insert");
+    let refused = PgStore::open(&db).err().expect("refused").to_string();
+    assert!(
+        refused.contains("newer Warden") && refused.contains("999"),
+        "{refused}"
+    );
+}

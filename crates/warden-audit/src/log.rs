@@ -551,6 +551,16 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Answers every append of a batch that was not committed with why.
+fn fail(appends: &mut Vec<Append>, why: &AuditError) {
+    let why = why.to_string();
+    for append in appends.drain(..) {
+        let _ = append
+            .reply
+            .send(Turn::Done(Err(AuditError::Write(why.clone()))));
+    }
+}
+
 /// The writer thread's state.
 struct Writer {
     store: Box<dyn LogStore>,
@@ -685,12 +695,7 @@ impl Writer {
             .any(|a| a.latest_cause.is_some_and(|c| c >= size))
         {
             if let Err(e) = self.catch_up() {
-                let why = e.to_string();
-                for append in appends.drain(..) {
-                    let _ = append
-                        .reply
-                        .send(Turn::Done(Err(AuditError::Write(why.clone()))));
-                }
+                fail(appends, &e);
                 return;
             }
         }
@@ -707,12 +712,7 @@ impl Writer {
             });
             if let Err(e) = sequenced {
                 self.store.abandon();
-                let why = e.to_string();
-                for append in appends.drain(..) {
-                    let _ = append
-                        .reply
-                        .send(Turn::Done(Err(AuditError::Write(why.clone()))));
-                }
+                fail(appends, &e);
                 return;
             }
             let before = self.frontier.clone();
@@ -745,12 +745,7 @@ impl Writer {
                 return;
             }
             if !caught_up {
-                let why = failure.to_string();
-                for append in appends.drain(..) {
-                    let _ = append
-                        .reply
-                        .send(Turn::Done(Err(AuditError::Write(why.clone()))));
-                }
+                fail(appends, &failure);
                 return;
             }
         }

@@ -120,6 +120,60 @@ impl Replica {
     }
 }
 
+/// Two replicas on a PostgreSQL server of their own (the tests run at once, and one stops its
+/// server).
+struct Fleet {
+    pg: TestServer,
+    store: warden_pg::StoreConfig,
+    dirs: [tempfile::TempDir; 2],
+    a: Replica,
+    b: Replica,
+}
+
+impl Fleet {
+    async fn start() -> Fleet {
+        let pg = TestServer::start().expect("start PostgreSQL");
+        let store = pg.store_config("fleet").expect("database");
+        let dirs = [
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        ];
+        let a = Replica::start(config(dirs[0].path(), &store)).await;
+        share_keys(dirs[0].path(), dirs[1].path());
+        let b = Replica::start(config(dirs[1].path(), &store)).await;
+        Fleet {
+            pg,
+            store,
+            dirs,
+            a,
+            b,
+        }
+    }
+}
+
+impl Replica {
+    /// Opens a session of `profile` here: its id and token.
+    async fn open(&self, profile: &str, instruction: &str) -> (String, String) {
+        let task = match profile {
+            "support" => json!({"customer_id": "C-1"}),
+            _ => json!({}),
+        };
+        let (status, opened) = self
+            .post(
+                "/v1/sessions",
+                AGENT_KEY,
+                json!({"principal": "alice", "profile": profile, "task": task,
+                       "instruction": instruction}),
+            )
+            .await;
+        assert_eq!(status, 201, "{opened}");
+        (
+            opened["id"].as_str().expect("id").to_owned(),
+            opened["token"].as_str().expect("token").to_owned(),
+        )
+    }
+}
+
 /// Copies the fleet's keys (made by the first replica) into another replica's data dir.
 fn share_keys(from: &Path, to: &Path) {
     for f in ["audit.key", "audit.hmac", "audit.pub"] {
@@ -129,28 +183,18 @@ fn share_keys(from: &Path, to: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_serve_one_session_alternately_and_share_its_approvals_and_log() {
-    let pg = TestServer::start().expect("start PostgreSQL");
-    let store = pg.store_config("fleet").expect("database");
-    let (dir_a, dir_b) = (
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    );
-    let a = Replica::start(config(dir_a.path(), &store)).await;
-    share_keys(dir_a.path(), dir_b.path());
-    let b = Replica::start(config(dir_b.path(), &store)).await;
+    let Fleet {
+        pg: _pg,
+        store,
+        dirs,
+        a,
+        b,
+    } = Fleet::start().await;
 
     // Opened on A.
-    let (status, opened) = a
-        .post(
-            "/v1/sessions",
-            AGENT_KEY,
-            json!({"principal": "alice", "profile": "support", "task": {"customer_id": "C-1"},
-                   "instruction": "Refund order 7731 for customer C-1"}),
-        )
+    let (session, token) = a
+        .open("support", "Refund order 7731 for customer C-1")
         .await;
-    assert_eq!(status, 201, "{opened}");
-    let session = opened["id"].as_str().expect("id").to_owned();
-    let token = opened["token"].as_str().expect("token").to_owned();
 
     // The untrusted ticket is observed on B...
     let (status, observed) = b
@@ -248,8 +292,8 @@ async fn replicas_serve_one_session_alternately_and_share_its_approvals_and_log(
     assert_eq!(status, 200, "{shown}");
 
     // One log: only the winning resolution is recorded, and the tree verifies from any replica.
-    let reader =
-        warden_gateway::audit_reader(&config(dir_b.path(), &store), dir_b.path()).expect("reader");
+    let reader = warden_gateway::audit_reader(&config(dirs[1].path(), &store), dirs[1].path())
+        .expect("reader");
     let resolutions = reader
         .events(&EventFilter {
             kind: Some(EventKind::Approval),
@@ -268,26 +312,14 @@ async fn replicas_serve_one_session_alternately_and_share_its_approvals_and_log(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_database_going_away_makes_every_replica_deny_with_a_reason_until_it_returns() {
-    let pg = TestServer::start().expect("start PostgreSQL");
-    let store = pg.store_config("away").expect("database");
-    let (dir_a, dir_b) = (
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    );
-    let a = Replica::start(config(dir_a.path(), &store)).await;
-    share_keys(dir_a.path(), dir_b.path());
-    let b = Replica::start(config(dir_b.path(), &store)).await;
-    let (status, opened) = a
-        .post(
-            "/v1/sessions",
-            AGENT_KEY,
-            json!({"principal": "alice", "profile": "support", "task": {"customer_id": "C-1"},
-                   "instruction": "Find the tickets of customer C-1"}),
-        )
-        .await;
-    assert_eq!(status, 201, "{opened}");
-    let session = opened["id"].as_str().expect("id").to_owned();
-    let token = opened["token"].as_str().expect("token").to_owned();
+    let Fleet {
+        pg,
+        store: _store,
+        dirs: _dirs,
+        a,
+        b,
+    } = Fleet::start().await;
+    let (session, token) = a.open("support", "Find the tickets of customer C-1").await;
     let search = json!({"session": session, "tool": "search_tickets", "args": {"query": "C-1"}});
 
     pg.stop().expect("stop PostgreSQL");
@@ -313,26 +345,15 @@ async fn the_database_going_away_makes_every_replica_deny_with_a_reason_until_it
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn calls_of_one_session_sent_to_two_replicas_at_once_are_each_recorded_once_in_order() {
-    let pg = TestServer::start().expect("start PostgreSQL");
-    let store = pg.store_config("same_session").expect("database");
-    let (dir_a, dir_b) = (
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    );
-    let a = Arc::new(Replica::start(config(dir_a.path(), &store)).await);
-    share_keys(dir_a.path(), dir_b.path());
-    let b = Arc::new(Replica::start(config(dir_b.path(), &store)).await);
-    let (status, opened) = a
-        .post(
-            "/v1/sessions",
-            AGENT_KEY,
-            json!({"principal": "alice", "profile": "support", "task": {"customer_id": "C-1"},
-                   "instruction": "Find the tickets of customer C-1"}),
-        )
-        .await;
-    assert_eq!(status, 201, "{opened}");
-    let session = opened["id"].as_str().expect("id").to_owned();
-    let token = opened["token"].as_str().expect("token").to_owned();
+    let Fleet {
+        pg: _pg,
+        store: _store,
+        dirs: _dirs,
+        a,
+        b,
+    } = Fleet::start().await;
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let (session, token) = a.open("support", "Find the tickets of customer C-1").await;
 
     // Eight calls of the one session at once, half to each replica: a call loses the race only
     // to a call the other replica records first, so fewer times than the runtime tries again.
@@ -367,26 +388,14 @@ async fn calls_of_one_session_sent_to_two_replicas_at_once_are_each_recorded_onc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_budget_counts_the_calls_every_replica_allowed() {
-    let pg = TestServer::start().expect("start PostgreSQL");
-    let store = pg.store_config("budget").expect("database");
-    let (dir_a, dir_b) = (
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    );
-    let a = Replica::start(config(dir_a.path(), &store)).await;
-    share_keys(dir_a.path(), dir_b.path());
-    let b = Replica::start(config(dir_b.path(), &store)).await;
-    let (status, opened) = b
-        .post(
-            "/v1/sessions",
-            AGENT_KEY,
-            json!({"principal": "alice", "profile": "limited",
-                   "instruction": "Find my open tickets"}),
-        )
-        .await;
-    assert_eq!(status, 201, "{opened}");
-    let session = opened["id"].as_str().expect("id").to_owned();
-    let token = opened["token"].as_str().expect("token").to_owned();
+    let Fleet {
+        pg: _pg,
+        store: _store,
+        dirs: _dirs,
+        a,
+        b,
+    } = Fleet::start().await;
+    let (session, token) = b.open("limited", "Find my open tickets").await;
     let mut verdicts = Vec::new();
     for i in 0..4 {
         let replica = if i % 2 == 0 { &a } else { &b };

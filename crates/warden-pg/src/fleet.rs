@@ -81,37 +81,22 @@ pub fn listen(
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let config = db.config.clone();
     let name = db.name.clone();
-    std::thread::Builder::new()
-        .name("warden-pg-listen".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, "no runtime for the fleet listener");
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                loop {
-                    tokio::select! {
-                        ended = listen_once(&config, &heard) => {
-                            if let Err(e) = ended {
-                                tracing::warn!(database = %name, error = %e, "the fleet listener lost the database; reconnecting");
-                            }
-                        }
-                        _ = &mut stopped => return,
-                    }
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = &mut stopped => return,
+    crate::on_own_thread("warden-pg-listen", move || async move {
+        loop {
+            tokio::select! {
+                ended = listen_once(&config, &heard) => {
+                    if let Err(e) = ended {
+                        tracing::warn!(database = %name, error = %e, "the fleet listener lost the database; reconnecting");
                     }
                 }
-            });
-        })
-        .map_err(|e| PgError(format!("cannot start the listener thread: {e}")))?;
+                _ = &mut stopped => return,
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = &mut stopped => return,
+            }
+        }
+    })?;
     Ok(Listener { stop: Some(stop) })
 }
 

@@ -196,36 +196,20 @@ impl Database {
     pub fn connect(&self) -> Result<Client, PgError> {
         let (answer, answered) = std::sync::mpsc::sync_channel(1);
         let config = self.config.clone();
-        std::thread::Builder::new()
-            .name("warden-pg".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let _ = answer
-                            .send(Err(PgError(format!("no runtime for the connection: {e}"))));
-                        return;
+        on_own_thread("warden-pg", move || async move {
+            match config.connect(NoTls).await {
+                Ok((client, connection)) => {
+                    let _ = answer.send(Ok(client));
+                    // Ends when the client is dropped or the server goes away.
+                    if let Err(e) = connection.await {
+                        tracing::warn!(error = %e, "PostgreSQL connection ended");
                     }
-                };
-                runtime.block_on(async move {
-                    match config.connect(NoTls).await {
-                        Ok((client, connection)) => {
-                            let _ = answer.send(Ok(client));
-                            // Ends when the client is dropped or the server goes away.
-                            if let Err(e) = connection.await {
-                                tracing::warn!(error = %e, "PostgreSQL connection ended");
-                            }
-                        }
-                        Err(e) => {
-                            let _ = answer.send(Err(PgError::from(e)));
-                        }
-                    }
-                });
-            })
-            .map_err(|e| PgError(format!("cannot start a connection thread: {e}")))?;
+                }
+                Err(e) => {
+                    let _ = answer.send(Err(PgError::from(e)));
+                }
+            }
+        })?;
         let client = answered
             .recv()
             .map_err(|_| PgError("the connection thread stopped".into()))?
@@ -233,6 +217,28 @@ impl Database {
         wait(client.batch_execute("SET search_path TO warden"))?;
         Ok(client)
     }
+}
+
+/// Runs `work` on a thread of its own, in a runtime of that thread's (a connection's driver,
+/// the fleet's listener): the callers' threads only wait on futures.
+pub(crate) fn on_own_thread<F: std::future::Future<Output = ()>>(
+    name: &str,
+    work: impl FnOnce() -> F + Send + 'static,
+) -> Result<(), PgError> {
+    let what = name.to_owned();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(work()),
+                Err(e) => tracing::error!(error = %e, "no runtime for the {what} thread"),
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| PgError(format!("cannot start the {name} thread: {e}")))
 }
 
 fn describe(c: &tokio_postgres::Config) -> String {

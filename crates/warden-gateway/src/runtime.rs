@@ -1591,44 +1591,53 @@ impl Runtime {
         decision: Option<(&DecisionRecord, &Tool)>,
     ) -> Result<(u64, Option<Source>), RuntimeError> {
         let seq = live.state.next_seq();
-        let mut stored = StoredStep {
+        let stored = StoredStep {
             seq,
             kind: step_kind(step).to_owned(),
             body: serde_json::to_string(step).map_err(StoreError::from)?,
             audit: None,
         };
         let carries = self.carries(live, session_id, seq, step, decision);
-        let mut in_store = false;
+        // Written by the store itself unless the log's transaction writes it (then it moves
+        // into the companion, uncopied).
+        let mut by_store = Some(stored);
+        let mut audit = None;
         if let Some(log) = &self.audit {
             let mut event = Self::audit_event(live, session_id, seq, step, decision);
             if let Step::Result { result, .. } = step {
                 event.body["result"] = log.result_body(result, false);
             }
             // One durable write: the store's row goes in the entry's transaction.
-            let with = self.audit_in_store.then(|| {
-                let (session, step, carries) =
-                    (session_id.to_owned(), stored.clone(), carries.clone());
-                let write: warden_audit::Companion = Arc::new(move |tx, index| {
-                    let step = StoredStep {
-                        audit: Some(index),
-                        ..step.clone()
-                    };
-                    match tx {
-                        Tx::Sqlite(c) => warden_store::write_step(c, &session, &step, &carries),
-                        Tx::Postgres(c) => warden_pg::write_step(c, &session, &step, &carries),
-                    }
-                    .map_err(|e| e.to_string())
-                });
-                write
-            });
-            in_store = with.is_some();
+            let with = match by_store.take() {
+                Some(stored) if self.audit_in_store => {
+                    let (session, carries) = (session_id.to_owned(), carries.clone());
+                    let write: warden_audit::Companion = Arc::new(move |tx, index| {
+                        let index = Some(index);
+                        match tx {
+                            Tx::Sqlite(c) => {
+                                warden_store::write_step(c, &session, &stored, index, &carries)
+                            }
+                            Tx::Postgres(c) => {
+                                warden_pg::write_step(c, &session, &stored, index, &carries)
+                            }
+                        }
+                        .map_err(|e| e.to_string())
+                    });
+                    Some(write)
+                }
+                kept => {
+                    by_store = kept;
+                    None
+                }
+            };
             let index = log.append_with(&event, with).map_err(|e| {
                 RuntimeError::Unavailable(format!("the audit log could not record this step: {e}"))
             })?;
             live.audit_of_seq.insert(seq, index);
-            stored.audit = Some(index);
+            audit = Some(index);
         }
-        if !in_store {
+        if let Some(mut stored) = by_store {
+            stored.audit = audit;
             if carries.is_empty() {
                 self.store.append_step(session_id, &stored)?;
             } else {

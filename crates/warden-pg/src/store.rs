@@ -103,13 +103,15 @@ pub fn resolve_pending(client: &Client, id: &str, r: &Resolution) -> Result<bool
     Ok(changed == 1)
 }
 
-/// Writes a step and the labels it carries, inside the caller's transaction (the audit log's
+/// Writes a step (naming its audit entry `audit`, not `step.audit`) and the labels it carries,
+/// inside the caller's transaction (the audit log's
 /// writer calls it in the transaction of the step's entry). Of two replicas writing the same
 /// step of one session, the second fails on the key: per-session order is the database's.
 pub fn write_step(
     client: &Client,
     session_id: &str,
     step: &StoredStep,
+    audit: Option<u64>,
     carried: &[CarriedLabel],
 ) -> Result<(), StoreError> {
     // Typed parameters: one round trip, no statement to prepare.
@@ -120,7 +122,7 @@ pub fn write_step(
             (&big(step.seq), Type::INT8),
             (&step.kind, Type::TEXT),
             (&step.body, Type::TEXT),
-            (&step.audit.map(big), Type::INT8),
+            (&audit.map(big), Type::INT8),
         ],
     ))
     .map_err(|e| {
@@ -275,7 +277,7 @@ impl SessionStore for PgStore {
     }
 
     fn append_step(&self, session_id: &str, step: &StoredStep) -> Result<(), StoreError> {
-        write_step(&*self.pool.get()?, session_id, step, &[])
+        write_step(&*self.pool.get()?, session_id, step, step.audit, &[])
     }
 
     fn append_step_carrying(
@@ -284,7 +286,7 @@ impl SessionStore for PgStore {
         step: &StoredStep,
         carried: &[CarriedLabel],
     ) -> Result<(), StoreError> {
-        self.in_tx(|c| write_step(c, session_id, step, carried))
+        self.in_tx(|c| write_step(c, session_id, step, step.audit, carried))
     }
 
     fn carried_labels(&self, limit: usize) -> Result<Vec<CarriedLabel>, StoreError> {

@@ -294,13 +294,8 @@ fn a_step_and_its_entry_commit_together_or_neither_does() {
     log.append_with(&e(0), Some(opened)).expect("open");
     let step_write = |seq: u64| -> Companion {
         Arc::new(move |tx, index| match tx {
-            Tx::Postgres(c) => {
-                let st = StoredStep {
-                    audit: Some(index),
-                    ..step(seq)
-                };
-                warden_pg::write_step(c, "s1", &st, &[]).map_err(|e| e.to_string())
-            }
+            Tx::Postgres(c) => warden_pg::write_step(c, "s1", &step(seq), Some(index), &[])
+                .map_err(|e| e.to_string()),
             Tx::Sqlite(_) => Err("not PostgreSQL".into()),
         })
     };

@@ -549,7 +549,8 @@ pub fn resolve_pending(conn: &Connection, id: &str, r: &Resolution) -> Result<bo
     Ok(changed == 1)
 }
 
-/// Writes a step and the labels it carries out of untrusted content, inside the caller's
+/// Writes a step (naming its audit entry `audit`, not `step.audit`) and the labels it carries
+/// out of untrusted content, inside the caller's
 /// transaction on a connection to the store's database: the audit log's writer calls it in the
 /// transaction of the step's entry when the log shares the store's database, so the step and
 /// its entry are durable together or not at all.
@@ -557,9 +558,10 @@ pub fn write_step(
     conn: &Connection,
     session_id: &str,
     step: &StoredStep,
+    audit: Option<u64>,
     carried: &[CarriedLabel],
 ) -> Result<(), StoreError> {
-    insert_step(conn, session_id, step)?;
+    insert_step(conn, session_id, step, audit)?;
     if carried.is_empty() {
         return Ok(());
     }
@@ -583,8 +585,14 @@ pub fn write_step(
     Ok(())
 }
 
-/// Once per step of every call: the statement is parsed once per connection.
-fn insert_step(conn: &Connection, session_id: &str, step: &StoredStep) -> Result<(), StoreError> {
+/// Once per step of every call: the statement is parsed once per connection. `audit` is the
+/// index of the step's audit entry (the log's writer knows it only in the entry's transaction).
+fn insert_step(
+    conn: &Connection,
+    session_id: &str,
+    step: &StoredStep,
+    audit: Option<u64>,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO steps (session_id, seq, kind, body, audit_index) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
@@ -593,7 +601,7 @@ fn insert_step(conn: &Connection, session_id: &str, step: &StoredStep) -> Result
         step.seq as i64,
         step.kind,
         step.body,
-        step.audit.map(|i| i as i64)
+        audit.map(|i| i as i64)
     ])?;
     Ok(())
 }
@@ -664,7 +672,7 @@ impl SessionStore for SqliteStore {
     }
 
     fn append_step(&self, session_id: &str, step: &StoredStep) -> Result<(), StoreError> {
-        insert_step(&*self.conn()?, session_id, step)
+        insert_step(&*self.conn()?, session_id, step, step.audit)
     }
 
     fn append_step_carrying(
@@ -675,7 +683,7 @@ impl SessionStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let mut conn = self.conn()?;
         let tx = conn.transaction()?;
-        write_step(&tx, session_id, step, carried)?;
+        write_step(&tx, session_id, step, step.audit, carried)?;
         tx.commit()?;
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! that approval. A notification is a hint, never the record: a listener that lost its
 //! connection says so when it is back, and its runtime re-reads what it waits on.
 
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::Duration;
 
 use tokio_postgres::{AsyncMessage, Client, NoTls};
@@ -17,14 +17,27 @@ pub const CHANNEL: &str = "warden_changes";
 /// Payloads waiting to be sent; past this many, new ones are dropped (live views re-read).
 const QUEUED: usize = 4096;
 
-/// Sends notifications from a thread of its own, so a step never waits for one.
+/// Sends notifications from a thread of its own, so a step never waits for one. Dropped, it
+/// gives the thread up to 2 s to send what is queued (a CLI's approval, made just before the
+/// process exits, still wakes the replica waiting on it at once).
 pub struct Notifier {
-    queue: SyncSender<String>,
+    queue: Option<SyncSender<String>>,
+    sent: std::sync::Mutex<Receiver<()>>,
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        self.queue.take();
+        if let Ok(sent) = self.sent.lock() {
+            let _ = sent.recv_timeout(Duration::from_secs(2));
+        }
+    }
 }
 
 impl Notifier {
     pub fn start(db: &Database) -> Result<Notifier, PgError> {
         let (queue, queued) = sync_channel::<String>(QUEUED);
+        let (all_sent, sent) = sync_channel::<()>(1);
         let db = db.clone();
         std::thread::Builder::new()
             .name("warden-pg-notify".into())
@@ -48,14 +61,20 @@ impl Notifier {
                         tracing::debug!(error = %e, "a fleet notification was not sent");
                     }
                 }
+                let _ = all_sent.send(());
             })
             .map_err(|e| PgError(format!("cannot start the notifier thread: {e}")))?;
-        Ok(Notifier { queue })
+        Ok(Notifier {
+            queue: Some(queue),
+            sent: std::sync::Mutex::new(sent),
+        })
     }
 
     /// Queues `payload` (at most 8000 bytes, PostgreSQL's limit) for the other replicas.
     pub fn send(&self, payload: String) {
-        let _ = self.queue.try_send(payload);
+        if let Some(queue) = &self.queue {
+            let _ = queue.try_send(payload);
+        }
     }
 }
 

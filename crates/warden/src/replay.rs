@@ -665,21 +665,21 @@ pub fn parse_time(s: &str) -> Result<u64> {
 /// Replay the sessions recorded in `data_dir` under `config` and list every decision that
 /// would change. Results are re-labelled with the new config's tool traits.
 pub fn shadow(config: &Config, data_dir: &Path, since_ms: Option<u64>) -> Result<ShadowReport> {
-    let db = data_dir.join("warden.db");
-    if !db.exists() {
+    // The shared database when the config names one (a fleet's traffic), else the data dir's.
+    let Some(recorded) = warden_gateway::existing_store(config, data_dir)? else {
         bail!(
             "no recorded traffic: {} does not exist (give --data-dir)",
-            db.display()
+            data_dir.join(warden_audit::DB_FILE).display()
         );
-    }
-    let recorded = warden_store::SqliteStore::open(&db)?;
-    let mut sessions = warden_store::SessionStore::list_sessions(&recorded, usize::MAX)?;
+    };
+    let recorded = &*recorded;
+    let mut sessions = warden_store::SessionStore::list_sessions(recorded, usize::MAX)?;
     sessions.retain(|s| since_ms.is_none_or(|t| s.opened_at_ms >= t));
     sessions.reverse(); // oldest first
     let rt = replay_runtime(config)?;
     let mut report = ShadowReport::default();
     for s in sessions {
-        let Some(stored) = warden_store::SessionStore::load_session(&recorded, &s.id)? else {
+        let Some(stored) = warden_store::SessionStore::load_session(recorded, &s.id)? else {
             continue;
         };
         let opened = rt.open_session(OpenRequest {

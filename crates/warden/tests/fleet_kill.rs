@@ -220,4 +220,25 @@ async fn a_replica_killed_under_load_loses_no_acknowledged_step_and_its_sessions
         String::from_utf8_lossy(&verified.stdout),
         String::from_utf8_lossy(&verified.stderr)
     );
+
+    // Shadow replay reads the fleet's traffic from the shared database: every session, every
+    // decision the store holds.
+    let replayed = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .env_remove("WARDEN_CONFIG")
+        .arg("--config")
+        .arg(&conf_b)
+        .args(["replay", "--from-audit", "--json"])
+        .output()
+        .expect("warden replay --from-audit");
+    assert!(
+        replayed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replayed.stderr)
+    );
+    let report: Value = serde_json::from_slice(&replayed.stdout).expect("JSON report");
+    assert_eq!(report["sessions"], sessions.len(), "{report}");
+    assert!(
+        report["decisions"].as_u64().expect("decisions") >= acked.len() as u64,
+        "{report}"
+    );
 }

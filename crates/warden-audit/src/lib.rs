@@ -37,7 +37,9 @@ pub use log::{create_private_dir, AuditConfig, AuditLog};
 pub use merkle::{Hash, ProofError};
 pub use reader::{AuditReader, ConsistencyProof, InclusionProof};
 pub use redact::{redact_secrets, result_body, DigestKey};
-pub use store::{Companion, Durability, EventFilter, LogStore, SqliteLogStore, Tx};
+pub use store::{
+    Companion, Durability, EventFilter, LogStore, PgParam, PgQueue, PgStatement, SqliteLogStore, Tx,
+};
 pub use verify::{Problem, ProblemKind, VerifyOptions, VerifyReport};
 
 /// File names inside the data dir. The log's tables live in the session store's database.

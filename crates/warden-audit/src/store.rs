@@ -78,10 +78,43 @@ pub struct Row<'a> {
 pub type RowVisitor<'a> = dyn FnMut(&Row<'_>) -> bool + 'a;
 
 /// The transaction an append is written in, as a companion sees it: a SQLite connection inside
-/// its transaction, or a PostgreSQL client between its `BEGIN` and `COMMIT`.
+/// its transaction, or a PostgreSQL transaction: `client` runs a statement now (between its
+/// `BEGIN` and `COMMIT`), `queue` takes statements that are sent with the entries and the commit,
+/// in one round trip.
 pub enum Tx<'a> {
     Sqlite(&'a Connection),
-    Postgres(&'a tokio_postgres::Client),
+    Postgres {
+        client: &'a tokio_postgres::Client,
+        queue: &'a mut PgQueue,
+    },
+}
+
+/// A parameter of a queued statement, owned, with its type (no statement is prepared).
+pub type PgParam = (
+    Box<dyn tokio_postgres::types::ToSql + Send + Sync>,
+    tokio_postgres::types::Type,
+);
+
+/// A statement queued for an append's transaction.
+pub struct PgStatement {
+    pub sql: &'static str,
+    pub params: Vec<PgParam>,
+    /// What to say when it fails on a unique key (the row was written already); any other
+    /// failure says what the server said.
+    pub taken: Option<String>,
+}
+
+/// The statements companions queued for one append's transaction, in order. A failure of any
+/// fails the append (the transaction's commit then rolls it back).
+#[derive(Default)]
+pub struct PgQueue {
+    pub statements: Vec<PgStatement>,
+}
+
+impl PgQueue {
+    pub fn push(&mut self, sql: &'static str, params: Vec<PgParam>, taken: Option<String>) {
+        self.statements.push(PgStatement { sql, params, taken });
+    }
 }
 
 /// A write made in the same transaction as one entry, given the entry's index: the session

@@ -1226,7 +1226,9 @@ impl Runtime {
                 let write: warden_audit::Companion = Arc::new(move |tx, _| {
                     match tx {
                         Tx::Sqlite(c) => warden_store::write_session(c, &stored, &hash),
-                        Tx::Postgres(c) => warden_pg::write_session(c, &stored, &hash),
+                        Tx::Postgres { queue, .. } => {
+                            warden_pg::write_session(queue, &stored, &hash)
+                        }
                     }
                     .map_err(|e| e.to_string())
                 });
@@ -1611,14 +1613,15 @@ impl Runtime {
             let with = match by_store.take() {
                 Some(stored) if self.audit_in_store => {
                     let (session, carries) = (session_id.to_owned(), carries.clone());
+                    let stored = Arc::new(stored);
                     let write: warden_audit::Companion = Arc::new(move |tx, index| {
                         let index = Some(index);
                         match tx {
                             Tx::Sqlite(c) => {
                                 warden_store::write_step(c, &session, &stored, index, &carries)
                             }
-                            Tx::Postgres(c) => {
-                                warden_pg::write_step(c, &session, &stored, index, &carries)
+                            Tx::Postgres { queue, .. } => {
+                                warden_pg::write_step(queue, &session, &stored, index, &carries)
                             }
                         }
                         .map_err(|e| e.to_string())
@@ -2070,7 +2073,9 @@ impl Runtime {
             let write: warden_audit::Companion = Arc::new(move |tx, _| {
                 let resolved = match tx {
                     Tx::Sqlite(c) => warden_store::resolve_pending(c, &approval, &resolved),
-                    Tx::Postgres(c) => warden_pg::resolve_pending(c, &approval, &resolved),
+                    Tx::Postgres { client, .. } => {
+                        warden_pg::resolve_pending(client, &approval, &resolved)
+                    }
                 };
                 match resolved {
                     Ok(true) => Ok(()),

@@ -496,6 +496,81 @@ pub fn migrate(db: &Database) -> Result<u32, PgError> {
     Ok(newest as u32)
 }
 
+/// Why a pipelined statement failed: what to say, and whether it was a unique key already
+/// taken (the statement's `taken` message is then what is said).
+#[derive(Debug)]
+pub(crate) struct Failed {
+    pub(crate) error: PgError,
+    pub(crate) taken: bool,
+}
+
+/// Sends `statements` (then `COMMIT`, with `commit`) at once and waits for every answer: one
+/// round trip for all. The first failure is returned; the statements after it fail too (the
+/// transaction is aborted) and a `COMMIT` after it rolls the transaction back.
+pub(crate) fn pipeline(
+    client: &Client,
+    statements: &[warden_audit::PgStatement],
+    commit: bool,
+) -> Result<(), Failed> {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tokio_postgres::types::{ToSql, Type};
+    type Answer<'f> = Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + 'f>>;
+    let params: Vec<Vec<(&(dyn ToSql + Sync), Type)>> = statements
+        .iter()
+        .map(|s| {
+            s.params
+                .iter()
+                .map(|(v, t)| (&**v as &(dyn ToSql + Sync), t.clone()))
+                .collect()
+        })
+        .collect();
+    let mut answers: Vec<Answer<'_>> = statements
+        .iter()
+        .zip(&params)
+        .map(|(s, p)| Box::pin(client.execute_typed(s.sql, p)) as Answer<'_>)
+        .collect();
+    if commit {
+        answers.push(Box::pin(async {
+            client.batch_execute("COMMIT").await.map(|()| 0)
+        }));
+    }
+    // Polled once each, in order, every request is on its way (a client future sends its
+    // request when first polled)...
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut results: Vec<Option<Result<u64, tokio_postgres::Error>>> = answers
+        .iter_mut()
+        .map(|a| match a.as_mut().poll(&mut cx) {
+            Poll::Ready(r) => Some(r),
+            Poll::Pending => None,
+        })
+        .collect();
+    // ...then the answers are awaited, in order.
+    for (answer, result) in answers.iter_mut().zip(results.iter_mut()) {
+        if result.is_none() {
+            *result = Some(futures_executor::block_on(answer.as_mut()));
+        }
+    }
+    for (i, result) in results.into_iter().enumerate() {
+        let Some(Err(e)) = result else {
+            continue;
+        };
+        let unique = e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION);
+        return Err(match statements.get(i).and_then(|s| s.taken.as_ref()) {
+            Some(taken) if unique => Failed {
+                error: PgError(taken.clone()),
+                taken: true,
+            },
+            _ => Failed {
+                error: PgError::from(e),
+                taken: false,
+            },
+        });
+    }
+    Ok(())
+}
+
 /// A u64 as PostgreSQL's BIGINT (values past i64::MAX do not occur: indexes, sequence numbers
 /// and milliseconds).
 pub(crate) fn big(n: u64) -> i64 {

@@ -6,7 +6,8 @@ use std::sync::Mutex;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Row as PgRow};
 use warden_audit::store::{
-    Companion, EventFilter, LogStore, Row, RowVisitor, StoredCheckpoint, StoredEntry, Tx,
+    Companion, EventFilter, LogStore, PgQueue, PgStatement, Row, RowVisitor, StoredCheckpoint,
+    StoredEntry, Tx,
 };
 use warden_audit::AuditError;
 
@@ -23,6 +24,10 @@ pub struct PgLogStore {
     /// lock is held, no one else can change it.
     next_locked: Option<u64>,
 }
+
+const INSERT_ENTRIES: &str = "INSERT INTO entries (idx, entry, leaf_hash, session, kind, time_ms) \
+     SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[], $3::BYTEA[], $4::TEXT[], $5::TEXT[], \
+     $6::BIGINT[])";
 
 /// Rows `scan` reads per query: a long log is read a page at a time.
 const SCAN_PAGE: i64 = 10_000;
@@ -150,33 +155,73 @@ impl LogStore for PgLogStore {
             self.begin_sequenced()?;
         }
         let written = self.with(|c| {
-            let idx: Vec<i64> = entries.iter().map(|e| big(e.index)).collect();
-            let entry: Vec<&[u8]> = entries.iter().map(|e| e.entry.as_slice()).collect();
-            let leaf: Vec<&[u8]> = entries.iter().map(|e| &e.leaf_hash[..]).collect();
-            let session: Vec<&str> = entries.iter().map(|e| e.session.as_str()).collect();
-            let kind: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
-            let time: Vec<i64> = entries.iter().map(|e| big(e.time_ms)).collect();
-            // One statement for the batch.
-            wait(c.execute_typed(
-                "INSERT INTO entries (idx, entry, leaf_hash, session, kind, time_ms) \
-                 SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[], $3::BYTEA[], $4::TEXT[], \
-                 $5::TEXT[], $6::BIGINT[])",
-                &[
-                    (&idx, Type::INT8_ARRAY),
-                    (&entry, Type::BYTEA_ARRAY),
-                    (&leaf, Type::BYTEA_ARRAY),
-                    (&session, Type::TEXT_ARRAY),
-                    (&kind, Type::TEXT_ARRAY),
-                    (&time, Type::INT8_ARRAY),
-                ],
-            ))?;
+            // Companions run now what must be answered now (an approval still pending) and
+            // queue the rest; the entries, the queue and the commit then go in one round trip.
+            let mut queue = PgQueue::default();
             for (e, write) in entries.iter().zip(with) {
                 if let Some(write) = write {
-                    write(Tx::Postgres(c), e.index).map_err(AuditError::Write)?;
+                    write(
+                        Tx::Postgres {
+                            client: c,
+                            queue: &mut queue,
+                        },
+                        e.index,
+                    )
+                    .map_err(AuditError::Write)?;
                 }
             }
-            wait(c.batch_execute("COMMIT"))?;
-            Ok(())
+            let mut statements = Vec::with_capacity(queue.statements.len() + 1);
+            statements.push(PgStatement {
+                sql: INSERT_ENTRIES,
+                params: vec![
+                    (
+                        Box::new(entries.iter().map(|e| big(e.index)).collect::<Vec<i64>>()),
+                        Type::INT8_ARRAY,
+                    ),
+                    (
+                        Box::new(entries.iter().map(|e| e.entry.clone()).collect::<Vec<_>>()),
+                        Type::BYTEA_ARRAY,
+                    ),
+                    (
+                        Box::new(
+                            entries
+                                .iter()
+                                .map(|e| e.leaf_hash.to_vec())
+                                .collect::<Vec<_>>(),
+                        ),
+                        Type::BYTEA_ARRAY,
+                    ),
+                    (
+                        Box::new(
+                            entries
+                                .iter()
+                                .map(|e| e.session.clone())
+                                .collect::<Vec<_>>(),
+                        ),
+                        Type::TEXT_ARRAY,
+                    ),
+                    (
+                        Box::new(
+                            entries
+                                .iter()
+                                .map(|e| e.kind.as_str().to_owned())
+                                .collect::<Vec<_>>(),
+                        ),
+                        Type::TEXT_ARRAY,
+                    ),
+                    (
+                        Box::new(entries.iter().map(|e| big(e.time_ms)).collect::<Vec<i64>>()),
+                        Type::INT8_ARRAY,
+                    ),
+                ],
+                taken: None,
+            });
+            statements.extend(queue.statements);
+            crate::pipeline(c, &statements, true).map_err(|f| match f.taken {
+                // A companion's row was written already (another replica's step): say so.
+                true => AuditError::Write(f.error.0),
+                false => AuditError::from(f.error),
+            })
         });
         match written {
             Ok(()) => {

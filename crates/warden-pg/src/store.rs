@@ -1,14 +1,18 @@
 //! The fleet's session store: the SQLite store's tables and semantics, in PostgreSQL.
 
-use tokio_postgres::types::Type;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::{Client, Row};
+use warden_audit::{PgParam, PgQueue};
 use warden_model::{CarriedLabel, Session};
 use warden_store::{
     Approval, ApprovalStatus, PinCheck, RecordDecision, Resolution, Resolved, Resume,
     SeenDefinition, SessionStore, Snapshot, StoreError, StoredSession, StoredStep, ToolPin,
 };
 
-use crate::{big, wait, Database, PgError, Pool, PIN_LOCK};
+use crate::{big, pipeline, wait, Database, PgError, Pool, PIN_LOCK};
 
 /// What a step's write says when another replica wrote that step of the session first: the
 /// runtime then decides the call again on the session as it now is.
@@ -60,33 +64,46 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Stores a new session inside the caller's transaction (the audit log's writer calls it in
-/// the transaction of the session's opening entry).
+const INSERT_SESSION: &str =
+    "INSERT INTO sessions (id, opened_at_ms, token_hash, body) VALUES ($1, $2, $3, $4)";
+const INSERT_STEP: &str =
+    "INSERT INTO steps (session_id, seq, kind, body, audit_index) VALUES ($1, $2, $3, $4, $5)";
+const INSERT_LABEL: &str =
+    "INSERT INTO carried_labels (kind, value, prose, session_id, seq, tool, at_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+     ON CONFLICT (kind, value) DO UPDATE SET prose = carried_labels.prose OR excluded.prose";
+
+fn text(s: impl Into<String>) -> PgParam {
+    (Box::new(s.into()), Type::TEXT)
+}
+
+fn int(n: Option<u64>) -> PgParam {
+    (Box::new(n.map(big)), Type::INT8)
+}
+
+/// Queues a new session for the caller's transaction (the audit log's writer sends it with the
+/// session's opening entry). A session that exists fails the transaction.
 pub fn write_session(
-    client: &Client,
+    queue: &mut PgQueue,
     session: &Session,
     token_hash: &str,
 ) -> Result<(), StoreError> {
     let body = serde_json::to_string(session)?;
-    let inserted = wait(client.execute_typed(
-        "INSERT INTO sessions (id, opened_at_ms, token_hash, body) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (id) DO NOTHING",
-        &[
-            (&session.id, Type::TEXT),
-            (&big(session.opened_at_ms), Type::INT8),
-            (&token_hash, Type::TEXT),
-            (&body, Type::TEXT),
+    queue.push(
+        INSERT_SESSION,
+        vec![
+            text(session.id.clone()),
+            int(Some(session.opened_at_ms)),
+            text(token_hash),
+            text(body),
         ],
-    ))
-    .map_err(StoreError::from)?;
-    if inserted == 0 {
-        return Err(StoreError::Duplicate(session.id.clone()));
-    }
+        Some(StoreError::Duplicate(session.id.clone()).to_string()),
+    );
     Ok(())
 }
 
-/// Resolves approval `id` if it is still pending, inside the caller's transaction; whether it
-/// was (see `warden_store::resolve_pending`).
+/// Resolves approval `id` if it is still pending, inside the caller's transaction, now (the
+/// answer decides the append); whether it was (see `warden_store::resolve_pending`).
 pub fn resolve_pending(client: &Client, id: &str, r: &Resolution) -> Result<bool, StoreError> {
     let changed = wait(client.execute_typed(
         "UPDATE approvals SET status = $2, approver = $3, comment = $4, decided_ms = $5 \
@@ -103,58 +120,73 @@ pub fn resolve_pending(client: &Client, id: &str, r: &Resolution) -> Result<bool
     Ok(changed == 1)
 }
 
-/// Writes a step (naming its audit entry `audit`, not `step.audit`) and the labels it carries,
-/// inside the caller's transaction (the audit log's
-/// writer calls it in the transaction of the step's entry). Of two replicas writing the same
-/// step of one session, the second fails on the key: per-session order is the database's.
+/// A stored step's body as a statement parameter, shared rather than copied (a result's body
+/// may be megabytes).
+#[derive(Debug)]
+struct Body(Arc<StoredStep>);
+
+impl ToSql for Body {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.0.body.as_str().to_sql(ty, out)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as ToSql>::accepts(ty)
+    }
+
+    to_sql_checked!();
+}
+
+/// Queues a step (naming its audit entry `audit`, not `step.audit`) and the labels it carries
+/// for the caller's transaction (the audit log's writer sends them with the step's entry and the
+/// commit, in one round trip). Of two replicas writing the same step of one session, the second
+/// fails on the key: per-session order is the database's.
 pub fn write_step(
-    client: &Client,
+    queue: &mut PgQueue,
     session_id: &str,
-    step: &StoredStep,
+    step: &Arc<StoredStep>,
     audit: Option<u64>,
     carried: &[CarriedLabel],
 ) -> Result<(), StoreError> {
-    // Typed parameters: one round trip, no statement to prepare.
-    futures_executor::block_on(client.execute_typed(
-        "INSERT INTO steps (session_id, seq, kind, body, audit_index) VALUES ($1, $2, $3, $4, $5)",
-        &[
-            (&session_id, Type::TEXT),
-            (&big(step.seq), Type::INT8),
-            (&step.kind, Type::TEXT),
-            (&step.body, Type::TEXT),
-            (&audit.map(big), Type::INT8),
+    queue.push(
+        INSERT_STEP,
+        vec![
+            text(session_id),
+            int(Some(step.seq)),
+            text(step.kind.clone()),
+            (Box::new(Body(step.clone())), Type::TEXT),
+            int(audit),
         ],
-    ))
-    .map_err(|e| {
-        if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+        Some(
             StoreError::Database(format!(
                 "step {} of session `{session_id}` {STEP_TAKEN} (each step is recorded once); \
                  send the request again",
                 step.seq
             ))
-        } else {
-            PgError::from(e).into()
-        }
-    })?;
+            .to_string(),
+        ),
+    );
     let now = now_ms();
     for c in carried {
         // Text in PostgreSQL cannot hold NUL: the value is kept as its JSON string.
         let value = serde_json::to_string(&c.value)?;
-        wait(client.execute_typed(
-            "INSERT INTO carried_labels (kind, value, prose, session_id, seq, tool, at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (kind, value) DO UPDATE SET prose = carried_labels.prose OR excluded.prose",
-            &[
-                (&c.kind, Type::TEXT),
-                (&value, Type::TEXT),
-                (&c.prose, Type::BOOL),
-                (&c.session, Type::TEXT),
-                (&big(c.seq), Type::INT8),
-                (&c.tool, Type::TEXT),
-                (&now, Type::INT8),
+        queue.push(
+            INSERT_LABEL,
+            vec![
+                text(c.kind.clone()),
+                text(value),
+                (Box::new(c.prose), Type::BOOL),
+                text(c.session.clone()),
+                int(Some(c.seq)),
+                text(c.tool.clone()),
+                (Box::new(now), Type::INT8),
             ],
-        ))
-        .map_err(StoreError::from)?;
+            None,
+        );
     }
     Ok(())
 }
@@ -273,11 +305,16 @@ fn read_steps(
 
 impl SessionStore for PgStore {
     fn create_session(&self, session: &Session, token_hash: &str) -> Result<(), StoreError> {
-        write_session(&*self.pool.get()?, session, token_hash)
+        let mut queue = PgQueue::default();
+        write_session(&mut queue, session, token_hash)?;
+        match pipeline(&*self.pool.get()?, &queue.statements, false) {
+            Err(e) if e.taken => Err(StoreError::Duplicate(session.id.clone())),
+            other => Ok(other.map_err(|e| e.error)?),
+        }
     }
 
     fn append_step(&self, session_id: &str, step: &StoredStep) -> Result<(), StoreError> {
-        write_step(&*self.pool.get()?, session_id, step, step.audit, &[])
+        self.append_step_carrying(session_id, step, &[])
     }
 
     fn append_step_carrying(
@@ -286,7 +323,15 @@ impl SessionStore for PgStore {
         step: &StoredStep,
         carried: &[CarriedLabel],
     ) -> Result<(), StoreError> {
-        self.in_tx(|c| write_step(c, session_id, step, step.audit, carried))
+        let mut queue = PgQueue::default();
+        write_step(
+            &mut queue,
+            session_id,
+            &Arc::new(step.clone()),
+            step.audit,
+            carried,
+        )?;
+        self.in_tx(|c| Ok(pipeline(c, &queue.statements, false).map_err(|e| e.error)?))
     }
 
     fn carried_labels(&self, limit: usize) -> Result<Vec<CarriedLabel>, StoreError> {

@@ -280,7 +280,9 @@ fn a_step_and_its_entry_commit_together_or_neither_does() {
     let opened: Companion = {
         let s = session("s1");
         Arc::new(move |tx, _| match tx {
-            Tx::Postgres(c) => warden_pg::write_session(c, &s, "h").map_err(|e| e.to_string()),
+            Tx::Postgres { queue, .. } => {
+                warden_pg::write_session(queue, &s, "h").map_err(|e| e.to_string())
+            }
             Tx::Sqlite(_) => Err("not PostgreSQL".into()),
         })
     };
@@ -294,8 +296,10 @@ fn a_step_and_its_entry_commit_together_or_neither_does() {
     log.append_with(&e(0), Some(opened)).expect("open");
     let step_write = |seq: u64| -> Companion {
         Arc::new(move |tx, index| match tx {
-            Tx::Postgres(c) => warden_pg::write_step(c, "s1", &step(seq), Some(index), &[])
-                .map_err(|e| e.to_string()),
+            Tx::Postgres { queue, .. } => {
+                warden_pg::write_step(queue, "s1", &Arc::new(step(seq)), Some(index), &[])
+                    .map_err(|e| e.to_string())
+            }
             Tx::Sqlite(_) => Err("not PostgreSQL".into()),
         })
     };

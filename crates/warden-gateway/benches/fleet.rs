@@ -11,7 +11,9 @@
 //!   1,000 rows per transaction, no lock and no tree.
 //! - **decisions**: decisions/s (decide one call, observe its result: two durable steps each)
 //!   with 1, 2 and 3 in-process replicas on one PostgreSQL, 16 sessions spread over them, each
-//!   session's calls going round the replicas; against one replica on SQLite in the same run.
+//!   session's calls going round the replicas (each call replays the other's step first) or
+//!   staying on one (a load balancer with session affinity); against one replica on SQLite in
+//!   the same run.
 //!   The ratio column is against that SQLite replica.
 
 use std::path::Path;
@@ -140,8 +142,9 @@ fn open(rt: &Runtime, i: usize) -> String {
     .id
 }
 
-/// Decide-and-observe pairs/s over `replicas`, 16 sessions on as many threads.
-fn decisions(replicas: &[Arc<Runtime>], what: String) -> Row {
+/// Decide-and-observe pairs/s over `replicas`, 16 sessions on as many threads; each session's
+/// calls go round the replicas, or (`sticky`) all to one (a load balancer with affinity).
+fn decisions(replicas: &[Arc<Runtime>], sticky: bool, what: String) -> Row {
     let sessions: Vec<String> = (0..SESSIONS)
         .map(|i| open(&replicas[i % replicas.len()], i))
         .collect();
@@ -154,7 +157,7 @@ fn decisions(replicas: &[Arc<Runtime>], what: String) -> Row {
             let replicas: Vec<Arc<Runtime>> = replicas.to_vec();
             std::thread::spawn(move || {
                 for i in 0..per {
-                    let rt = &replicas[(s + i) % replicas.len()];
+                    let rt = &replicas[(s + if sticky { 0 } else { i }) % replicas.len()];
                     let call = Call {
                         tool: "search_emails".into(),
                         args: serde_json::from_value(json!({"query": format!("project {i}")}))
@@ -231,7 +234,7 @@ fn main() {
     ));
 
     let sqlite = warden_gateway::runtime(config(&dir("sqlite-replica"), None)).expect("runtime");
-    let base = decisions(&[sqlite], "baseline: one replica on SQLite".into());
+    let base = decisions(&[sqlite], false, "baseline: one replica on SQLite".into());
     let base_rate = base.n as f64 / base.secs;
     rows.push(base);
     for n in 1..=3usize {
@@ -248,10 +251,20 @@ fn main() {
         }
         let mut row = decisions(
             &replicas,
+            false,
             format!("{n} replica(s) on one PostgreSQL, calls going round them"),
         );
         row.ratio_to = Some(base_rate);
         rows.push(row);
+        if n > 1 {
+            let mut row = decisions(
+                &replicas,
+                true,
+                format!("{n} replicas on one PostgreSQL, each session on one of them"),
+            );
+            row.ratio_to = Some(base_rate);
+            rows.push(row);
+        }
     }
 
     println!();

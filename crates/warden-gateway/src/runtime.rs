@@ -121,6 +121,10 @@ struct LiveState {
     /// The seq the newest snapshot was taken before.
     #[serde(skip)]
     snapshot_from: u64,
+    /// Another replica recorded a step this copy lacks (its write of that step failed on the
+    /// key): the store is read before the next decision.
+    #[serde(skip)]
+    behind: bool,
 }
 
 /// Decided calls a result can name by call id alone; a result of an older call names its tool.
@@ -167,6 +171,7 @@ impl LiveState {
     fn open(state: SessionState, audit_session: Option<u64>) -> LiveState {
         LiveState {
             snapshot_from: state.next_seq(),
+            behind: false,
             state,
             calls: VecDeque::new(),
             audit_session,
@@ -246,6 +251,9 @@ pub struct Runtime {
     shared_store: bool,
     /// This replica's link to the others (set by [`Runtime::join_fleet`]).
     fleet: std::sync::OnceLock<Fleet>,
+    /// Live sessions in which another replica announced a step since this one last read the
+    /// store for them (all of them after the listener reconnects).
+    heard_steps: Mutex<std::collections::HashSet<String>>,
     /// Shadow mode: decide and record as usual, but allow every call.
     shadow: bool,
     /// The behavioural baseline, updated online as calls are decided.
@@ -536,6 +544,7 @@ impl Runtime {
             audit_in_store: false,
             shared_store: false,
             fleet: std::sync::OnceLock::new(),
+            heard_steps: Mutex::new(std::collections::HashSet::new()),
             shadow: false,
             detector: None,
             approvals_changed: tokio::sync::Notify::new(),
@@ -670,6 +679,9 @@ impl Runtime {
             carried: usize,
         }
         let Some(payload) = payload else {
+            // Reconnected: whatever was announced meanwhile is unknown.
+            let live: Vec<String> = read(&self.sessions).keys().cloned().collect();
+            lock(&self.heard_steps).extend(live);
             self.approvals_changed.notify_waiters();
             return;
         };
@@ -678,6 +690,11 @@ impl Runtime {
         };
         if heard.from == me {
             return;
+        }
+        if heard.change.kind == ChangeKind::Step
+            && read(&self.sessions).contains_key(&heard.change.session)
+        {
+            lock(&self.heard_steps).insert(heard.change.session.clone());
         }
         if heard.carried > 0 && self.carry_labels {
             match self.store.carried_labels(heard.carried) {
@@ -1279,7 +1296,16 @@ impl Runtime {
             ))
         })?;
         if self.shared_store {
-            self.catch_up(id, &mut guard)?;
+            // Read only when this copy may lag: another replica announced a step here, or a
+            // write of this copy's failed on a step another replica recorded. Otherwise a step
+            // this copy lacks (an announcement late or lost) still cannot be acted on: the next
+            // write takes its seq, fails on the key, and the call is decided again after the
+            // read (`step_taken`).
+            let heard = lock(&self.heard_steps).remove(id);
+            if heard || guard.behind || self.fleet.get().is_none() {
+                self.catch_up(id, &mut guard)?;
+                guard.behind = false;
+            }
         }
         Ok(guard)
     }
@@ -1633,9 +1659,14 @@ impl Runtime {
                     None
                 }
             };
-            let index = log.append_with(&event, with).map_err(|e| {
-                RuntimeError::Unavailable(format!("the audit log could not record this step: {e}"))
-            })?;
+            let index = log
+                .append_with(&event, with)
+                .map_err(|e| {
+                    RuntimeError::Unavailable(format!(
+                        "the audit log could not record this step: {e}"
+                    ))
+                })
+                .inspect_err(|e| live.behind |= self.step_taken(e))?;
             live.audit_of_seq.insert(seq, index);
             audit = Some(index);
         }

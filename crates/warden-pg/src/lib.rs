@@ -306,7 +306,8 @@ impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         let mut state = self.pool.lock();
         match self.client.take() {
-            Some(c) if !c.is_closed() => state.idle.push(c),
+            // Not one a panic left in an unknown state (a transaction open, say).
+            Some(c) if !c.is_closed() && !std::thread::panicking() => state.idle.push(c),
             _ => state.open -= 1,
         }
         self.pool.freed.notify_one();
@@ -362,7 +363,8 @@ impl Pool {
                 .wait_timeout(state, Duration::from_secs(10))
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             state = s;
-            if timeout.timed_out() && state.idle.is_empty() {
+            if timeout.timed_out() && state.idle.is_empty() && state.open >= self.db.max_connections
+            {
                 return Err(PgError(format!(
                     "all {} connections to {} stayed busy for 10 s",
                     self.db.max_connections, self.db.name

@@ -50,7 +50,8 @@ enum Command {
     /// The demo's mailbox: an MCP server on stdio (`warden demo` starts it behind Warden).
     #[command(hide = true)]
     DemoTools,
-    /// Serve the guard API on localhost (SQLite state under the data dir, built-in baseline policy),
+    /// Serve the guard API on localhost (SQLite state under the data dir, or a fleet's PostgreSQL
+    /// with [store] url; built-in baseline policy),
     /// the web dashboard at /ui/ (people sign in with viewer, approver or admin keys), and /mcp when the config declares [[upstreams]].
     Serve {
         /// Address to listen on (overrides server.listen).
@@ -418,11 +419,18 @@ fn serve(
             .await
             .with_context(|| format!("cannot listen on {addr} (is another Warden running? try --listen 127.0.0.1:0)"))?;
         let local = listener.local_addr()?;
+        let state = match warden_gateway::shared_database(rt.config()) {
+            Ok(Some(db)) => format!(
+                "state in {} (a fleet's shared store; keys in {})",
+                db.name(),
+                rt.config().data_dir().display()
+            ),
+            _ => format!("state in {}", rt.config().data_dir().display()),
+        };
         eprintln!(
-            "warden: guard API on http://{local} — {} policies (digest {}), state in {}",
+            "warden: guard API on http://{local} — {} policies (digest {}), {state}",
             rt.engine().len(),
             &rt.engine().digest[..12],
-            rt.config().data_dir().display()
         );
         eprintln!("warden: dashboard on http://{local}/ui/ (sign in with a viewer, approver or admin key)");
         if rt.config().api_keys.is_empty() {

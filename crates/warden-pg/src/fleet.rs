@@ -7,7 +7,7 @@
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::Duration;
 
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
 
 use crate::{wait, Database, PgError};
 
@@ -98,12 +98,12 @@ pub fn listen(
     heard: impl Fn(Option<&str>) + Send + 'static,
 ) -> Result<Listener, PgError> {
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = db.config.clone();
+    let (config, tls) = (db.config.clone(), db.tls.clone());
     let name = db.name.clone();
     crate::on_own_thread("warden-pg-listen", move || async move {
         loop {
             tokio::select! {
-                ended = listen_once(&config, &heard) => {
+                ended = listen_once(&config, &tls, &heard) => {
                     if let Err(e) = ended {
                         tracing::warn!(database = %name, error = %e, "the fleet listener lost the database; reconnecting");
                     }
@@ -122,9 +122,10 @@ pub fn listen(
 /// One connection's worth of listening: until it ends.
 async fn listen_once(
     config: &tokio_postgres::Config,
+    tls: &tokio_postgres_rustls::MakeRustlsConnect,
     heard: &impl Fn(Option<&str>),
 ) -> Result<(), PgError> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = config.connect(tls.clone()).await?;
     let (tell, mut told) = tokio::sync::mpsc::unbounded_channel::<String>();
     let driver = tokio::spawn(async move {
         loop {

@@ -31,7 +31,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 pub use fleet::{listen, Listener, Notifier};
 pub use log::PgLogStore;
@@ -57,6 +57,10 @@ pub struct StoreConfig {
     pub password_env: Option<String>,
     /// A file holding the password (its first line); mode 0600 is advised.
     pub password_file: Option<PathBuf>,
+    /// Certificates (PEM) to trust for the server's TLS besides the platform's roots: a private
+    /// CA, or the server's own self-signed certificate. TLS follows the URL's `sslmode`:
+    /// `prefer` (the default: TLS when the server offers it), `require`, or `disable`.
+    pub ca_file: Option<PathBuf>,
     /// The most connections the session store opens (the audit log keeps two of its own).
     pub max_connections: usize,
 }
@@ -84,7 +88,16 @@ impl From<tokio_postgres::Error> for PgError {
                 db.message(),
                 db.detail().map(|d| format!(" ({d})")).unwrap_or_default()
             )),
-            None => PgError(format!("PostgreSQL: {e}")),
+            // The client's summary ("error performing TLS handshake") and what caused it.
+            None => {
+                let mut why = format!("PostgreSQL: {e}");
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    why.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                PgError(why)
+            }
         }
     }
 }
@@ -108,6 +121,7 @@ pub struct Database {
     config: tokio_postgres::Config,
     name: String,
     max_connections: usize,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
 }
 
 impl std::fmt::Debug for Database {
@@ -133,14 +147,6 @@ impl Database {
                 "store.url holds a password: keep it out of the config, in the environment \
                  variable store.password_env names (default WARDEN_STORE_PASSWORD) or in the \
                  file store.password_file names"
-                    .into(),
-            ));
-        }
-        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            return Err(PgError(
-                "store.url asks for TLS (sslmode=require), which this build does not speak to \
-                 PostgreSQL yet: reach the database over loopback, a private network or a TLS \
-                 tunnel, and drop sslmode"
                     .into(),
             ));
         }
@@ -175,8 +181,10 @@ impl Database {
         }
         config.application_name("warden");
         let name = describe(&config);
+        let tls = tls(c.ca_file.as_deref())?;
         Ok(Some(Database {
             config,
+            tls,
             name,
             max_connections: if c.max_connections == 0 {
                 8
@@ -195,9 +203,9 @@ impl Database {
     /// search path.
     pub fn connect(&self) -> Result<Client, PgError> {
         let (answer, answered) = std::sync::mpsc::sync_channel(1);
-        let config = self.config.clone();
+        let (config, tls) = (self.config.clone(), self.tls.clone());
         on_own_thread("warden-pg", move || async move {
-            match config.connect(NoTls).await {
+            match config.connect(tls).await {
                 Ok((client, connection)) => {
                     let _ = answer.send(Ok(client));
                     // Ends when the client is dropped or the server goes away.
@@ -239,6 +247,44 @@ pub(crate) fn on_own_thread<F: std::future::Future<Output = ()>>(
         })
         .map(|_| ())
         .map_err(|e| PgError(format!("cannot start the {name} thread: {e}")))
+}
+
+/// The TLS a connection speaks when the server offers it (or the URL requires it): rustls with
+/// the ring provider, trusting the platform's roots and the certificates of `ca_file`.
+fn tls(
+    ca_file: Option<&std::path::Path>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, PgError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    // A platform store that cannot be read in part still gives the rest.
+    let _ = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(path) = ca_file {
+        let shown = path.display();
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| PgError(format!("store.ca_file {shown}: not PEM certificates: {e}")))?;
+        if certs.is_empty() {
+            return Err(PgError(format!(
+                "store.ca_file {shown}: holds no certificate"
+            )));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| {
+                PgError(format!(
+                    "store.ca_file {shown}: a certificate rustls refuses: {e}"
+                ))
+            })?;
+        }
+    }
+    #[allow(deprecated)]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| PgError(format!("cannot set up TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 fn describe(c: &tokio_postgres::Config) -> String {
@@ -605,13 +651,19 @@ mod tests {
     }
 
     #[test]
-    fn tls_the_build_cannot_speak_is_refused_and_a_bad_url_named() {
-        let e = Database::from_config(&config("postgres://warden@db/warden?sslmode=require"))
-            .expect_err("refused");
-        assert!(e.0.contains("sslmode=require"), "{e}");
+    fn a_bad_url_and_a_ca_file_that_is_not_pem_are_named() {
         let e = Database::from_config(&config("postgres://warden@db:notaport/warden"))
             .expect_err("refused");
         assert!(e.0.contains("store.url"), "{e}");
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("ca.pem");
+        std::fs::write(&file, "not a certificate").expect("write");
+        let bad_ca = StoreConfig {
+            ca_file: Some(file),
+            ..config("postgres://warden@db/warden?sslmode=require")
+        };
+        let e = Database::from_config(&bad_ca).expect_err("refused");
+        assert!(e.0.contains("store.ca_file"), "{e}");
     }
 
     #[test]

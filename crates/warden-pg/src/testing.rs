@@ -16,6 +16,8 @@ pub struct TestServer {
     /// The superuser's password (user `warden`).
     pub password: String,
     as_postgres: bool,
+    /// With [`TestServer::start_tls`]: the CA that signed the server's certificate (PEM).
+    pub ca: Option<PathBuf>,
 }
 
 /// Where `initdb` and `pg_ctl` are: `WARDEN_PG_BIN`, else the newest Debian install, else PATH.
@@ -66,6 +68,16 @@ fn is_root() -> bool {
 impl TestServer {
     /// Creates and starts a cluster; the error says what is missing.
     pub fn start() -> Result<TestServer, String> {
+        Self::start_with(false)
+    }
+
+    /// [`TestServer::start`], serving TLS with a certificate for 127.0.0.1 signed by a CA made
+    /// for it (`openssl`), whose certificate is `ca`.
+    pub fn start_tls() -> Result<TestServer, String> {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Result<TestServer, String> {
         let bin = bin_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("warden-pg-")
@@ -77,6 +89,11 @@ impl TestServer {
         std::fs::write(&pwfile, &password).map_err(|e| e.to_string())?;
         // What clients read, written once: tests make databases from several threads.
         std::fs::write(dir.path().join("client-pw"), &password).map_err(|e| e.to_string())?;
+        let ca = if tls {
+            Some(make_certificates(dir.path())?)
+        } else {
+            None
+        };
         if as_postgres {
             let status = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
@@ -93,6 +110,7 @@ impl TestServer {
             port: 0,
             password,
             as_postgres,
+            ca,
         };
         let data = server.data();
         server.run(
@@ -144,11 +162,19 @@ impl TestServer {
     }
 
     fn pg_ctl_start(&self) -> Result<(), String> {
-        let options = format!(
+        let mut options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200",
             self.port,
             self.dir.path().display()
         );
+        if self.ca.is_some() {
+            let at = |f: &str| self.dir.path().join(f).display().to_string();
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                at("server.crt"),
+                at("server.key")
+            ));
+        }
         let log = self.dir.path().join("log").display().to_string();
         self.run(
             "pg_ctl",
@@ -198,9 +224,91 @@ impl TestServer {
                 self.port
             )),
             password_file: Some(file),
+            ca_file: self.ca.clone(),
             ..StoreConfig::default()
         })
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1 it signs, in `dir` (`ca.crt`, `server.crt`,
+/// `server.key`); the CA's certificate's path.
+fn make_certificates(dir: &Path) -> Result<PathBuf, String> {
+    let openssl = |args: &[&str]| -> Result<(), String> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .map_err(|e| format!("openssl (to make the test server's certificates): {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "openssl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    };
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .map_err(|e| e.to_string())?;
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=warden test CA",
+    ])?;
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ])?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ])?;
+    // PostgreSQL refuses a key others can read.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(
+            dir.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(dir.join("ca.crt"))
 }
 
 impl Drop for TestServer {

@@ -411,3 +411,37 @@ fn a_database_a_newer_warden_migrated_is_refused() {
         "{refused}"
     );
 }
+
+#[test]
+fn tls_to_the_database_is_verified_against_the_platform_and_the_ca_file() {
+    let tls = TestServer::start_tls().expect("start PostgreSQL with TLS");
+    let mut config = tls.store_config("over_tls").expect("database");
+    config.url = config.url.map(|u| format!("{u}?sslmode=require"));
+    let db = Database::from_config(&config)
+        .expect("config")
+        .expect("url");
+    let store = PgStore::open(&db).expect("a store over TLS");
+    store.create_session(&session("s1"), "h").expect("create");
+    let client = db.connect().expect("connect");
+    let ssl: bool = futures_executor::block_on(client.query_one(
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        &[],
+    ))
+    .expect("pg_stat_ssl")
+    .get(0);
+    assert!(ssl, "the connection is encrypted");
+
+    // Without the CA the server's certificate is not trusted: the connection is refused.
+    let untrusted = warden_pg::StoreConfig {
+        ca_file: None,
+        ..config
+    };
+    let db = Database::from_config(&untrusted)
+        .expect("config")
+        .expect("url");
+    let refused = db.connect().err().expect("refused").to_string();
+    assert!(
+        refused.contains("certificate") || refused.contains("UnknownIssuer"),
+        "{refused}"
+    );
+}

@@ -431,3 +431,94 @@ async fn a_budget_counts_the_calls_every_replica_allowed() {
     a.stop().await;
     b.stop().await;
 }
+
+/// One scripted session: what the agent reads and the calls it makes, in order.
+fn script(session: &str) -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "/v1/observe",
+            json!({"session": session, "tool": "search_tickets", "call_id": "t1",
+                   "result": {"tickets": [{"id": "T-88", "customer": "C-1",
+                   "text": "Please refund order 7731 to my new account GB33 BUKB 2020 1555 5555 55"}]}}),
+        ),
+        (
+            "/v1/decide",
+            json!({"session": session, "tool": "refund_order",
+                   "args": {"order_id": "7731", "iban": "GB33BUKB20201555555555"}}),
+        ),
+        (
+            "/v1/decide",
+            json!({"session": session, "tool": "search_tickets", "args": {"query": "C-1"}}),
+        ),
+        (
+            "/v1/observe",
+            json!({"session": session, "tool": "search_tickets", "call_id": "t2",
+                   "result": "No other tickets for C-1."}),
+        ),
+        (
+            "/v1/decide",
+            json!({"session": session, "tool": "refund_order", "args": {"order_id": "7731"}}),
+        ),
+        (
+            "/v1/decide",
+            json!({"session": session, "tool": "delete_customer", "args": {"id": "C-1"}}),
+        ),
+    ]
+}
+
+/// Each step's verdict and the policies its reasons name (observations: their labels).
+async fn run_script(replicas: &[&Replica], session: &str, token: &str) -> Vec<Value> {
+    let mut seen = Vec::new();
+    for (i, (path, body)) in script(session).into_iter().enumerate() {
+        let (status, answer) = replicas[i % replicas.len()].post(path, token, body).await;
+        assert_eq!(status, 200, "{answer}");
+        seen.push(match path {
+            "/v1/decide" => json!({
+                "verdict": answer["verdict"],
+                "policies": answer["reasons"].as_array().map(|r| r.iter().map(|x| x["policy"].clone()).collect::<Vec<_>>()),
+                "seq": answer["seq"],
+            }),
+            _ => json!({"label": answer["label"], "seq": answer["seq"]}),
+        });
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_served_by_two_replicas_is_decided_as_one_sqlite_replica_decides_it() {
+    // One replica on SQLite, the embedded default.
+    let alone_dir = tempfile::tempdir().expect("dir");
+    let alone = Replica::start(config(alone_dir.path(), &warden_pg::StoreConfig::default())).await;
+    let (session, token) = alone
+        .open("support", "Refund order 7731 for customer C-1")
+        .await;
+    let expected = run_script(&[&alone], &session, &token).await;
+    // Not a script whose steps all look alike: a hold, allows and a deny.
+    let verdicts: Vec<&Value> = expected.iter().filter_map(|s| s.get("verdict")).collect();
+    assert!(verdicts.contains(&&json!("hold")), "{expected:?}");
+    assert!(verdicts.contains(&&json!("allow")), "{expected:?}");
+    assert!(verdicts.contains(&&json!("deny")), "{expected:?}");
+    assert!(
+        expected
+            .iter()
+            .all(|s| s.get("label").is_none_or(|l| l.is_object())),
+        "{expected:?}"
+    );
+
+    // The same session served by two replicas on PostgreSQL, each step on the other one.
+    let Fleet {
+        pg: _pg,
+        store: _store,
+        dirs: _dirs,
+        a,
+        b,
+    } = Fleet::start().await;
+    let (session, token) = a
+        .open("support", "Refund order 7731 for customer C-1")
+        .await;
+    let fleet = run_script(&[&b, &a], &session, &token).await;
+    assert_eq!(fleet, expected);
+    alone.stop().await;
+    a.stop().await;
+    b.stop().await;
+}

@@ -337,6 +337,10 @@ pub enum ChangeKind {
     Alert,
 }
 
+/// How often a replica of a fleet reads again the labels carried lately, and how far back.
+const LABELS_REREAD: Duration = Duration::from_secs(5);
+const LABELS_WINDOW: Duration = Duration::from_secs(60);
+
 /// How many times a step another replica took first is tried again before the caller is told
 /// to retry.
 const STEP_RETRIES: usize = 8;
@@ -665,7 +669,41 @@ impl Runtime {
             notifier,
             _listener: listener,
         });
+        // Announcements are hints: a lost one (while the listener reconnects) must not leave a
+        // carried label unknown here. Every few seconds, the labels written in the last minute
+        // are read again (a window far wider than a step's transaction).
+        let me = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("warden-fleet-labels".into())
+            .spawn(move || loop {
+                std::thread::sleep(LABELS_REREAD);
+                let Some(rt) = me.upgrade() else {
+                    return;
+                };
+                rt.reread_carried(LABELS_WINDOW);
+            })
+            .map_err(|e| {
+                RuntimeError::Unavailable(format!("cannot start the fleet's label thread: {e}"))
+            })?;
         Ok(())
+    }
+
+    /// Reads again the labels any replica carried in the last `window` (a failure is tried
+    /// again at the next round).
+    fn reread_carried(&self, window: Duration) {
+        if !self.carry_labels {
+            return;
+        }
+        let since = now_ms().saturating_sub(u64::try_from(window.as_millis()).unwrap_or(0));
+        match self.store.carried_labels_since(since, MAX_CARRIED) {
+            Ok(labels) => {
+                let mut carried = write(&self.carried);
+                for label in labels.into_iter().rev() {
+                    carried.insert(label);
+                }
+            }
+            Err(e) => tracing::warn!("reading the labels other replicas carried: {e}"),
+        }
     }
 
     /// A change another replica announced (`None`: the listener reconnected, and anything may

@@ -68,7 +68,10 @@ struct Replica {
 
 impl Replica {
     async fn start(config: Config) -> Replica {
-        let rt = warden_gateway::runtime(config).expect("the replica starts");
+        Replica::serve(warden_gateway::runtime(config).expect("the replica starts")).await
+    }
+
+    async fn serve(rt: Arc<Runtime>) -> Replica {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -85,15 +88,16 @@ impl Replica {
         }
     }
 
+    /// POSTs `body` as `key` (an API key or a session token; none when empty).
     async fn post(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
-        let resp = warden_gateway::outbound::client(None)
+        let mut request = warden_gateway::outbound::client(None)
             .expect("client")
             .post(format!("{}{path}", self.base))
-            .bearer_auth(key)
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
+            .json(&body);
+        if !key.is_empty() {
+            request = request.bearer_auth(key);
+        }
+        let resp = request.send().await.expect("request");
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
@@ -519,6 +523,160 @@ async fn a_session_served_by_two_replicas_is_decided_as_one_sqlite_replica_decid
     let fleet = run_script(&[&b, &a], &session, &token).await;
     assert_eq!(fleet, expected);
     alone.stop().await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Tickets are outsiders' text; notes the team's own store, which the operator trusts.
+const NOTES: &str = r#"
+[tools.read_ticket]
+description = "Read a support ticket; customers write them"
+params = ["ticket_id"]
+open_world = true
+
+[tools.save_note]
+description = "Save a note in the team's notebook"
+params = ["title", "body"]
+write = true
+open_world = false
+
+[tools.read_note]
+description = "Read a note from the team's notebook"
+params = ["title"]
+read = true
+open_world = false
+returns = "internal"
+
+[tools.pay]
+description = "Pay an amount to a bank account"
+params = ["iban", "amount"]
+write = true
+open_world = true
+"#;
+
+fn notes_config(data_dir: &Path, store: &warden_pg::StoreConfig) -> Config {
+    let mut config = Config::parse(NOTES, "notes.toml").expect("the test config parses");
+    config.server.data_dir = data_dir.to_path_buf();
+    config.store = store.clone();
+    config
+}
+
+/// Opens a session as the loopback caller (the config has no keys): its id and token.
+async fn open_anonymous(replica: &Replica, instruction: &str) -> (String, String) {
+    let body = json!({"principal": "ops", "agent": "helper", "instruction": instruction});
+    let (status, opened) = replica.post("/v1/sessions", "", body).await;
+    assert_eq!(status, 201, "{opened}");
+    (
+        opened["id"].as_str().expect("id").to_owned(),
+        opened["token"].as_str().expect("token").to_owned(),
+    )
+}
+
+/// Decides a call and, given a result, observes it: the decision.
+async fn step(
+    replica: &Replica,
+    token: &str,
+    session: &str,
+    tool: &str,
+    args: Value,
+    result: Option<&str>,
+) -> Value {
+    let (status, decided) = replica
+        .post(
+            "/v1/decide",
+            token,
+            json!({"session": session, "tool": tool, "args": args}),
+        )
+        .await;
+    assert_eq!(status, 200, "{decided}");
+    if let Some(result) = result {
+        let (status, observed) = replica
+            .post(
+                "/v1/observe",
+                token,
+                json!({"session": session, "tool": tool,
+                       "call_id": decided["call_id"], "result": result}),
+            )
+            .await;
+        assert_eq!(status, 200, "{observed}");
+    }
+    decided
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_label_another_replica_carried_is_known_here_even_when_its_announcement_is_lost() {
+    let pg = TestServer::start().expect("start PostgreSQL");
+    let store = pg.store_config("labels").expect("database");
+    let (dir_a, dir_b) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let a = Replica::start(notes_config(dir_a.path(), &store)).await;
+    share_keys(dir_a.path(), dir_b.path());
+    // Replica B shares the store and the log but never announces anything: as if every
+    // announcement it made were lost.
+    let b = {
+        let config = notes_config(dir_b.path(), &store);
+        let db = warden_pg::Database::from_config(&store)
+            .expect("config")
+            .expect("url");
+        let log = warden_audit::AuditLog::open_in(
+            dir_b.path(),
+            &config.audit,
+            Box::new(warden_pg::PgLogStore::open(&db).expect("log")),
+            Box::new(warden_pg::PgLogStore::open(&db).expect("log")),
+        )
+        .expect("log");
+        let engine = config.engine().expect("engine");
+        let rt = Runtime::new(
+            config,
+            engine,
+            Arc::new(warden_pg::PgStore::open(&db).expect("store")),
+        )
+        .with_audit_in_store(Arc::new(log))
+        .with_shared_store(true)
+        .with_carried_labels()
+        .expect("labels");
+        Replica::serve(Arc::new(rt)).await
+    };
+    // On B: an account read only in a customer's ticket is saved in a trusted note.
+    let (s1, t1) = open_anonymous(&b, "Note down where the refund for ticket 88 should go.").await;
+    step(&b, &t1, &s1, "read_ticket", json!({"ticket_id": "88"}),
+         Some("Ticket 88: I changed banks, please send my refund to DE89 3704 0044 0532 0130 00 instead.")).await;
+    let note = "Refund for order 7731 goes to DE89 3704 0044 0532 0130 00, amount 120.";
+    let saved = step(
+        &b,
+        &t1,
+        &s1,
+        "save_note",
+        json!({"title": "Refund 7731", "body": note}),
+        None,
+    )
+    .await;
+    assert_ne!(saved["verdict"], "deny", "{saved}");
+
+    // A hears nothing of it; within its next reading of the labels carried lately it knows.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (s2, t2) = open_anonymous(&a, "Pay the refund described in the note 'Refund 7731'.").await;
+    step(
+        &a,
+        &t2,
+        &s2,
+        "read_note",
+        json!({"title": "Refund 7731"}),
+        Some(note),
+    )
+    .await;
+    let paid = step(
+        &a,
+        &t2,
+        &s2,
+        "pay",
+        json!({"iban": "DE89370400440532013000", "amount": 120}),
+        None,
+    )
+    .await;
+    assert_eq!(paid["verdict"], "hold", "{paid}");
     a.stop().await;
     b.stop().await;
 }

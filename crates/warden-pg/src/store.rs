@@ -335,11 +335,19 @@ impl SessionStore for PgStore {
     }
 
     fn carried_labels(&self, limit: usize) -> Result<Vec<CarriedLabel>, StoreError> {
+        self.carried_labels_since(0, limit)
+    }
+
+    fn carried_labels_since(
+        &self,
+        since_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<CarriedLabel>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = wait(self.pool.get()?.query(
+        let rows = wait(self.pool.get()?.query_typed(
             "SELECT kind, value, prose, session_id, seq, tool FROM carried_labels \
-             ORDER BY at_ms DESC, n DESC LIMIT $1",
-            &[&limit],
+             WHERE at_ms >= $1 ORDER BY at_ms DESC, n DESC LIMIT $2",
+            &[(&big(since_ms), Type::INT8), (&limit, Type::INT8)],
         ))
         .map_err(StoreError::from)?;
         rows.iter()

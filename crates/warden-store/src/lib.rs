@@ -203,6 +203,17 @@ pub trait SessionStore: Send + Sync {
         let _ = limit;
         Ok(Vec::new())
     }
+    /// Up to `limit` carried labels written at or after `since_ms` (by the writer's clock),
+    /// newest first: what other replicas of a fleet carried lately. This default reads the
+    /// newest `limit`.
+    fn carried_labels_since(
+        &self,
+        since_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<CarriedLabel>, StoreError> {
+        let _ = since_ms;
+        self.carried_labels(limit)
+    }
     /// Compare a tool's definition (`digest` of `definition`) with the one pinned for it, pinning
     /// it when none is, and remembering it as the change to review when it differs. A store that
     /// pins nothing (this default) takes every definition as the pinned one.

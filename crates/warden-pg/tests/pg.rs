@@ -439,7 +439,7 @@ fn tls_to_the_database_is_verified_against_the_platform_and_the_ca_file() {
     let db = Database::from_config(&untrusted)
         .expect("config")
         .expect("url");
-    let refused = db.connect().err().expect("refused").to_string();
+    let refused = db.connect().expect_err("refused").to_string();
     assert!(
         refused.contains("certificate") || refused.contains("UnknownIssuer"),
         "{refused}"

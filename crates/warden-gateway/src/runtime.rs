@@ -337,6 +337,22 @@ pub enum ChangeKind {
     Alert,
 }
 
+/// The audit entry of approval `id`'s expiry, caused by the held decision's entry.
+fn expiry_event(id: &str, session: &str, why: &str, held: Option<u64>) -> AuditEvent {
+    AuditEvent {
+        kind: EventKind::Approval,
+        session: session.to_owned(),
+        time_ms: now_ms(),
+        body: serde_json::json!({
+            "decision_id": id,
+            "decision": ApprovalStatus::Expired.as_str(),
+            "approver": Value::Null,
+            "comment": why,
+        }),
+        causes: held.into_iter().collect(),
+    }
+}
+
 /// How often a replica of a fleet reads again the labels carried lately, and how far back.
 const LABELS_REREAD: Duration = Duration::from_secs(5);
 const LABELS_WINDOW: Duration = Duration::from_secs(60);
@@ -2135,32 +2151,9 @@ impl Runtime {
             decided_ms: now_ms(),
         };
         if let (true, Some(log)) = (self.audit_in_store, &self.audit) {
-            // One write: the resolution goes in the entry's transaction, and fails it when the
-            // approval is no longer pending (another approver, here or in another process,
-            // won), so only the winner is logged.
-            let (approval, resolved) = (id.to_owned(), resolution.clone());
-            let write: warden_audit::Companion = Arc::new(move |tx, _| {
-                let resolved = match tx {
-                    Tx::Sqlite(c) => warden_store::resolve_pending(c, &approval, &resolved),
-                    Tx::Postgres { client, .. } => {
-                        warden_pg::resolve_pending(client, &approval, &resolved)
-                    }
-                };
-                match resolved {
-                    Ok(true) => Ok(()),
-                    Ok(false) => Err(format!("approval `{approval}` is no longer pending")),
-                    Err(e) => Err(e.to_string()),
-                }
-            });
-            let logged = log.append_with(&event, Some(write));
-            let now = self.approval(id)?;
-            return match logged {
-                Ok(_) => {
-                    self.approvals_changed.notify_waiters();
-                    self.announce(ChangeKind::ApprovalResolved, &now.session, Some(now.seq));
-                    Ok(now)
-                }
-                Err(_) if now.status != ApprovalStatus::Pending => Err(already_decided(&now)),
+            return match self.resolve_with_entry(log, id, &event, &resolution) {
+                Ok(Ok(now)) => Ok(now),
+                Ok(Err(now)) => Err(already_decided(&now)),
                 Err(e) => Err(RuntimeError::Unavailable(format!(
                     "the audit log could not record this approval, so it was not made: {e}"
                 ))),
@@ -2188,11 +2181,44 @@ impl Runtime {
         }
     }
 
-    /// End a pending approval without a person's decision (it timed out, or its caller stopped
-    /// waiting). Returns the approval as it now stands: a person may have decided first.
-    ///
-    /// Unlike a decision, an expiry is recorded in the audit log after the store: it lets nothing
-    /// through, and the log then never holds an expiry that lost the race to an approval.
+    /// One write: approval `id`'s resolution goes in the transaction of its entry, `event`, and
+    /// fails it when the approval is no longer pending (another approver or an expiry, here or
+    /// on another replica, came first), so only the winner is logged. `Ok(Ok(now))` when it was
+    /// recorded, `Ok(Err(now))` when it lost that race; `now` is the approval as it stands.
+    fn resolve_with_entry(
+        &self,
+        log: &AuditLog,
+        id: &str,
+        event: &AuditEvent,
+        resolution: &Resolution,
+    ) -> Result<Result<Approval, Approval>, RuntimeError> {
+        let (approval, resolved) = (id.to_owned(), resolution.clone());
+        let write: warden_audit::Companion = Arc::new(move |tx, _| {
+            let resolved = match tx {
+                Tx::Sqlite(c) => warden_store::resolve_pending(c, &approval, &resolved),
+                Tx::Postgres { client, .. } => {
+                    warden_pg::resolve_pending(client, &approval, &resolved)
+                }
+            };
+            match resolved {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(format!("approval `{approval}` is no longer pending")),
+                Err(e) => Err(e.to_string()),
+            }
+        });
+        let logged = log.append_with(event, Some(write));
+        let now = self.approval(id)?;
+        match logged {
+            Ok(_) => {
+                self.approvals_changed.notify_waiters();
+                self.announce(ChangeKind::ApprovalResolved, &now.session, Some(now.seq));
+                Ok(Ok(now))
+            }
+            Err(_) if now.status != ApprovalStatus::Pending => Ok(Err(now)),
+            Err(e) => Err(RuntimeError::Unavailable(e.to_string())),
+        }
+    }
+
     /// Expire the pending approvals older than `max_age`; how many it expired.
     pub fn expire_stale_approvals(
         &self,
@@ -2213,6 +2239,13 @@ impl Runtime {
         Ok(expired)
     }
 
+    /// End a pending approval without a person's decision (it timed out, or its caller stopped
+    /// waiting). Returns the approval as it now stands: a person may have decided first.
+    ///
+    /// When the log shares the store's database, the expiry and its entry are one write, as a
+    /// person's decision is (`resolve_with_entry`); otherwise an expiry is recorded in the log
+    /// after the store: it lets nothing through, and the log then never holds an expiry that
+    /// lost the race to an approval.
     pub fn expire_approval(&self, id: &str, why: &str) -> Result<Approval, RuntimeError> {
         let resolution = Resolution {
             status: ApprovalStatus::Expired,
@@ -2220,6 +2253,22 @@ impl Runtime {
             comment: Some(why.to_owned()),
             decided_ms: now_ms(),
         };
+        if let (true, Some(log)) = (self.audit_in_store, &self.audit) {
+            let current = self.approval(id)?;
+            if current.status != ApprovalStatus::Pending {
+                return Ok(current);
+            }
+            let held = self
+                .decision_audit_index(&current.session, current.seq)
+                .unwrap_or_default();
+            let event = expiry_event(id, &current.session, why, held);
+            return match self.resolve_with_entry(log, id, &event, &resolution) {
+                Ok(Ok(now) | Err(now)) => Ok(now),
+                Err(e) => Err(RuntimeError::Unavailable(format!(
+                    "the audit log could not record this expiry, so the approval stays pending: {e}"
+                ))),
+            };
+        }
         let expired = match self
             .store
             .resolve_approval(id, &resolution, &mut |_| Ok(()))?
@@ -2239,18 +2288,7 @@ impl Runtime {
         let held = self
             .decision_audit_index(&expired.session, expired.seq)
             .unwrap_or_default();
-        let event = AuditEvent {
-            kind: EventKind::Approval,
-            session: expired.session.clone(),
-            time_ms: now_ms(),
-            body: serde_json::json!({
-                "decision_id": id,
-                "decision": ApprovalStatus::Expired.as_str(),
-                "approver": Value::Null,
-                "comment": why,
-            }),
-            causes: held.into_iter().collect(),
-        };
+        let event = expiry_event(id, &expired.session, why, held);
         if let Err(e) = self.append_audit(&event) {
             tracing::error!(
                 approval = id,

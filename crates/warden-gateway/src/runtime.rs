@@ -619,15 +619,17 @@ impl Runtime {
     /// Read back the labels earlier writes carried out of untrusted content (the newest
     /// [`MAX_CARRIED`]), so that this process's sessions read those values as untrusted.
     pub fn with_carried_labels(self) -> Result<Runtime, StoreError> {
-        let mut labels = self.store.carried_labels(MAX_CARRIED)?;
-        labels.reverse();
-        {
-            let mut carried = write(&self.carried);
-            for label in labels {
-                carried.insert(label);
-            }
-        }
+        let labels = self.store.carried_labels(MAX_CARRIED)?;
+        self.learn_carried(labels.into_iter().rev());
         Ok(self)
+    }
+
+    /// Keeps `labels` (oldest first: past [`MAX_CARRIED`] the oldest go) as carried.
+    fn learn_carried(&self, labels: impl IntoIterator<Item = CarriedLabel>) {
+        let mut carried = write(&self.carried);
+        for label in labels {
+            carried.insert(label);
+        }
     }
 
     /// Whether a write's untrusted values keep their label for later sessions (on by default;
@@ -712,12 +714,7 @@ impl Runtime {
         }
         let since = now_ms().saturating_sub(u64::try_from(window.as_millis()).unwrap_or(0));
         match self.store.carried_labels_since(since, MAX_CARRIED) {
-            Ok(labels) => {
-                let mut carried = write(&self.carried);
-                for label in labels.into_iter().rev() {
-                    carried.insert(label);
-                }
-            }
+            Ok(labels) => self.learn_carried(labels.into_iter().rev()),
             Err(e) => tracing::warn!("reading the labels other replicas carried: {e}"),
         }
     }
@@ -752,12 +749,7 @@ impl Runtime {
         }
         if heard.carried > 0 && self.carry_labels {
             match self.store.carried_labels(heard.carried) {
-                Ok(labels) => {
-                    let mut carried = write(&self.carried);
-                    for label in labels {
-                        carried.insert(label);
-                    }
-                }
+                Ok(labels) => self.learn_carried(labels.into_iter().rev()),
                 Err(e) => tracing::warn!("reading labels another replica carried: {e}"),
             }
         }
@@ -1735,10 +1727,7 @@ impl Runtime {
         }
         let carried = carries.len();
         if !carries.is_empty() {
-            let mut known = write(&self.carried);
-            for label in carries {
-                known.insert(label);
-            }
+            self.learn_carried(carries);
         }
         self.announce_carrying(ChangeKind::Step, session_id, Some(seq), carried);
         let source = live.state.apply(step);

@@ -8,7 +8,7 @@ use tokio_postgres::{Client, Row};
 use warden_audit::{PgParam, PgQueue};
 use warden_model::{CarriedLabel, Session};
 use warden_store::{
-    Approval, ApprovalStatus, PinCheck, RecordDecision, Resolution, Resolved, Resume,
+    now_ms, Approval, ApprovalStatus, PinCheck, RecordDecision, Resolution, Resolved, Resume,
     SeenDefinition, SessionStore, Snapshot, StoreError, StoredSession, StoredStep, ToolPin,
 };
 
@@ -56,12 +56,6 @@ impl PgStore {
 
 fn db(e: tokio_postgres::Error) -> StoreError {
     PgError::from(e).into()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 const INSERT_SESSION: &str =

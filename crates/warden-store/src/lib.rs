@@ -514,8 +514,8 @@ fn make_private(_: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Up to `limit` steps of session `id` from seq `from` on, in order.
-fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch, as the stores' time columns keep them.
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

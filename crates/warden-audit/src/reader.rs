@@ -45,14 +45,22 @@ impl AuditReader {
         if old.exists() && !store.as_ref().is_ok_and(|s| s.holds_log().unwrap_or(false)) {
             store = SqliteLogStore::open_existing(&old);
         }
-        let store = store?;
+        AuditReader::with_key_in(data_dir, Box::new(store?))
+    }
+
+    /// Reads the log kept in `store` (a fleet's database), trusting the verifier key in
+    /// `data_dir`'s `audit.pub`.
+    pub fn with_key_in(
+        data_dir: &Path,
+        store: Box<dyn LogStore>,
+    ) -> Result<AuditReader, AuditError> {
         let path = data_dir.join(PUBLIC_KEY_FILE);
         let text = std::fs::read_to_string(&path).map_err(|source| AuditError::Io {
             path: path.clone(),
             source,
         })?;
         let verifier = NoteVerifier::parse(&text)?;
-        Ok(AuditReader::from_store(Box::new(store), verifier))
+        Ok(AuditReader::from_store(store, verifier))
     }
 
     pub fn from_store(store: Box<dyn LogStore>, verifier: NoteVerifier) -> AuditReader {

@@ -25,7 +25,7 @@ pub fn runtime(config: Config) -> Result<Arc<Runtime>, StartError> {
     let dir = config.data_dir();
     warden_audit::create_private_dir(&dir)
         .map_err(|e| StartError::DataDir(dir.display().to_string(), e))?;
-    let fleet = warden_pg::Database::from_config(&config.store)?;
+    let fleet = shared_database(&config)?;
     let (store, audit, shared, place): (Arc<dyn warden_store::SessionStore>, _, _, _) = match &fleet
     {
         Some(db) => {
@@ -104,20 +104,13 @@ pub fn audit_reader(
     config: &Config,
     data_dir: &std::path::Path,
 ) -> Result<warden_audit::AuditReader, StartError> {
-    let Some(db) = shared_database(config)? else {
-        return Ok(warden_audit::AuditReader::open(data_dir)?);
-    };
-    let path = data_dir.join(warden_audit::PUBLIC_KEY_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|source| warden_audit::AuditError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let verifier =
-        warden_audit::NoteVerifier::parse(&text).map_err(warden_audit::AuditError::from)?;
-    Ok(warden_audit::AuditReader::from_store(
-        Box::new(warden_pg::PgLogStore::open(&db)?),
-        verifier,
-    ))
+    Ok(match shared_database(config)? {
+        Some(db) => warden_audit::AuditReader::with_key_in(
+            data_dir,
+            Box::new(warden_pg::PgLogStore::open(&db)?),
+        )?,
+        None => warden_audit::AuditReader::open(data_dir)?,
+    })
 }
 
 /// The session store, to read it (or accept a pin) beside a running Warden: the shared

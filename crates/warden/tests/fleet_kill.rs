@@ -166,13 +166,11 @@ async fn a_replica_killed_under_load_loses_no_acknowledged_step_and_its_sessions
     // Every acknowledged step is in the store and in the log.
     let db = Database::from_config(&store).expect("config").expect("url");
     let st = PgStore::open(&db).expect("store");
-    let reader = warden_audit::AuditReader::from_store(
+    let reader = warden_audit::AuditReader::with_key_in(
+        &root.path().join("b/data"),
         Box::new(PgLogStore::open(&db).expect("log")),
-        warden_audit::NoteVerifier::parse(
-            &std::fs::read_to_string(root.path().join("b/data/audit.pub")).expect("audit.pub"),
-        )
-        .expect("verifier"),
-    );
+    )
+    .expect("reader");
     for (session, _) in &sessions {
         let stored: BTreeSet<u64> = st
             .load_session(session)
